@@ -1,0 +1,2 @@
+DROP TABLE video_costs;
+DROP TABLE video_queue;

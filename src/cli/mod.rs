@@ -1,0 +1,116 @@
+//! The command line: one function per subcommand; errors become exit codes here.
+
+mod plan;
+mod render;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "converge", version, about = "Converge Docker, PostgreSQL and S3 to the desired state in Git")]
+pub struct Cli {
+    /// Where the journal, deferred steps and the agent's checkout live
+    /// (default: /var/lib/converge as root, else $XDG_STATE_HOME/converge).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check the desired state; every problem is listed (exit 1 when any).
+    Validate {
+        #[arg(default_value = "desired-state")]
+        dir: PathBuf,
+        /// Check one environment (default: the base and every environment the Project lists).
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Show what apply would change.
+    Plan(plan::PlanArgs),
+    /// Render routers and config files without applying them.
+    Render {
+        #[arg(default_value = "desired-state")]
+        dir: PathBuf,
+        #[arg(long)]
+        env: Option<String>,
+        /// Write the files under this directory (by their absolute paths) instead of printing them.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of every kind (or write one file per kind with --out).
+    Schema {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// What a subcommand tells the process to exit with.
+pub enum Outcome {
+    Success,
+    /// `--detailed-exitcode` and there are changes.
+    Changes,
+    Failure,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Validate { dir, env } => validate::run(&dir, env.as_deref()),
+        Command::Plan(args) => plan::run(args),
+        Command::Render { dir, env, out } => render::run(&dir, env.as_deref(), out.as_deref()),
+        Command::Schema { out } => schema::run(out.as_deref()),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Changes) => ExitCode::from(2),
+        Ok(Outcome::Failure) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CONVERGE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Loads `dir` for `env`, printing every problem on failure.
+pub(crate) fn load_or_report(dir: &std::path::Path, env: Option<&str>) -> Result<Option<crate::model::DesiredState>, anyhow::Error> {
+    match crate::load::load_dir(dir, env) {
+        Ok(state) => Ok(Some(state)),
+        Err(crate::load::LoadError::Invalid(d)) => {
+            eprintln!("{d}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,13 @@
+//! converge: a GitOps agent that converges Docker, PostgreSQL and S3 to the desired state in Git.
+//!
+//! The loop: `load` → `DesiredState`; providers observe → `LiveState`; `diff` → changes;
+//! `plan` → ordered steps; apply runs them. `load`, `diff`, `plan` and `render` do no I/O.
+
+pub mod cli;
+pub mod diff;
+pub mod live;
+pub mod load;
+pub mod model;
+pub mod plan;
+pub mod render;
+pub mod schema;

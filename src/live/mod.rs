@@ -1,0 +1,125 @@
+//! Live state as plain data: what the providers (Docker, PostgreSQL, S3, files) observed,
+//! converted at their boundary into these types. The diff reads only this.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::attributes::hex;
+use crate::model::{Attributes, ResourceId};
+
+/// A blue-green color.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    Blue,
+    Green,
+}
+
+impl Color {
+    pub fn other(self) -> Color {
+        match self {
+            Color::Blue => Color::Green,
+            Color::Green => Color::Blue,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Color::Blue => "blue",
+            Color::Green => "green",
+        }
+    }
+}
+
+impl fmt::Display for Color {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One managed container, as its labels and state describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveContainer {
+    pub name: String,
+    #[serde(default)]
+    pub color: Option<Color>,
+    pub replica: u32,
+    pub spec_hash: String,
+    pub running: bool,
+    #[serde(default)]
+    pub revision: Option<String>,
+}
+
+/// A service's containers and which color takes traffic (derived from the router and labels).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveService {
+    pub containers: Vec<LiveContainer>,
+    #[serde(default)]
+    pub active_color: Option<Color>,
+}
+
+impl LiveService {
+    /// Containers of `color` (all containers for services without colors).
+    pub fn of_color(&self, color: Option<Color>) -> impl Iterator<Item = &LiveContainer> {
+        self.containers.iter().filter(move |c| color.is_none() || c.color == color)
+    }
+}
+
+/// One observed resource: its attributes in the same flat form as the desired ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveResource {
+    pub attributes: Attributes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<LiveService>,
+    /// Versions of the migrations recorded as applied (databases only).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub applied_migrations: BTreeSet<u64>,
+}
+
+/// A named volume converge created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveVolume {
+    /// The volume was declared with `prune: true` when it was created (recorded in its labels).
+    pub prune: bool,
+}
+
+/// A step that apply deferred (a drain), kept in the journal until it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingStep {
+    pub resource: String,
+    pub action: String,
+    pub detail: String,
+    /// Unix seconds when it is due.
+    pub due: u64,
+}
+
+/// Everything observed, keyed by resource id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveState {
+    pub resources: BTreeMap<ResourceId, LiveResource>,
+    /// Managed networks by name.
+    #[serde(default)]
+    pub networks: BTreeSet<String>,
+    /// Managed named volumes by name.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, LiveVolume>,
+    /// Contents of the files that routers and config files render, by path (absent: no file).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    #[serde(default)]
+    pub pending: Vec<PendingStep>,
+}
+
+impl LiveState {
+    /// A digest of everything observed: a saved plan made against another fingerprint is stale.
+    pub fn fingerprint(&self) -> String {
+        let json = serde_json::to_vec(self).expect("live state serializes");
+        hex(&Sha256::digest(json)[..16])
+    }
+
+    pub fn service(&self, id: &ResourceId) -> Option<&LiveService> {
+        self.resources.get(id).and_then(|r| r.service.as_ref())
+    }
+}

@@ -1,0 +1,137 @@
+//! The files of a desired state, read once into memory (from a directory now, a git tree later),
+//! so that everything after reading is pure.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("cannot read desired state at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a directory\n  = hint: pass the desired-state directory (default: ./desired-state)")]
+    NotADirectory { path: PathBuf },
+}
+
+/// Files by path relative to the root, with `/` separators.
+#[derive(Debug, Clone, Default)]
+pub struct SourceTree {
+    /// How the root is shown in messages (the path as the user gave it).
+    pub root: String,
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl SourceTree {
+    pub fn new(root: impl Into<String>) -> Self {
+        SourceTree {
+            root: root.into(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_file(mut self, path: &str, content: impl Into<Vec<u8>>) -> Self {
+        self.files.insert(path.to_string(), content.into());
+        self
+    }
+
+    /// Reads every file below `dir`, skipping hidden files and directories (`.git`).
+    pub fn read_dir(dir: &Path) -> Result<SourceTree, SourceError> {
+        let meta = std::fs::metadata(dir).map_err(|source| SourceError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(SourceError::NotADirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        let root = dir.to_string_lossy().trim_end_matches('/').to_string();
+        let mut tree = SourceTree::new(if root.is_empty() { "/".into() } else { root });
+        read_into(dir, "", &mut tree.files)?;
+        Ok(tree)
+    }
+
+    /// The path as shown in messages: `desired-state/services/api.yaml`.
+    pub fn display(&self, rel: &str) -> String {
+        if self.root.is_empty() || self.root == "." {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.root)
+        }
+    }
+
+    pub fn yaml_files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.files
+            .iter()
+            .filter(|(p, _)| p.ends_with(".yaml") || p.ends_with(".yml"))
+            .map(|(p, c)| (p.as_str(), c.as_slice()))
+    }
+
+    pub fn text(&self, rel: &str) -> Option<&str> {
+        self.files
+            .get(normalize(rel).as_str())
+            .and_then(|c| std::str::from_utf8(c).ok())
+    }
+
+    pub fn contains(&self, rel: &str) -> bool {
+        self.files.contains_key(normalize(rel).as_str())
+    }
+
+    /// Files directly inside `dir` (relative paths).
+    pub fn list_dir(&self, dir: &str) -> Vec<&str> {
+        let prefix = format!("{}/", normalize(dir).trim_end_matches('/'));
+        self.files
+            .keys()
+            .filter(|p| p.starts_with(&prefix) && !p[prefix.len()..].contains('/'))
+            .map(String::as_str)
+            .collect()
+    }
+
+    pub fn has_dir(&self, dir: &str) -> bool {
+        let prefix = format!("{}/", normalize(dir).trim_end_matches('/'));
+        self.files.keys().any(|p| p.starts_with(&prefix))
+    }
+}
+
+fn normalize(rel: &str) -> String {
+    rel.trim_start_matches("./").to_string()
+}
+
+fn read_into(dir: &Path, prefix: &str, files: &mut BTreeMap<String, Vec<u8>>) -> Result<(), SourceError> {
+    let io = |source| SourceError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        let rel = format!("{prefix}{name}");
+        let path = entry.path();
+        let kind = std::fs::metadata(&path).map_err(|source| SourceError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if kind.is_dir() {
+            read_into(&path, &format!("{rel}/"), files)?;
+        } else if kind.is_file() {
+            let content = std::fs::read(&path).map_err(|source| SourceError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            files.insert(rel, content);
+        }
+    }
+    Ok(())
+}

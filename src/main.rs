@@ -1,0 +1,7 @@
+//! The `converge` binary: parse the command line, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    converge::cli::main()
+}

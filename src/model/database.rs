@@ -1,0 +1,114 @@
+//! The `Database` kind: a PostgreSQL database with its roles, grants, extensions and migrations.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::types::{Duration, Name, SecretString};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub name: Name,
+    /// Owning role; declared in `roles` or already present.
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default = "utf8")]
+    pub encoding: String,
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    #[serde(default)]
+    pub migrations: Option<Migrations>,
+    /// The database is dropped when it leaves the desired state only if this is true.
+    #[serde(default)]
+    pub prune: bool,
+}
+
+fn utf8() -> String {
+    "UTF8".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub name: Name,
+    #[serde(default)]
+    pub login: bool,
+    /// A secret reference such as `${env:PG_APP_PASSWORD}`; never a literal.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    #[serde(default)]
+    pub createdb: bool,
+    /// -1 means unlimited.
+    #[serde(default = "unlimited")]
+    pub connection_limit: i32,
+    #[serde(default)]
+    pub member_of: Vec<String>,
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+fn unlimited() -> i32 {
+    -1
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub privileges: Vec<Privilege>,
+    pub on: GrantTarget,
+    #[serde(default = "public")]
+    pub schema: String,
+}
+
+fn public() -> String {
+    "public".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Privilege {
+    All,
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Truncate,
+    References,
+    Trigger,
+    Usage,
+    Create,
+    Connect,
+    Temporary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantTarget {
+    AllTables,
+    AllSequences,
+    AllFunctions,
+    Schema,
+    Database,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Migrations {
+    /// Directory of `NNNN_name.up.sql` (and optional `NNNN_name.down.sql`), relative to the desired-state directory.
+    pub dir: String,
+    #[serde(default = "five_seconds")]
+    pub lock_timeout: Duration,
+    #[serde(default = "ten_minutes")]
+    pub statement_timeout: Duration,
+    #[serde(default)]
+    pub allow_out_of_order: bool,
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}

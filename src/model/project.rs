@@ -1,0 +1,119 @@
+//! The `Project` kind: the root of a desired-state directory (environments, hosts, providers, sync).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::types::{Duration, Name, SecretString};
+
+/// The project: one per desired-state directory, in `converge.yaml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    pub name: Name,
+    /// Environments that `--env` may select and `Environment` resources may override.
+    #[serde(default = "default_environments")]
+    pub environments: Vec<Name>,
+    /// Hosts that run services; services are placed on them by name or labels.
+    #[serde(default = "default_hosts")]
+    pub hosts: Vec<Host>,
+    #[serde(default)]
+    pub providers: Providers,
+    #[serde(default)]
+    pub sync: SyncPolicy,
+}
+
+fn default_environments() -> Vec<Name> {
+    ["dev", "staging", "prod"]
+        .iter()
+        .map(|n| Name::try_from(n.to_string()).expect("valid name"))
+        .collect()
+}
+
+fn default_hosts() -> Vec<Host> {
+    vec![Host {
+        name: Name::try_from("local".to_string()).expect("valid name"),
+        labels: BTreeMap::new(),
+    }]
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: Name,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    #[serde(default)]
+    pub docker: Option<DockerProvider>,
+    #[serde(default)]
+    pub postgres: Option<PostgresProvider>,
+    #[serde(default)]
+    pub s3: Option<S3Provider>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerProvider {
+    /// `unix:///var/run/docker.sock` or `tcp://host:2375`; default: `DOCKER_HOST`, then the local socket.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresProvider {
+    /// A libpq URL; usually a secret reference such as `${env:CONVERGE_POSTGRES_URL}`.
+    pub url: SecretString,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3Provider {
+    /// The S3 endpoint URL; default: AWS for the region.
+    #[serde(default)]
+    pub endpoint: Option<SecretString>,
+    #[serde(default = "default_region")]
+    pub region: String,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncPolicy {
+    /// How often the agent fetches and re-plans.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// Repair drift (true) or only report it (false).
+    #[serde(default = "yes")]
+    pub self_heal: bool,
+    /// Delete managed resources that left the desired state (data-holding ones also need their own `prune: true`).
+    #[serde(default)]
+    pub prune: bool,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy {
+            interval: default_interval(),
+            self_heal: true,
+            prune: false,
+        }
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn yes() -> bool {
+    true
+}

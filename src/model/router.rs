@@ -1,0 +1,49 @@
+//! The `Router` kind: the traffic switch, a template rendered to a proxy config and reloaded.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::action::Action;
+use super::types::{Name, Port};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Router {
+    pub name: Name,
+    /// A built-in template by bare name (`nginx-site`) or a file relative to the desired-state directory.
+    #[serde(default = "nginx_site")]
+    pub template: String,
+    /// Where the rendered config is written.
+    pub path: String,
+    /// The port the proxy listens on (the built-in nginx template's `listen`).
+    #[serde(default = "http_port")]
+    pub listen: Port,
+    /// Validates the new file before reload, e.g. `[nginx, -t]`.
+    #[serde(default)]
+    pub check: Option<Action>,
+    #[serde(default)]
+    pub reload: Option<Action>,
+    pub routes: Vec<Route>,
+}
+
+fn http_port() -> Port {
+    Port::try_from(80).expect("valid port")
+}
+
+fn nginx_site() -> String {
+    "nginx-site".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub host: String,
+    /// Name of a `Service` that publishes a host port.
+    pub service: String,
+    #[serde(default = "slash")]
+    pub path: String,
+}
+
+fn slash() -> String {
+    "/".into()
+}

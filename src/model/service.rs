@@ -1,0 +1,320 @@
+//! The `Service` kind: a containerised process with ports, health, deploy strategy and scale bounds.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::types::{Duration, Name, Port, SecretString, Size};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: Name,
+    /// Image reference, present locally or pulled. Exactly one of `image` and `build`.
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub build: Option<Build>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, SecretString>,
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default = "one")]
+    pub replicas: u32,
+    #[serde(default)]
+    pub placement: Placement,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Resource ids this service needs first: `database/ytempire`, `service/redis` (a bare name is a service).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub deploy: Deploy,
+    #[serde(default)]
+    pub scale: Option<Scale>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Build {
+    /// Build context, relative to the desired-state directory.
+    pub context: String,
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    pub container: Port,
+    /// Host port to publish on; blue-green services publish per color instead.
+    #[serde(default)]
+    pub host: Option<Port>,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// A named volume (created and owned by converge) or an absolute host path.
+    pub source: String,
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+    /// Delete the named volume when the service leaves the desired state. Never by default.
+    #[serde(default)]
+    pub prune: bool,
+}
+
+impl VolumeMount {
+    pub fn is_named_volume(&self) -> bool {
+        !self.source.starts_with('/') && !self.source.starts_with('.')
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU limit in cores; unlimited when absent.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Memory limit; unlimited when absent.
+    #[serde(default)]
+    pub memory: Option<Size>,
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// Host names; empty means no constraint by name.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Every label must match; empty means no constraint by label.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Critical,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default)]
+    pub http: Option<HttpProbe>,
+    #[serde(default)]
+    pub tcp: Option<TcpProbe>,
+    /// A command run inside the container; exit 0 is healthy.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default = "ten_seconds")]
+    pub interval: Duration,
+    #[serde(default = "five_seconds")]
+    pub timeout: Duration,
+    /// Consecutive successes that pass the gate.
+    #[serde(default = "one")]
+    pub healthy_after: u32,
+    /// Attempts before the gate fails.
+    #[serde(default = "thirty")]
+    pub retries: u32,
+}
+
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+fn thirty() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    pub path: String,
+    /// The container port to probe.
+    pub port: Port,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProbe {
+    pub port: Port,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Host port the blue color publishes (blue-green only).
+    #[serde(default)]
+    pub blue: Option<ColorPort>,
+    /// Host port the green color publishes (blue-green only).
+    #[serde(default)]
+    pub green: Option<ColorPort>,
+    /// After the switch, keep probing the new color this long; switch back on failure.
+    #[serde(default = "thirty_seconds")]
+    pub verify_for: Duration,
+    /// Stop the old color this long after the switch.
+    #[serde(default = "five_minutes")]
+    pub drain: Duration,
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Deploy {
+            strategy: Strategy::default(),
+            blue: None,
+            green: None,
+            verify_for: thirty_seconds(),
+            drain: five_minutes(),
+        }
+    }
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    #[default]
+    Recreate,
+    Rolling,
+    BlueGreen,
+}
+
+impl Strategy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Strategy::Recreate => "recreate",
+            Strategy::Rolling => "rolling",
+            Strategy::BlueGreen => "blue-green",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ColorPort {
+    pub port: Port,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    pub min: u32,
+    pub max: u32,
+    /// No scaling change within this long of the last one.
+    #[serde(default = "five_minutes")]
+    pub cooldown: Duration,
+    /// Scale up by one when any of these holds.
+    #[serde(default)]
+    pub up: Vec<ScaleRule>,
+    /// Scale down by one when all of these hold.
+    #[serde(default)]
+    pub down: Vec<ScaleRule>,
+    #[serde(default)]
+    pub queue_depth: Option<QueueDepth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRule {
+    pub metric: Metric,
+    #[serde(default)]
+    pub above: Option<f64>,
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// How long the condition must hold.
+    #[serde(rename = "for", default)]
+    pub for_: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Cpu,
+    Memory,
+    QueueDepth,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDepth {
+    /// Name of a `Database` resource.
+    pub database: String,
+    /// A query returning one number.
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    No,
+    Always,
+    #[default]
+    UnlessStopped,
+    OnFailure,
+}
+
+impl RestartPolicy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+            RestartPolicy::OnFailure => "on-failure",
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The plan as terminal text, in the form operators know from Terraform.
+
+use std::fmt::Write;
+
+use similar::TextDiff;
+
+use super::{Plan, Step};
+use crate::diff::{AttrChange, Change, ChangeAction};
+use crate::model::AttrValue;
+
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", header(plan));
+    out.push('\n');
+    if plan.is_empty() {
+        notes(plan, &mut out);
+        out.push_str("No changes. Live state matches the desired state.\n");
+        return out;
+    }
+    out.push_str("converge will perform the following actions:\n\n");
+    for c in &plan.changes {
+        change(c, &mut out);
+    }
+    steps(&plan.steps, &mut out);
+    notes(plan, &mut out);
+    let _ = writeln!(out, "{}", summary_line(plan));
+    out
+}
+
+pub fn header(plan: &Plan) -> String {
+    format!(
+        "converge plan for project {}, environment {}, host {}, revision {}",
+        plan.project,
+        plan.environment.as_deref().unwrap_or("(base)"),
+        plan.host.as_deref().unwrap_or("(all)"),
+        plan.revision.as_deref().unwrap_or("(working tree)")
+    )
+}
+
+pub fn summary_line(plan: &Plan) -> String {
+    if plan.is_empty() {
+        return "No changes. Live state matches the desired state.".into();
+    }
+    let s = plan.summary();
+    format!("Plan: {} to add, {} to change, {} to destroy.", s.add, s.change, s.destroy)
+}
+
+pub fn symbol(action: ChangeAction) -> &'static str {
+    match action {
+        ChangeAction::Create => "+",
+        ChangeAction::Update => "~",
+        ChangeAction::Replace => "-/+",
+        ChangeAction::Delete => "-",
+    }
+}
+
+pub fn verb(action: ChangeAction) -> &'static str {
+    match action {
+        ChangeAction::Create => "will be created",
+        ChangeAction::Update => "will be updated in place",
+        ChangeAction::Replace => "must be replaced",
+        ChangeAction::Delete => "will be destroyed",
+    }
+}
+
+/// One resource's block: header with the reason, attribute lines, file diff, migrations.
+pub fn change_block(c: &Change) -> String {
+    let mut out = String::new();
+    change(c, &mut out);
+    out
+}
+
+fn change(c: &Change, out: &mut String) {
+    let _ = writeln!(out, "  # {} {}: {}", c.id, verb(c.action), c.reason);
+    let _ = writeln!(out, "{:>3} {} {{", symbol(c.action), c.id);
+    let width = c.attributes.iter().map(|a| a.key.len()).max().unwrap_or(0);
+    for a in &c.attributes {
+        let _ = writeln!(out, "      {}", attr_line(a, width));
+    }
+    if !c.migrations.is_empty() {
+        let _ = writeln!(out, "      migrations to apply:");
+        for m in &c.migrations {
+            let _ = writeln!(out, "        + {m}");
+        }
+    }
+    if let Some(f) = &c.file {
+        let before = f.before.as_deref().unwrap_or("");
+        let diff = TextDiff::from_lines(before, f.after.as_str());
+        let old = if f.before.is_some() { f.path.clone() } else { "/dev/null".into() };
+        let text = diff.unified_diff().context_radius(3).header(&old, &f.path).to_string();
+        for line in text.lines() {
+            let _ = writeln!(out, "        {line}");
+        }
+    }
+    out.push_str("    }\n\n");
+}
+
+fn value(v: &AttrValue) -> String {
+    match v {
+        AttrValue::Sensitive(_) => "(sensitive)".into(),
+        AttrValue::Text(t) if t.starts_with('[') => t.clone(),
+        AttrValue::Text(t) => format!("\"{t}\""),
+    }
+}
+
+fn attr_line(a: &AttrChange, width: usize) -> String {
+    let forces = if a.replaces && a.before.is_some() && a.after.is_some() { " # forces replacement" } else { "" };
+    match (&a.before, &a.after) {
+        (None, Some(after)) => format!("+ {:width$} = {}", a.key, value(after)),
+        (Some(before), None) => format!("- {:width$} = {}", a.key, value(before)),
+        (Some(b), Some(after)) if b.is_sensitive() || after.is_sensitive() => {
+            format!("~ {:width$} = (sensitive){forces}", a.key)
+        }
+        (Some(b), Some(after)) => format!("~ {:width$} = {} -> {}{forces}", a.key, value(b), value(after)),
+        (None, None) => String::new(),
+    }
+}
+
+fn steps(steps: &[Step], out: &mut String) {
+    out.push_str("Steps, in order:\n");
+    let rw = steps.iter().map(|s| s.resource.len()).max().unwrap_or(0);
+    for s in steps {
+        let mut tail = Vec::new();
+        if s.deferred {
+            tail.push("deferred".to_string());
+        }
+        if !s.waits_for.is_empty() {
+            let w: Vec<String> = s.waits_for.iter().map(|w| w.to_string()).collect();
+            tail.push(format!("after {}", w.join(", ")));
+        }
+        let tail = if tail.is_empty() { String::new() } else { format!("  ({})", tail.join("; ")) };
+        let _ = writeln!(out, "  {:>3}. {:<11} {:<rw$}  {}{tail}", s.id, s.action.as_str(), s.resource, s.detail);
+    }
+    out.push('\n');
+}
+
+fn notes(plan: &Plan, out: &mut String) {
+    if !plan.pending.is_empty() {
+        out.push_str("Pending from earlier applies:\n");
+        for p in &plan.pending {
+            let _ = writeln!(out, "  - {} {}: {} (due at unix time {})", p.action, p.resource, p.detail, p.due);
+        }
+        out.push('\n');
+    }
+    if !plan.notes.is_empty() {
+        out.push_str("Notes:\n");
+        for n in &plan.notes {
+            let _ = writeln!(out, "  - {n}");
+        }
+        out.push('\n');
+    }
+}
