@@ -351,7 +351,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         v: V,
     ) -> Result<V::Value, DeError> {
@@ -371,7 +371,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             if fields.contains(&key) {
                 known.push(entry);
             } else {
-                let d = Diagnostic::at(&entry.0.span, format!("unknown field `{key}`"))
+                let d = Diagnostic::at(&entry.0.span, format!("unknown field `{key}` in {}", display_name(name)))
                     .hint(suggestion(key, fields, "expected one of"));
                 self.sink.borrow_mut().push(d);
             }
@@ -407,6 +407,21 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         v.visit_unit()
     }
+}
+
+/// The user-facing name of a struct: `HttpProbe` → `http probe`, kinds stay as they are.
+fn display_name(name: &str) -> String {
+    if crate::model::Kind::parse(name).is_some() {
+        return name.to_string();
+    }
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// Keeps the first of each key; later duplicates are reported.
@@ -535,6 +550,57 @@ pub fn from_node<T: de::DeserializeOwned>(node: &Node, sink: &Sink) -> Result<T,
     T::deserialize(NodeDe::new(node, sink)).map_err(|e: DeError| e.at(&node.span))
 }
 
+/// Like `from_node`, but reports every bad value of the document, not just the first: after an
+/// error, the offending value is taken out and the document is tried again.
+pub fn from_node_all<T: de::DeserializeOwned>(node: &Node, sink: &Sink) -> Result<T, Vec<DeError>> {
+    const MAX_ERRORS: usize = 50;
+    let mut node = node.clone();
+    let mut errors: Vec<DeError> = Vec::new();
+    // (span of a mapping, key) pairs taken out, so the "missing field" they cause is not reported.
+    let mut removed: Vec<(Span, String)> = Vec::new();
+    loop {
+        let e = match from_node::<T>(&node, sink) {
+            Ok(v) if errors.is_empty() => return Ok(v),
+            Ok(_) => return Err(errors),
+            Err(e) => e,
+        };
+        let span = e.span.clone().unwrap_or_else(|| node.span.clone());
+        let caused_by_us = removed
+            .iter()
+            .any(|(s, k)| *s == span && e.message == format!("missing required field `{k}`"));
+        if !caused_by_us {
+            errors.push(e);
+        }
+        if errors.len() >= MAX_ERRORS || span == node.span || !remove_at(&mut node, &span, &mut removed) {
+            return Err(errors);
+        }
+    }
+}
+
+/// Removes the map entry or list item whose value is at `span`; records removed map keys.
+fn remove_at(node: &mut Node, span: &Span, removed: &mut Vec<(Span, String)>) -> bool {
+    let parent_span = node.span.clone();
+    match &mut node.value {
+        NodeValue::Map(entries) => {
+            if let Some(i) = entries.iter().position(|(k, v)| v.span == *span || k.span == *span) {
+                let key = entries[i].0.as_str().unwrap_or("").to_string();
+                entries.remove(i);
+                removed.push((parent_span, key));
+                return true;
+            }
+            entries.iter_mut().any(|(_, v)| remove_at(v, span, removed))
+        }
+        NodeValue::Seq(items) => {
+            if let Some(i) = items.iter().position(|v| v.span == *span) {
+                items.remove(i);
+                return true;
+            }
+            items.iter_mut().any(|v| remove_at(v, span, removed))
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,7 +620,7 @@ mod tests {
         let (r, problems) = service("name: api\nimgae: x\nreplica: 2\n");
         assert!(r.is_ok());
         assert_eq!(problems.len(), 2);
-        assert_eq!(problems[0].message, "unknown field `imgae`");
+        assert_eq!(problems[0].message, "unknown field `imgae` in Service");
         assert_eq!(problems[0].hint.as_deref(), Some("did you mean `image`?"));
         assert_eq!(problems[1].span.as_ref().unwrap().line, 3);
     }

@@ -16,7 +16,7 @@ use thiserror::Error;
 
 use crate::model::{DesiredState, Environment, Kind, Project, Resource, ResourceId};
 pub use diagnostic::{Diagnostic, Diagnostics};
-use de::{from_node, Sink};
+use de::{from_node_all, Sink};
 pub use source::{SourceError, SourceTree};
 use yaml::{Node, NodeValue};
 
@@ -85,7 +85,8 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
         .collect();
     diags.extend(sink.take());
 
-    let checked = validate::check(project.as_ref(), &typed, tree, &mut diags);
+    let project_node = projects.first().map(|d| &d.node);
+    let checked = validate::check(project.as_ref().zip(project_node), &typed, tree, &mut diags);
     if !diags.is_empty() {
         return Err(Diagnostics(diags).sorted());
     }
@@ -202,7 +203,7 @@ fn without_kind(mut node: Node) -> Node {
 fn load_project(tree: &SourceTree, projects: &[Document], sink: &Sink, diags: &mut Vec<Diagnostic>) -> Option<Project> {
     let Some(first) = projects.first() else {
         diags.push(
-            Diagnostic::new(None, format!("no Project found in {}", tree.display("")).replace("/ ", " ").trim_end_matches('/').to_string())
+            Diagnostic::new(None, format!("no Project found in {}", tree.root))
                 .hint("add `converge.yaml` with `kind: Project` and `name: <project>` at the root of the desired state"),
         );
         return None;
@@ -214,10 +215,10 @@ fn load_project(tree: &SourceTree, projects: &[Document], sink: &Sink, diags: &m
                 .hint("a desired state has exactly one Project; remove this one"),
         );
     }
-    match from_node::<Project>(&first.node, sink) {
+    match from_node_all::<Project>(&first.node, sink) {
         Ok(p) => Some(p),
-        Err(e) => {
-            diags.push(e.into_diagnostic(&first.node.span));
+        Err(errors) => {
+            diags.extend(errors.into_iter().map(|e| e.into_diagnostic(&first.node.span)));
             None
         }
     }
@@ -246,8 +247,8 @@ fn check_environment(
     sink: &Sink,
     diags: &mut Vec<Diagnostic>,
 ) {
-    if let Err(e) = from_node::<Environment>(&doc.node, sink) {
-        diags.push(e.into_diagnostic(&doc.node.span));
+    if let Err(errors) = from_node_all::<Environment>(&doc.node, sink) {
+        diags.extend(errors.into_iter().map(|e| e.into_diagnostic(&doc.node.span)));
         return;
     }
     if let Some(names) = env_names {
@@ -332,14 +333,14 @@ fn select_environment(
 fn type_resource(doc: Document, sink: &Sink, diags: &mut Vec<Diagnostic>) -> Option<Typed> {
     let node = &doc.node;
     let typed = match doc.kind {
-        Kind::Service => from_node(node, sink).map(Resource::Service),
-        Kind::Router => from_node(node, sink).map(Resource::Router),
-        Kind::ConfigFile => from_node(node, sink).map(Resource::ConfigFile),
-        Kind::Database => from_node(node, sink).map(Resource::Database),
-        Kind::Bucket => from_node(node, sink).map(Resource::Bucket),
-        Kind::Backup => from_node(node, sink).map(Resource::Backup),
-        Kind::Budget => from_node(node, sink).map(Resource::Budget),
-        Kind::Notifier => from_node(node, sink).map(Resource::Notifier),
+        Kind::Service => from_node_all(node, sink).map(Resource::Service),
+        Kind::Router => from_node_all(node, sink).map(Resource::Router),
+        Kind::ConfigFile => from_node_all(node, sink).map(Resource::ConfigFile),
+        Kind::Database => from_node_all(node, sink).map(Resource::Database),
+        Kind::Bucket => from_node_all(node, sink).map(Resource::Bucket),
+        Kind::Backup => from_node_all(node, sink).map(Resource::Backup),
+        Kind::Budget => from_node_all(node, sink).map(Resource::Budget),
+        Kind::Notifier => from_node_all(node, sink).map(Resource::Notifier),
         Kind::Project | Kind::Environment => unreachable!("partitioned out before typing"),
     };
     match typed {
@@ -347,8 +348,8 @@ fn type_resource(doc: Document, sink: &Sink, diags: &mut Vec<Diagnostic>) -> Opt
             resource,
             node: doc.node,
         }),
-        Err(e) => {
-            diags.push(e.into_diagnostic(&doc.node.span));
+        Err(errors) => {
+            diags.extend(errors.into_iter().map(|e| e.into_diagnostic(&doc.node.span)));
             None
         }
     }

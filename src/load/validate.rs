@@ -27,6 +27,8 @@ pub struct Checked {
 
 struct Ctx<'a> {
     project: Option<&'a Project>,
+    /// The Project's document, for the positions of project-level problems.
+    project_node: Option<&'a Node>,
     tree: &'a SourceTree,
     ids: BTreeSet<ResourceId>,
     by_id: BTreeMap<ResourceId, &'a Typed>,
@@ -50,16 +52,22 @@ pub fn span_at(node: &Node, path: &[&str]) -> Span {
     current.span.clone()
 }
 
-pub fn check(project: Option<&Project>, typed: &[Typed], tree: &SourceTree, diags: &mut Vec<Diagnostic>) -> Checked {
+pub fn check(
+    project: Option<(&Project, &Node)>,
+    typed: &[Typed],
+    tree: &SourceTree,
+    diags: &mut Vec<Diagnostic>,
+) -> Checked {
     let mut ctx = Ctx {
-        project,
+        project: project.map(|p| p.0),
+        project_node: project.map(|p| p.1),
         tree,
         ids: typed.iter().map(|t| t.resource.id()).collect(),
         by_id: typed.iter().map(|t| (t.resource.id(), t)).collect(),
         diags,
     };
     let mut checked = Checked::default();
-    if let Some(p) = project {
+    if let Some((p, _)) = project {
         check_project(p, &mut ctx);
     }
     for t in typed {
@@ -131,44 +139,52 @@ fn reference<'a>(ctx: &mut Ctx<'a>, kind: Kind, name: &str, span: &Span, what: &
     None
 }
 
+/// The position of `path` in the Project's document.
+fn project_span(ctx: &Ctx, path: &[&str]) -> Option<Span> {
+    ctx.project_node.map(|n| span_at(n, path))
+}
+
 fn check_project(p: &Project, ctx: &mut Ctx) {
     let mut seen = BTreeSet::new();
-    for h in &p.hosts {
+    for (i, h) in p.hosts.iter().enumerate() {
         if !seen.insert(h.name.as_str()) {
-            ctx.diags.push(Diagnostic::new(None, format!("host `{}` is listed twice in the Project", h.name)));
+            let span = project_span(ctx, &["hosts", &i.to_string(), "name"]);
+            ctx.diags.push(Diagnostic::new(span, format!("host `{}` is listed twice in the Project", h.name)));
         }
     }
     let mut envs = BTreeSet::new();
-    for e in &p.environments {
+    for (i, e) in p.environments.iter().enumerate() {
         if !envs.insert(e.as_str()) {
-            ctx.diags.push(Diagnostic::new(None, format!("environment `{e}` is listed twice in the Project")));
+            let span = project_span(ctx, &["environments", &i.to_string()]);
+            ctx.diags.push(Diagnostic::new(span, format!("environment `{e}` is listed twice in the Project")));
         }
     }
     if p.sync.interval.as_millis() < 1000 {
-        ctx.diags.push(Diagnostic::new(None, "sync.interval must be at least 1s").hint("30s is a good default"));
+        let span = project_span(ctx, &["sync", "interval"]);
+        ctx.diags.push(Diagnostic::new(span, "sync.interval must be at least 1s").hint("30s is a good default"));
     }
-    if let Some(d) = &p.providers.docker {
-        if let Some(e) = &d.endpoint {
-            if !["unix://", "tcp://", "http://", "https://", "npipe://"].iter().any(|s| e.starts_with(s)) {
-                ctx.diags.push(
-                    Diagnostic::new(None, format!("invalid Docker endpoint `{e}`"))
-                        .hint("expected `unix:///var/run/docker.sock` or `tcp://host:2375`"),
-                );
-            }
+    if let Some(e) = p.providers.docker.as_ref().and_then(|d| d.endpoint.as_ref()) {
+        if !["unix://", "tcp://", "http://", "https://", "npipe://"].iter().any(|s| e.starts_with(s)) {
+            let span = project_span(ctx, &["providers", "docker", "endpoint"]);
+            ctx.diags.push(
+                Diagnostic::new(span, format!("invalid Docker endpoint `{e}`"))
+                    .hint("expected `unix:///var/run/docker.sock` or `tcp://host:2375`"),
+            );
         }
     }
     if let Some(pg) = &p.providers.postgres {
-        literal_url(&pg.url, &["postgres://", "postgresql://"], "providers.postgres.url", ctx);
+        literal_url(&pg.url, &["postgres://", "postgresql://"], &["providers", "postgres", "url"], ctx);
     }
     if let Some(Some(e)) = p.providers.s3.as_ref().map(|s| &s.endpoint) {
-        literal_url(e, &["http://", "https://"], "providers.s3.endpoint", ctx);
+        literal_url(e, &["http://", "https://"], &["providers", "s3", "endpoint"], ctx);
     }
 }
 
-fn literal_url(value: &SecretString, schemes: &[&str], what: &str, ctx: &mut Ctx) {
+fn literal_url(value: &SecretString, schemes: &[&str], path: &[&str], ctx: &mut Ctx) {
     if !value.is_sensitive() && !schemes.iter().any(|s| value.raw().starts_with(s)) {
+        let span = project_span(ctx, path);
         ctx.diags.push(
-            Diagnostic::new(None, format!("invalid URL in {what}: `{}`", value.raw()))
+            Diagnostic::new(span, format!("invalid URL in {}: `{}`", path.join("."), value.raw()))
                 .hint(format!("expected a URL starting with {}", schemes.join(" or "))),
         );
     }
@@ -329,6 +345,14 @@ fn check_deploy(s: &Service, n: &Node, ctx: &mut Ctx) {
             Diagnostic::at(&span_at(n, &["deploy"]), "blue-green needs a host port for each color")
                 .hint("add `blue: {port: 8000}` and `green: {port: 8001}` under `deploy`"),
         ),
+    }
+    for (i, p) in s.ports.iter().enumerate() {
+        if p.host.is_some() {
+            ctx.diags.push(
+                Diagnostic::at(&span_at(n, &["ports", &i.to_string(), "host"]), "a blue-green service publishes per color, not through `ports[].host`")
+                    .hint("remove `host:` here; `deploy.blue.port` and `deploy.green.port` are the host ports"),
+            );
+        }
     }
     if s.ports.is_empty() {
         ctx.diags.push(

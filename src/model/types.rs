@@ -257,7 +257,8 @@ impl TryFrom<String> for CronSchedule {
             ));
         }
         text.parse::<croner::Cron>().map_err(|e| {
-            format!("expected a 5-field cron schedule like `0 2 * * *`, found `{text}`: {e}")
+            let detail = e.to_string().replace("Component error: ", "").to_lowercase();
+            format!("expected a 5-field cron schedule like `0 2 * * *`, found `{text}`: {}", detail.trim_end_matches('.'))
         })?;
         Ok(CronSchedule(text))
     }
