@@ -10,7 +10,9 @@ use crate::live::{Color, LiveService, LiveState};
 use crate::load::validate::{hosts_of, published_ports};
 use crate::model::service::Strategy;
 use crate::model::types::Duration;
-use crate::model::{AttrValue, Attributes, DesiredState, Kind, Resource, ResourceId, SecretDigest, Service};
+use crate::model::{
+    AttrValue, Attributes, DesiredState, Kind, Resource, ResourceId, SecretDigest, Service,
+};
 use crate::render::{self, ActiveColor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -58,9 +60,19 @@ pub enum ServiceChange {
     /// New containers replace the old ones, all at once (`recreate`) or one by one (`rolling`).
     Replace { strategy: Strategy, replicas: u32 },
     /// Blue-green: start `to`, gate, switch routers, verify, drain `from` after `drain`.
-    Deploy { from: Color, to: Color, replicas: u32, verify_for: Duration, drain: Duration },
+    Deploy {
+        from: Color,
+        to: Color,
+        replicas: u32,
+        verify_for: Duration,
+        drain: Duration,
+    },
     /// Change the number of running containers.
-    Scale { from: u32, to: u32, color: Option<Color> },
+    Scale {
+        from: u32,
+        to: u32,
+        color: Option<Color>,
+    },
     /// Start containers that were stopped by hand.
     Repair { stopped: Vec<String> },
     /// Stop an idle color that is still running with no drain pending.
@@ -135,7 +147,8 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
     }
     for s in desired.services() {
         if s.deploy.strategy == Strategy::BlueGreen && !out.colors.contains_key(s.name.as_str()) {
-            if let Some(c) = current_color(s, live.service(&id_of(Kind::Service, s.name.as_str()))) {
+            if let Some(c) = current_color(s, live.service(&id_of(Kind::Service, s.name.as_str())))
+            {
                 out.colors.insert(s.name.to_string(), c);
             }
         }
@@ -157,14 +170,30 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
     orphans(desired, live, &services, &mut out);
     let network = format!("network/{}", desired.project.name);
     for change in &mut out.changes {
-        let Subject::Resource(kind) = change.subject else { continue };
+        let Subject::Resource(kind) = change.subject else {
+            continue;
+        };
         let name = change.id.split_once('/').map(|(_, n)| n).unwrap_or("");
-        let Some(r) = desired.get(&ResourceId::new(kind, name)) else { continue };
+        let Some(r) = desired.get(&ResourceId::new(kind, name)) else {
+            continue;
+        };
         change.depends_on = r.dependencies().iter().map(|d| d.to_string()).collect();
+        if let Resource::ConfigFile(_) = r {
+            // Config files see every service (ports, colors): render after they change.
+            change.depends_on = desired
+                .services()
+                .map(|s| format!("service/{}", s.name))
+                .collect();
+        }
         if let Resource::Service(s) = r {
             // Containers need the project network and their named volumes first.
             change.depends_on.push(network.clone());
-            change.depends_on.extend(s.volumes.iter().filter(|v| v.is_named_volume()).map(|v| format!("volume/{}", v.source)));
+            change.depends_on.extend(
+                s.volumes
+                    .iter()
+                    .filter(|v| v.is_named_volume())
+                    .map(|v| format!("volume/{}", v.source)),
+            );
             change.depends_on.sort();
             change.depends_on.dedup();
         }
@@ -180,7 +209,12 @@ fn id_of(kind: Kind, name: &str) -> ResourceId {
 fn infrastructure(desired: &DesiredState, live: &LiveState, services: &[&Service], out: &mut Diff) {
     let network = desired.project.name.to_string();
     if !services.is_empty() && !live.networks.contains(&network) {
-        let mut c = Change::new(format!("network/{network}"), Subject::Network, ChangeAction::Create, "the project's network does not exist");
+        let mut c = Change::new(
+            format!("network/{network}"),
+            Subject::Network,
+            ChangeAction::Create,
+            "the project's network does not exist",
+        );
         c.attributes.push(added("driver", "bridge"));
         out.changes.push(c);
     }
@@ -192,7 +226,12 @@ fn infrastructure(desired: &DesiredState, live: &LiveState, services: &[&Service
     }
     for (name, prune) in volumes {
         if !live.volumes.contains_key(name) {
-            let mut c = Change::new(format!("volume/{name}"), Subject::Volume, ChangeAction::Create, "the volume does not exist");
+            let mut c = Change::new(
+                format!("volume/{name}"),
+                Subject::Volume,
+                ChangeAction::Create,
+                "the volume does not exist",
+            );
             c.attributes.push(added("prune", prune));
             out.changes.push(c);
         }
@@ -209,7 +248,11 @@ fn added(key: &str, value: impl ToString) -> AttrChange {
 }
 
 /// Attribute differences; `only` restricts the comparison to keys it accepts.
-fn attr_changes(before: Option<&Attributes>, after: &Attributes, only: &dyn Fn(&str, bool) -> bool) -> Vec<AttrChange> {
+fn attr_changes(
+    before: Option<&Attributes>,
+    after: &Attributes,
+    only: &dyn Fn(&str, bool) -> bool,
+) -> Vec<AttrChange> {
     let empty = Attributes::default();
     let before = before.unwrap_or(&empty);
     let keys: BTreeSet<&String> = before.0.keys().chain(after.0.keys()).collect();
@@ -245,13 +288,23 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
     let desired = service_attributes(s, opts);
     let hash = desired.spec_hash();
     let observed = live.resources.get(&id);
-    let ls = observed.and_then(|r| r.service.as_ref()).filter(|ls| !ls.containers.is_empty());
+    let ls = observed
+        .and_then(|r| r.service.as_ref())
+        .filter(|ls| !ls.containers.is_empty());
     let bg = s.deploy.strategy == Strategy::BlueGreen;
     let Some(ls) = ls else {
         let color = bg.then_some(Color::Blue);
-        let mut c = Change::new(id.to_string(), Subject::Resource(Kind::Service), ChangeAction::Create, "not running");
+        let mut c = Change::new(
+            id.to_string(),
+            Subject::Resource(Kind::Service),
+            ChangeAction::Create,
+            "not running",
+        );
         c.attributes = attr_changes(None, &desired, &container_visible);
-        c.service = Some(ServiceChange::Start { replicas: s.replicas, color });
+        c.service = Some(ServiceChange::Start {
+            replicas: s.replicas,
+            color,
+        });
         if let Some(color) = color {
             c.reason = format!("not running; starts as {color}");
             out.colors.insert(s.name.to_string(), color_port(s, color));
@@ -265,14 +318,23 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
     before.text("replicas", current.iter().filter(|c| c.running).count());
     let attrs = attr_changes(Some(&before), &desired, &container_visible);
     let spec_changed = current.is_empty() || current.iter().any(|c| c.spec_hash != hash);
-    let changed_keys: Vec<&str> = attrs.iter().filter(|a| a.replaces).map(|a| a.key.as_str()).collect();
+    let changed_keys: Vec<&str> = attrs
+        .iter()
+        .filter(|a| a.replaces)
+        .map(|a| a.key.as_str())
+        .collect();
     let why = if changed_keys.is_empty() {
         "container spec changed".to_string()
     } else {
         format!("{} changed", changed_keys.join(", "))
     };
     let mut change = |action, reason: String, sc| {
-        let mut c = Change::new(id.to_string(), Subject::Resource(Kind::Service), action, reason);
+        let mut c = Change::new(
+            id.to_string(),
+            Subject::Resource(Kind::Service),
+            action,
+            reason,
+        );
         c.attributes = attrs.clone();
         c.service = Some(sc);
         out.changes.push(c);
@@ -306,12 +368,21 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
         );
         return;
     }
-    let stopped: Vec<String> = current.iter().filter(|c| !c.running).map(|c| c.name.clone()).collect();
+    let stopped: Vec<String> = current
+        .iter()
+        .filter(|c| !c.running)
+        .map(|c| c.name.clone())
+        .collect();
     let running = (current.len() - stopped.len()) as u32;
     if !stopped.is_empty() && current.len() as u32 <= s.replicas {
         change(
             ChangeAction::Update,
-            format!("drift: {} of {} containers stopped ({})", stopped.len(), current.len(), stopped.join(", ")),
+            format!(
+                "drift: {} of {} containers stopped ({})",
+                stopped.len(),
+                current.len(),
+                stopped.join(", ")
+            ),
             ServiceChange::Repair { stopped },
         );
     } else if current.len() as u32 != s.replicas || running != current.len() as u32 {
@@ -328,7 +399,10 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
     if let Some(active) = active {
         let idle = active.other();
         let idle_running = ls.of_color(Some(idle)).any(|c| c.running);
-        let drain_pending = live.pending.iter().any(|p| p.resource == id.to_string() && p.action == "drain");
+        let drain_pending = live
+            .pending
+            .iter()
+            .any(|p| p.resource == id.to_string() && p.action == "drain");
         if idle_running && !drain_pending {
             change(
                 ChangeAction::Update,
@@ -342,7 +416,12 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
 /// The color taking traffic: as the provider derived it, else the one with running containers.
 fn active_color(ls: &LiveService) -> Color {
     ls.active_color
-        .or_else(|| ls.containers.iter().find(|c| c.running).and_then(|c| c.color))
+        .or_else(|| {
+            ls.containers
+                .iter()
+                .find(|c| c.running)
+                .and_then(|c| c.color)
+        })
         .or_else(|| ls.containers.first().and_then(|c| c.color))
         .unwrap_or(Color::Blue)
 }
@@ -387,7 +466,10 @@ fn diff_file(
     }
     let (action, reason) = match before {
         None => (ChangeAction::Create, format!("{path} does not exist")),
-        Some(_) => (ChangeAction::Update, format!("{path} differs from the rendered template")),
+        Some(_) => (
+            ChangeAction::Update,
+            format!("{path} differs from the rendered template"),
+        ),
     };
     let mut c = Change::new(id.to_string(), Subject::Resource(id.kind), action, reason);
     if before.is_none() {
@@ -410,13 +492,7 @@ fn diff_attributes(
     opts: &DiffOptions,
     out: &mut Diff,
 ) {
-    let mut attrs = resource.attributes(opts.secrets);
-    if let Resource::Database(db) = resource {
-        attrs.text("prune", db.prune);
-    }
-    if let Resource::Bucket(b) = resource {
-        attrs.text("prune", b.prune);
-    }
+    let attrs = desired_attributes(resource, opts);
     let observed = live.resources.get(id);
     let pending: Vec<String> = desired
         .migrations
@@ -433,13 +509,28 @@ fn diff_attributes(
             let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
             (ChangeAction::Update, format!("{} changed", keys.join(", ")))
         }
-        (Some(_), true, false) => (ChangeAction::Update, format!("{} pending migration(s)", pending.len())),
+        (Some(_), true, false) => (
+            ChangeAction::Update,
+            format!("{} pending migration(s)", pending.len()),
+        ),
         (Some(_), true, true) => return,
     };
     let mut c = Change::new(id.to_string(), Subject::Resource(id.kind), action, reason);
     c.attributes = changes;
     c.migrations = pending;
     out.changes.push(c);
+}
+
+/// The attributes a provider records for a non-service resource, `prune` included for the
+/// kinds that hold data (so deletion after removal from Git knows whether it was allowed).
+pub fn desired_attributes(resource: &Resource, opts: &DiffOptions) -> Attributes {
+    let mut attrs = resource.attributes(opts.secrets);
+    match resource {
+        Resource::Database(db) => attrs.text("prune", db.prune),
+        Resource::Bucket(b) => attrs.text("prune", b.prune),
+        _ => {}
+    }
+    attrs
 }
 
 /// Live resources that left the desired state: deleted only when pruning allows it.
@@ -450,17 +541,32 @@ fn orphans(desired: &DesiredState, live: &LiveState, services: &[&Service], out:
             continue;
         }
         let holds_data = matches!(id.kind, Kind::Database | Kind::Bucket);
-        let opted_in = observed.attributes.get("prune").map(|a| a.value.display() == "true").unwrap_or(false);
+        let opted_in = observed
+            .attributes
+            .get("prune")
+            .map(|a| a.value.display() == "true")
+            .unwrap_or(false);
         if !prune {
-            out.notes.push(format!("{id} is no longer declared; kept because sync.prune is off"));
+            out.notes.push(format!(
+                "{id} is no longer declared; kept because sync.prune is off"
+            ));
             continue;
         }
         if holds_data && !opted_in {
             out.notes.push(format!("{id} is no longer declared; kept because it holds data and was not declared with `prune: true`"));
             continue;
         }
-        let mut c = Change::new(id.to_string(), Subject::Resource(id.kind), ChangeAction::Delete, "no longer declared (sync.prune is on)");
-        c.attributes = attr_changes(Some(&observed.attributes), &Attributes::default(), &|_, _| true);
+        let mut c = Change::new(
+            id.to_string(),
+            Subject::Resource(id.kind),
+            ChangeAction::Delete,
+            "no longer declared (sync.prune is on)",
+        );
+        c.attributes = attr_changes(
+            Some(&observed.attributes),
+            &Attributes::default(),
+            &|_, _| true,
+        );
         if let Some(ls) = &observed.service {
             c.service = Some(ServiceChange::Remove {
                 containers: ls.containers.iter().map(|c| c.name.clone()).collect(),
@@ -470,7 +576,12 @@ fn orphans(desired: &DesiredState, live: &LiveState, services: &[&Service], out:
     }
     let network = desired.project.name.to_string();
     if prune && services.is_empty() && live.networks.contains(&network) {
-        out.changes.push(Change::new(format!("network/{network}"), Subject::Network, ChangeAction::Delete, "no service uses it"));
+        out.changes.push(Change::new(
+            format!("network/{network}"),
+            Subject::Network,
+            ChangeAction::Delete,
+            "no service uses it",
+        ));
     }
     let used: BTreeSet<&str> = desired
         .services()
@@ -481,7 +592,12 @@ fn orphans(desired: &DesiredState, live: &LiveState, services: &[&Service], out:
             continue;
         }
         if prune && v.prune {
-            out.changes.push(Change::new(format!("volume/{name}"), Subject::Volume, ChangeAction::Delete, "no longer used; it was declared with `prune: true`"));
+            out.changes.push(Change::new(
+                format!("volume/{name}"),
+                Subject::Volume,
+                ChangeAction::Delete,
+                "no longer used; it was declared with `prune: true`",
+            ));
         } else {
             out.notes.push(format!("volume/{name} is no longer used; kept because volumes are deleted only with `prune: true`"));
         }

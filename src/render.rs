@@ -43,11 +43,13 @@ pub enum RenderError {
 
 /// Checks that `source` compiles as a handlebars template.
 pub fn compile(name: &str, source: &str) -> Result<(), TemplateError> {
-    handlebars::Template::compile(source).map(|_| ()).map_err(|e| TemplateError {
-        message: format!("{}: {}", name, e.reason()),
-        line: e.pos().map(|p| p.0),
-        column: e.pos().map(|p| p.1),
-    })
+    handlebars::Template::compile(source)
+        .map(|_| ())
+        .map_err(|e| TemplateError {
+            message: format!("{}: {}", name, e.reason()),
+            line: e.pos().map(|p| p.0),
+            column: e.pos().map(|p| p.1),
+        })
 }
 
 /// Which color of a blue-green service takes traffic, and the host port it publishes.

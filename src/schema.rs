@@ -17,7 +17,10 @@ fn kind_schema<T: JsonSchema>(kind: Kind) -> Value {
         obj.insert("title".into(), json!(kind.as_str()));
         if let Some(Value::Object(props)) = obj.get_mut("properties") {
             let mut with_kind = Map::new();
-            with_kind.insert("kind".into(), json!({"const": kind.as_str(), "description": "The kind of this document."}));
+            with_kind.insert(
+                "kind".into(),
+                json!({"const": kind.as_str(), "description": "The kind of this document."}),
+            );
             with_kind.extend(std::mem::take(props));
             *props = with_kind;
         }

@@ -7,7 +7,9 @@ use std::process::Command;
 
 fn run_case(root: &Path, case: &str) -> Result<(), String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
-    cmd.current_dir(root).arg("validate").arg(format!("tests/bad/{case}"));
+    cmd.current_dir(root)
+        .arg("validate")
+        .arg(format!("tests/bad/{case}"));
     let args_file = root.join(format!("tests/bad/{case}.args"));
     if let Ok(args) = std::fs::read_to_string(&args_file) {
         cmd.args(args.split_whitespace());
@@ -24,10 +26,15 @@ fn run_case(root: &Path, case: &str) -> Result<(), String> {
         problems.push(format!("exit code {:?}, expected 1", out.status.code()));
     }
     if !out.stdout.is_empty() {
-        problems.push(format!("stdout not empty: {}", String::from_utf8_lossy(&out.stdout)));
+        problems.push(format!(
+            "stdout not empty: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
     }
     if stderr != expected {
-        problems.push(format!("stderr differs.\n--- expected\n{expected}\n--- actual\n{stderr}"));
+        problems.push(format!(
+            "stderr differs.\n--- expected\n{expected}\n--- actual\n{stderr}"
+        ));
     }
     if problems.is_empty() {
         Ok(())
@@ -46,7 +53,14 @@ fn every_bad_input_gets_its_exact_error_and_exit_code_1() {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 20, "expected the bad-input catalogue, found {} cases", cases.len());
-    let failures: Vec<String> = cases.iter().filter_map(|c| run_case(root, c).err()).collect();
+    assert!(
+        cases.len() >= 20,
+        "expected the bad-input catalogue, found {} cases",
+        cases.len()
+    );
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|c| run_case(root, c).err())
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

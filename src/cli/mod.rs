@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "converge", version, about = "Converge Docker, PostgreSQL and S3 to the desired state in Git")]
+#[command(
+    name = "converge",
+    version,
+    about = "Converge Docker, PostgreSQL and S3 to the desired state in Git"
+)]
 pub struct Cli {
     /// Where the journal, deferred steps and the agent's checkout live
     /// (default: /var/lib/converge as root, else $XDG_STATE_HOME/converge).
@@ -96,7 +100,9 @@ pub fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CONVERGE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -104,7 +110,10 @@ fn init_tracing(format: LogFormat) {
 }
 
 /// Loads `dir` for `env`, printing every problem on failure.
-pub(crate) fn load_or_report(dir: &std::path::Path, env: Option<&str>) -> Result<Option<crate::model::DesiredState>, anyhow::Error> {
+pub(crate) fn load_or_report(
+    dir: &std::path::Path,
+    env: Option<&str>,
+) -> Result<Option<crate::model::DesiredState>, anyhow::Error> {
     match crate::load::load_dir(dir, env) {
         Ok(state) => Ok(Some(state)),
         Err(crate::load::LoadError::Invalid(d)) => {

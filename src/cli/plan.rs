@@ -39,8 +39,16 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
     };
     if let Some(h) = &args.host {
         if !desired.project.hosts.iter().any(|x| x.name.as_str() == h) {
-            let names: Vec<&str> = desired.project.hosts.iter().map(|x| x.name.as_str()).collect();
-            anyhow::bail!("unknown host `{h}` (--host)\n  = hint: the Project lists: {}", names.join(", "));
+            let names: Vec<&str> = desired
+                .project
+                .hosts
+                .iter()
+                .map(|x| x.name.as_str())
+                .collect();
+            anyhow::bail!(
+                "unknown host `{h}` (--host)\n  = hint: the Project lists: {}",
+                names.join(", ")
+            );
         }
     }
     if !args.offline {
@@ -75,8 +83,13 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
     print!("{text}");
     if let Some(out) = &args.out {
         let json = serde_json::to_string_pretty(&plan)?;
-        std::fs::write(out, json).with_context(|| format!("cannot write the plan to {}", out.display()))?;
-        eprintln!("Saved the plan to {}; apply it with `converge apply {}`.", out.display(), out.display());
+        std::fs::write(out, json)
+            .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+        eprintln!(
+            "Saved the plan to {}; apply it with `converge apply {}`.",
+            out.display(),
+            out.display()
+        );
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
         Outcome::Changes

@@ -30,9 +30,11 @@ pub fn run(dir: &Path, env: Option<&str>, out: Option<&Path>) -> anyhow::Result<
             Some(root) => {
                 let target = root.join(file.path.trim_start_matches('/'));
                 if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("cannot create {}", parent.display()))?;
                 }
-                std::fs::write(&target, &file.after).with_context(|| format!("cannot write {}", target.display()))?;
+                std::fs::write(&target, &file.after)
+                    .with_context(|| format!("cannot write {}", target.display()))?;
                 println!("wrote {} ({})", target.display(), change.id);
             }
             None => print!("# {} -> {}\n{}\n", change.id, file.path, file.after),

@@ -14,13 +14,20 @@ pub fn run(dir: &Path, env: Option<&str>) -> anyhow::Result<Outcome> {
     match result {
         Ok(states) => {
             let first = &states[0];
-            let envs: Vec<String> = states.iter().filter_map(|s| s.environment.clone()).collect();
+            let envs: Vec<String> = states
+                .iter()
+                .filter_map(|s| s.environment.clone())
+                .collect();
             println!(
                 "{} is valid: project {}, {} resource(s){}.",
                 tree.root,
                 first.project.name,
                 first.resources.len(),
-                if envs.is_empty() { String::new() } else { format!(", environments {}", envs.join(", ")) }
+                if envs.is_empty() {
+                    String::new()
+                } else {
+                    format!(", environments {}", envs.join(", "))
+                }
             );
             Ok(Outcome::Success)
         }

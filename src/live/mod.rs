@@ -1,6 +1,8 @@
 //! Live state as plain data: what the providers (Docker, PostgreSQL, S3, files) observed,
 //! converted at their boundary into these types. The diff reads only this.
 
+pub mod synthetic;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -63,7 +65,9 @@ pub struct LiveService {
 impl LiveService {
     /// Containers of `color` (all containers for services without colors).
     pub fn of_color(&self, color: Option<Color>) -> impl Iterator<Item = &LiveContainer> {
-        self.containers.iter().filter(move |c| color.is_none() || c.color == color)
+        self.containers
+            .iter()
+            .filter(move |c| color.is_none() || c.color == color)
     }
 }
 

@@ -5,7 +5,8 @@ use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{
-    self, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess, VariantAccess, Visitor,
+    self, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess, VariantAccess,
+    Visitor,
 };
 
 use super::diagnostic::{suggestion, Diagnostic};
@@ -147,9 +148,14 @@ impl<'a> NodeDe<'a> {
     }
 
     fn int(&self, signed: bool) -> Result<i128, DeError> {
-        let what = if signed { "an integer" } else { "a non-negative integer" };
+        let what = if signed {
+            "an integer"
+        } else {
+            "a non-negative integer"
+        };
         let text = self.plain_number(what)?;
-        let n = parse_int(text).ok_or_else(|| self.err(format!("expected {what}, found `{text}`")))?;
+        let n =
+            parse_int(text).ok_or_else(|| self.err(format!("expected {what}, found `{text}`")))?;
         if !signed && n < 0 {
             return Err(self.err(format!("expected {what}, found {n}")));
         }
@@ -181,9 +187,9 @@ fn parse_float(text: &str) -> Option<f64> {
         "-.inf" | "-.Inf" | "-.INF" => Some(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => Some(f64::NAN),
         _ if text.bytes().any(|b| b.is_ascii_digit())
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E' | b'_')) =>
+            && text.bytes().all(|b| {
+                b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E' | b'_')
+            }) =>
         {
             text.replace('_', "").parse().ok()
         }
@@ -204,7 +210,10 @@ macro_rules! int_method {
         fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
             let n = self.int($signed)?;
             let n = <$ty>::try_from(n).map_err(|_| {
-                self.err(format!("expected a number that fits in {}, found {n}", stringify!($ty)))
+                self.err(format!(
+                    "expected a number that fits in {}, found {n}",
+                    stringify!($ty)
+                ))
             })?;
             v.$visit(n).map_err(|e: DeError| e.at(&self.node.span))
         }
@@ -308,11 +317,19 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_unit(v)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         v.visit_newtype_struct(self)
     }
 
@@ -371,8 +388,11 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             if fields.contains(&key) {
                 known.push(entry);
             } else {
-                let d = Diagnostic::at(&entry.0.span, format!("unknown field `{key}` in {}", display_name(name)))
-                    .hint(suggestion(key, fields, "expected one of"));
+                let d = Diagnostic::at(
+                    &entry.0.span,
+                    format!("unknown field `{key}` in {}", display_name(name)),
+                )
+                .hint(suggestion(key, fields, "expected one of"));
                 self.sink.borrow_mut().push(d);
             }
         }
@@ -458,7 +478,10 @@ impl<'a> Seq<'a> {
 
 impl<'de, 'a> SeqAccess<'de> for Seq<'a> {
     type Error = DeError;
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             Some(node) => seed
                 .deserialize(NodeDe::new(node, self.sink))
@@ -488,7 +511,10 @@ impl<'a> Map<'a> {
 impl<'de, 'a> MapAccess<'de> for Map<'a> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.entries.next() {
             Some((k, v)) => {
                 self.value = Some(v);
@@ -520,7 +546,10 @@ struct Enum<'a> {
 impl<'de, 'a> EnumAccess<'de> for Enum<'a> {
     type Error = DeError;
     type Variant = NodeDe<'a>;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'a>), DeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, NodeDe<'a>), DeError> {
         let key = self.entry.0.as_str().unwrap_or("");
         let v = seed
             .deserialize(key.into_deserializer())
@@ -540,7 +569,11 @@ impl<'de, 'a> VariantAccess<'de> for NodeDe<'a> {
     fn tuple_variant<V: Visitor<'de>>(self, _: usize, v: V) -> Result<V::Value, DeError> {
         de::Deserializer::deserialize_seq(self, v)
     }
-    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], v: V) -> Result<V::Value, DeError> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, DeError> {
         de::Deserializer::deserialize_struct(self, "", fields, v)
     }
 }
@@ -571,7 +604,10 @@ pub fn from_node_all<T: de::DeserializeOwned>(node: &Node, sink: &Sink) -> Resul
         if !caused_by_us {
             errors.push(e);
         }
-        if errors.len() >= MAX_ERRORS || span == node.span || !remove_at(&mut node, &span, &mut removed) {
+        if errors.len() >= MAX_ERRORS
+            || span == node.span
+            || !remove_at(&mut node, &span, &mut removed)
+        {
             return Err(errors);
         }
     }
@@ -582,7 +618,10 @@ fn remove_at(node: &mut Node, span: &Span, removed: &mut Vec<(Span, String)>) ->
     let parent_span = node.span.clone();
     match &mut node.value {
         NodeValue::Map(entries) => {
-            if let Some(i) = entries.iter().position(|(k, v)| v.span == *span || k.span == *span) {
+            if let Some(i) = entries
+                .iter()
+                .position(|(k, v)| v.span == *span || k.span == *span)
+            {
                 let key = entries[i].0.as_str().unwrap_or("").to_string();
                 entries.remove(i);
                 removed.push((parent_span, key));
@@ -637,7 +676,11 @@ mod tests {
     fn unknown_enum_values_suggest_the_closest() {
         let (r, _) = service("name: api\nimage: x\ndeploy: {strategy: bluegreen}\n");
         let e = r.unwrap_err();
-        assert!(e.message.starts_with("unknown value `bluegreen`"), "{}", e.message);
+        assert!(
+            e.message.starts_with("unknown value `bluegreen`"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.hint.as_deref(), Some("did you mean `blue-green`?"));
     }
 

@@ -87,11 +87,19 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, c)| *d <= 2.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -114,8 +122,14 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(did_you_mean("imgae", ["image", "build", "command"]), Some("image"));
-        assert_eq!(did_you_mean("Servce", ["Service", "Router"]), Some("Service"));
+        assert_eq!(
+            did_you_mean("imgae", ["image", "build", "command"]),
+            Some("image")
+        );
+        assert_eq!(
+            did_you_mean("Servce", ["Service", "Router"]),
+            Some("Service")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["image", "build"]), None);
     }
 }

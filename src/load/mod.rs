@@ -15,8 +15,8 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::model::{DesiredState, Environment, Kind, Project, Resource, ResourceId};
-pub use diagnostic::{Diagnostic, Diagnostics};
 use de::{from_node_all, Sink};
+pub use diagnostic::{Diagnostic, Diagnostics};
 pub use source::{SourceError, SourceTree};
 use yaml::{Node, NodeValue};
 
@@ -48,7 +48,10 @@ impl Document {
     }
 
     fn name_span(&self) -> &yaml::Span {
-        self.node.get("name").map(|n| &n.span).unwrap_or(&self.node.span)
+        self.node
+            .get("name")
+            .map(|n| &n.span)
+            .unwrap_or(&self.node.span)
     }
 }
 
@@ -64,19 +67,31 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
     let documents = read_documents(tree, &mut diags);
     let sink = Sink::default();
 
-    let (projects, rest): (Vec<_>, Vec<_>) = documents.into_iter().partition(|d| d.kind == Kind::Project);
+    let (projects, rest): (Vec<_>, Vec<_>) =
+        documents.into_iter().partition(|d| d.kind == Kind::Project);
     let (environments, mut resources): (Vec<_>, Vec<_>) =
         rest.into_iter().partition(|d| d.kind == Kind::Environment);
 
     let project = load_project(tree, &projects, &sink, &mut diags);
     check_duplicates(environments.iter().chain(resources.iter()), &mut diags);
-    let env_names = project.as_ref().map(|p| p.environments.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+    let env_names = project.as_ref().map(|p| {
+        p.environments
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    });
     let known_ids: Vec<ResourceId> = resources.iter().map(Document::id).collect();
     for doc in &environments {
         check_environment(doc, env_names.as_deref(), &known_ids, &sink, &mut diags);
     }
     if let Some(env) = env {
-        select_environment(env, env_names.as_deref(), &environments, &mut resources, &mut diags);
+        select_environment(
+            env,
+            env_names.as_deref(),
+            &environments,
+            &mut resources,
+            &mut diags,
+        );
     }
 
     let typed: Vec<Typed> = resources
@@ -94,7 +109,10 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
     Ok(DesiredState {
         project,
         environment: env.map(str::to_string),
-        resources: typed.into_iter().map(|t| (t.resource.id(), t.resource)).collect(),
+        resources: typed
+            .into_iter()
+            .map(|t| (t.resource.id(), t.resource))
+            .collect(),
         templates: checked.templates,
         migrations: checked.migrations,
     })
@@ -104,7 +122,12 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
 pub fn load_every_environment(tree: &SourceTree) -> Result<Vec<DesiredState>, Diagnostics> {
     let base = load(tree, None);
     let envs: Vec<String> = match &base {
-        Ok(state) => state.project.environments.iter().map(|e| e.to_string()).collect(),
+        Ok(state) => state
+            .project
+            .environments
+            .iter()
+            .map(|e| e.to_string())
+            .collect(),
         Err(d) => return Err(d.clone()),
     };
     let mut states = vec![base?];
@@ -131,11 +154,17 @@ fn read_documents(tree: &SourceTree, diags: &mut Vec<Diagnostic>) -> Vec<Documen
         let file: Arc<str> = Arc::from(tree.display(rel));
         let Ok(text) = std::str::from_utf8(bytes) else {
             let span = yaml::Span::new(&file, 1, 1);
-            diags.push(Diagnostic::at(&span, "file is not UTF-8 text").hint("save the file as UTF-8"));
+            diags.push(
+                Diagnostic::at(&span, "file is not UTF-8 text").hint("save the file as UTF-8"),
+            );
             continue;
         };
         match yaml::parse_documents(&file, text) {
-            Ok(docs) => documents.extend(docs.into_iter().flatten().filter_map(|n| classify(n, diags))),
+            Ok(docs) => documents.extend(
+                docs.into_iter()
+                    .flatten()
+                    .filter_map(|n| classify(n, diags)),
+            ),
             Err(e) => diags.push(Diagnostic::at(&e.span, e.message).maybe_hint(e.hint)),
         }
     }
@@ -175,13 +204,19 @@ fn classify(node: Node, diags: &mut Vec<Diagnostic>) -> Option<Document> {
     let name = match node.get("name").map(|n| (n, n.as_str())) {
         Some((_, Some(name))) => name.to_string(),
         Some((n, None)) => {
-            diags.push(Diagnostic::at(&n.span, format!("expected a name, found {}", n.type_name())));
+            diags.push(Diagnostic::at(
+                &n.span,
+                format!("expected a name, found {}", n.type_name()),
+            ));
             return None;
         }
         None => {
             diags.push(
-                Diagnostic::at(&node.span, format!("missing required field `name` in {kind}"))
-                    .hint("add `name:` with a name unique among resources of this kind"),
+                Diagnostic::at(
+                    &node.span,
+                    format!("missing required field `name` in {kind}"),
+                )
+                .hint("add `name:` with a name unique among resources of this kind"),
             );
             return None;
         }
@@ -200,7 +235,12 @@ fn without_kind(mut node: Node) -> Node {
     node
 }
 
-fn load_project(tree: &SourceTree, projects: &[Document], sink: &Sink, diags: &mut Vec<Diagnostic>) -> Option<Project> {
+fn load_project(
+    tree: &SourceTree,
+    projects: &[Document],
+    sink: &Sink,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Project> {
     let Some(first) = projects.first() else {
         diags.push(
             Diagnostic::new(None, format!("no Project found in {}", tree.root))
@@ -210,15 +250,25 @@ fn load_project(tree: &SourceTree, projects: &[Document], sink: &Sink, diags: &m
     };
     for extra in &projects[1..] {
         diags.push(
-            Diagnostic::at(&extra.node.span, format!("a second Project `{}`", extra.name))
-                .note(format!("the Project is `{}` at {}", first.name, first.node.span))
-                .hint("a desired state has exactly one Project; remove this one"),
+            Diagnostic::at(
+                &extra.node.span,
+                format!("a second Project `{}`", extra.name),
+            )
+            .note(format!(
+                "the Project is `{}` at {}",
+                first.name, first.node.span
+            ))
+            .hint("a desired state has exactly one Project; remove this one"),
         );
     }
     match from_node_all::<Project>(&first.node, sink) {
         Ok(p) => Some(p),
         Err(errors) => {
-            diags.extend(errors.into_iter().map(|e| e.into_diagnostic(&first.node.span)));
+            diags.extend(
+                errors
+                    .into_iter()
+                    .map(|e| e.into_diagnostic(&first.node.span)),
+            );
             None
         }
     }
@@ -229,9 +279,12 @@ fn check_duplicates<'a>(docs: impl Iterator<Item = &'a Document>, diags: &mut Ve
     for doc in docs {
         match seen.get(&doc.id()) {
             Some(first) => diags.push(
-                Diagnostic::at(doc.name_span(), format!("duplicate resource id `{}`", doc.id()))
-                    .note(format!("first defined at {}", first.name_span()))
-                    .hint("rename one of them; names are unique per kind"),
+                Diagnostic::at(
+                    doc.name_span(),
+                    format!("duplicate resource id `{}`", doc.id()),
+                )
+                .note(format!("first defined at {}", first.name_span()))
+                .hint("rename one of them; names are unique per kind"),
             ),
             None => {
                 seen.insert(doc.id(), doc);
@@ -248,18 +301,32 @@ fn check_environment(
     diags: &mut Vec<Diagnostic>,
 ) {
     if let Err(errors) = from_node_all::<Environment>(&doc.node, sink) {
-        diags.extend(errors.into_iter().map(|e| e.into_diagnostic(&doc.node.span)));
+        diags.extend(
+            errors
+                .into_iter()
+                .map(|e| e.into_diagnostic(&doc.node.span)),
+        );
         return;
     }
     if let Some(names) = env_names {
         if !names.iter().any(|n| n == &doc.name) {
             let list: Vec<&str> = names.iter().map(String::as_str).collect();
             diags.push(
-                Diagnostic::at(doc.name_span(), format!("environment `{}` is not listed in the Project", doc.name))
-                    .hint(match diagnostic::did_you_mean(&doc.name, list.iter().copied()) {
-                        Some(c) => format!("did you mean `{c}`? Or add it to the Project's `environments`"),
-                        None => format!("add it to the Project's `environments` (now: {})", list.join(", ")),
-                    }),
+                Diagnostic::at(
+                    doc.name_span(),
+                    format!("environment `{}` is not listed in the Project", doc.name),
+                )
+                .hint(
+                    match diagnostic::did_you_mean(&doc.name, list.iter().copied()) {
+                        Some(c) => {
+                            format!("did you mean `{c}`? Or add it to the Project's `environments`")
+                        }
+                        None => format!(
+                            "add it to the Project's `environments` (now: {})",
+                            list.join(", ")
+                        ),
+                    },
+                ),
             );
         }
     }
@@ -271,19 +338,35 @@ fn check_environment(
         let text = key.as_str().unwrap_or("");
         match ResourceId::parse(text, None) {
             None => diags.push(
-                Diagnostic::at(&key.span, format!("override key `{text}` is not a resource id"))
-                    .hint("write `kind/name`, e.g. `service/api`"),
+                Diagnostic::at(
+                    &key.span,
+                    format!("override key `{text}` is not a resource id"),
+                )
+                .hint("write `kind/name`, e.g. `service/api`"),
             ),
             Some(id) if !known.contains(&id) => diags.push(
-                Diagnostic::at(&key.span, format!("override for `{id}`, which does not exist"))
-                    .hint(diagnostic::suggestion(text, &ids.iter().map(String::as_str).collect::<Vec<_>>(), "resources are")),
+                Diagnostic::at(
+                    &key.span,
+                    format!("override for `{id}`, which does not exist"),
+                )
+                .hint(diagnostic::suggestion(
+                    text,
+                    &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+                    "resources are",
+                )),
             ),
             Some(_) => {}
         }
         if !matches!(patch.value, NodeValue::Map(_)) {
             diags.push(
-                Diagnostic::at(&patch.span, format!("expected a mapping of fields to override, found {}", patch.type_name()))
-                    .hint("write e.g. `service/api: {replicas: 3}`"),
+                Diagnostic::at(
+                    &patch.span,
+                    format!(
+                        "expected a mapping of fields to override, found {}",
+                        patch.type_name()
+                    ),
+                )
+                .hint("write e.g. `service/api: {replicas: 3}`"),
             );
         } else if patch.get("name").is_some() || patch.get("kind").is_some() {
             diags.push(
@@ -349,7 +432,11 @@ fn type_resource(doc: Document, sink: &Sink, diags: &mut Vec<Diagnostic>) -> Opt
             node: doc.node,
         }),
         Err(errors) => {
-            diags.extend(errors.into_iter().map(|e| e.into_diagnostic(&doc.node.span)));
+            diags.extend(
+                errors
+                    .into_iter()
+                    .map(|e| e.into_diagnostic(&doc.node.span)),
+            );
             None
         }
     }

@@ -45,12 +45,16 @@ mod tests {
     use std::sync::Arc;
 
     fn doc(text: &str) -> Node {
-        parse_documents(&Arc::from("t.yaml"), text).unwrap()[0].clone().unwrap()
+        parse_documents(&Arc::from("t.yaml"), text).unwrap()[0]
+            .clone()
+            .unwrap()
     }
 
     #[test]
     fn merge_patch_merges_replaces_and_removes() {
-        let mut target = doc("replicas: 1\ndeploy: {strategy: blue-green, drain: 5m}\nscale: {min: 1, max: 3}\n");
+        let mut target = doc(
+            "replicas: 1\ndeploy: {strategy: blue-green, drain: 5m}\nscale: {min: 1, max: 3}\n",
+        );
         let patch = doc("replicas: 3\ndeploy: {drain: 1m}\nscale: null\n");
         merge_patch(&mut target, &patch);
         assert_eq!(target.get("replicas").unwrap().as_str(), Some("3"));
@@ -58,6 +62,10 @@ mod tests {
         assert_eq!(deploy.get("strategy").unwrap().as_str(), Some("blue-green"));
         assert_eq!(deploy.get("drain").unwrap().as_str(), Some("1m"));
         assert!(target.get("scale").is_none());
-        assert_eq!(target.get("replicas").unwrap().span.line, 1, "patched values keep the patch's span");
+        assert_eq!(
+            target.get("replicas").unwrap().span.line,
+            1,
+            "patched values keep the patch's span"
+        );
     }
 }

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum SourceError {
-    #[error("cannot read desired state at {path}: {source}")]
+    #[error("cannot read desired state at {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -102,7 +102,11 @@ fn normalize(rel: &str) -> String {
     rel.trim_start_matches("./").to_string()
 }
 
-fn read_into(dir: &Path, prefix: &str, files: &mut BTreeMap<String, Vec<u8>>) -> Result<(), SourceError> {
+fn read_into(
+    dir: &Path,
+    prefix: &str,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) -> Result<(), SourceError> {
     let io = |source| SourceError::Io {
         path: dir.to_path_buf(),
         source,

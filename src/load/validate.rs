@@ -78,14 +78,19 @@ pub fn check(
                 check_abs_path(&r.path, n, "path", &mut ctx);
                 if r.routes.is_empty() {
                     ctx.diags.push(
-                        Diagnostic::at(&span_at(n, &["routes"]), "a Router needs at least one route")
-                            .hint("add `routes: [{host: app.example.com, service: api}]`"),
+                        Diagnostic::at(
+                            &span_at(n, &["routes"]),
+                            "a Router needs at least one route",
+                        )
+                        .hint("add `routes: [{host: app.example.com, service: api}]`"),
                     );
                 }
                 for (i, route) in r.routes.iter().enumerate() {
                     let idx = i.to_string();
                     let span = span_at(n, &["routes", &idx, "service"]);
-                    if let Some(s) = reference(&mut ctx, Kind::Service, &route.service, &span, "route") {
+                    if let Some(s) =
+                        reference(&mut ctx, Kind::Service, &route.service, &span, "route")
+                    {
                         if let Resource::Service(svc) = &s.resource {
                             if published_ports(svc).is_empty() {
                                 ctx.diags.push(
@@ -119,7 +124,13 @@ pub fn check(
 }
 
 /// Reports a dangling reference; returns the referenced resource when it exists.
-fn reference<'a>(ctx: &mut Ctx<'a>, kind: Kind, name: &str, span: &Span, what: &str) -> Option<&'a Typed> {
+fn reference<'a>(
+    ctx: &mut Ctx<'a>,
+    kind: Kind,
+    name: &str,
+    span: &Span,
+    what: &str,
+) -> Option<&'a Typed> {
     let id = ResourceId::new(kind, name);
     if let Some(t) = ctx.by_id.get(&id) {
         return Some(t);
@@ -135,7 +146,13 @@ fn reference<'a>(ctx: &mut Ctx<'a>, kind: Kind, name: &str, span: &Span, what: &
         None if names.is_empty() => format!("declare a `kind: {kind}` resource named `{name}`"),
         None => format!("declared {kind} resources: {}", names.join(", ")),
     };
-    ctx.diags.push(Diagnostic::at(span, format!("{what} refers to `{id}`, which does not exist")).hint(hint));
+    ctx.diags.push(
+        Diagnostic::at(
+            span,
+            format!("{what} refers to `{id}`, which does not exist"),
+        )
+        .hint(hint),
+    );
     None
 }
 
@@ -149,22 +166,39 @@ fn check_project(p: &Project, ctx: &mut Ctx) {
     for (i, h) in p.hosts.iter().enumerate() {
         if !seen.insert(h.name.as_str()) {
             let span = project_span(ctx, &["hosts", &i.to_string(), "name"]);
-            ctx.diags.push(Diagnostic::new(span, format!("host `{}` is listed twice in the Project", h.name)));
+            ctx.diags.push(Diagnostic::new(
+                span,
+                format!("host `{}` is listed twice in the Project", h.name),
+            ));
         }
     }
     let mut envs = BTreeSet::new();
     for (i, e) in p.environments.iter().enumerate() {
         if !envs.insert(e.as_str()) {
             let span = project_span(ctx, &["environments", &i.to_string()]);
-            ctx.diags.push(Diagnostic::new(span, format!("environment `{e}` is listed twice in the Project")));
+            ctx.diags.push(Diagnostic::new(
+                span,
+                format!("environment `{e}` is listed twice in the Project"),
+            ));
         }
     }
     if p.sync.interval.as_millis() < 1000 {
         let span = project_span(ctx, &["sync", "interval"]);
-        ctx.diags.push(Diagnostic::new(span, "sync.interval must be at least 1s").hint("30s is a good default"));
+        ctx.diags.push(
+            Diagnostic::new(span, "sync.interval must be at least 1s")
+                .hint("30s is a good default"),
+        );
     }
-    if let Some(e) = p.providers.docker.as_ref().and_then(|d| d.endpoint.as_ref()) {
-        if !["unix://", "tcp://", "http://", "https://", "npipe://"].iter().any(|s| e.starts_with(s)) {
+    if let Some(e) = p
+        .providers
+        .docker
+        .as_ref()
+        .and_then(|d| d.endpoint.as_ref())
+    {
+        if !["unix://", "tcp://", "http://", "https://", "npipe://"]
+            .iter()
+            .any(|s| e.starts_with(s))
+        {
             let span = project_span(ctx, &["providers", "docker", "endpoint"]);
             ctx.diags.push(
                 Diagnostic::new(span, format!("invalid Docker endpoint `{e}`"))
@@ -173,10 +207,20 @@ fn check_project(p: &Project, ctx: &mut Ctx) {
         }
     }
     if let Some(pg) = &p.providers.postgres {
-        literal_url(&pg.url, &["postgres://", "postgresql://"], &["providers", "postgres", "url"], ctx);
+        literal_url(
+            &pg.url,
+            &["postgres://", "postgresql://"],
+            &["providers", "postgres", "url"],
+            ctx,
+        );
     }
     if let Some(Some(e)) = p.providers.s3.as_ref().map(|s| &s.endpoint) {
-        literal_url(e, &["http://", "https://"], &["providers", "s3", "endpoint"], ctx);
+        literal_url(
+            e,
+            &["http://", "https://"],
+            &["providers", "s3", "endpoint"],
+            ctx,
+        );
     }
 }
 
@@ -184,8 +228,14 @@ fn literal_url(value: &SecretString, schemes: &[&str], path: &[&str], ctx: &mut 
     if !value.is_sensitive() && !schemes.iter().any(|s| value.raw().starts_with(s)) {
         let span = project_span(ctx, path);
         ctx.diags.push(
-            Diagnostic::new(span, format!("invalid URL in {}: `{}`", path.join("."), value.raw()))
-                .hint(format!("expected a URL starting with {}", schemes.join(" or "))),
+            Diagnostic::new(
+                span,
+                format!("invalid URL in {}: `{}`", path.join("."), value.raw()),
+            )
+            .hint(format!(
+                "expected a URL starting with {}",
+                schemes.join(" or ")
+            )),
         );
     }
 }
@@ -193,8 +243,11 @@ fn literal_url(value: &SecretString, schemes: &[&str], path: &[&str], ctx: &mut 
 fn check_abs_path(path: &str, n: &Node, key: &str, ctx: &mut Ctx) {
     if !path.starts_with('/') {
         ctx.diags.push(
-            Diagnostic::at(&span_at(n, &[key]), format!("expected an absolute path, found `{path}`"))
-                .hint("write the full path, e.g. `/etc/nginx/conf.d/site.conf`"),
+            Diagnostic::at(
+                &span_at(n, &[key]),
+                format!("expected an absolute path, found `{path}`"),
+            )
+            .hint("write the full path, e.g. `/etc/nginx/conf.d/site.conf`"),
         );
     }
 }
@@ -208,49 +261,74 @@ pub fn published_ports(s: &Service) -> Vec<u16> {
             .map(|c| c.port.get())
             .collect()
     } else {
-        s.ports.iter().filter_map(|p| p.host.map(|h| h.get())).collect()
+        s.ports
+            .iter()
+            .filter_map(|p| p.host.map(|h| h.get()))
+            .collect()
     }
 }
 
 fn check_service(s: &Service, n: &Node, ctx: &mut Ctx) {
     match (&s.image, &s.build) {
         (None, None) => ctx.diags.push(
-            Diagnostic::at(&n.span, format!("service/{} has neither `image` nor `build`", s.name))
-                .hint("add `image: name:tag` or `build: {context: path}`"),
+            Diagnostic::at(
+                &n.span,
+                format!("service/{} has neither `image` nor `build`", s.name),
+            )
+            .hint("add `image: name:tag` or `build: {context: path}`"),
         ),
         (Some(_), Some(_)) => ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["build"]), format!("service/{} has both `image` and `build`", s.name))
-                .hint("keep one of them"),
+            Diagnostic::at(
+                &span_at(n, &["build"]),
+                format!("service/{} has both `image` and `build`", s.name),
+            )
+            .hint("keep one of them"),
         ),
-        (Some(image), None) if image.trim().is_empty() || image.contains(char::is_whitespace) => ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["image"]), format!("invalid image reference `{image}`"))
+        (Some(image), None) if image.trim().is_empty() || image.contains(char::is_whitespace) => {
+            ctx.diags.push(
+                Diagnostic::at(
+                    &span_at(n, &["image"]),
+                    format!("invalid image reference `{image}`"),
+                )
                 .hint("expected `name:tag`, e.g. `ytempire/api:1.4.2`"),
-        ),
+            )
+        }
         _ => {}
     }
     if let Some(cmd) = &s.command {
         if cmd.is_empty() {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["command"]), "`command` is an empty list").hint("remove it to use the image's default command"));
+            ctx.diags.push(
+                Diagnostic::at(&span_at(n, &["command"]), "`command` is an empty list")
+                    .hint("remove it to use the image's default command"),
+            );
         }
     }
     for key in s.env.keys() {
         if key.is_empty() || key.contains('=') || key.contains(char::is_whitespace) {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["env", key]), format!("invalid environment variable name `{key}`")));
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["env", key]),
+                format!("invalid environment variable name `{key}`"),
+            ));
         }
     }
     for (i, v) in s.volumes.iter().enumerate() {
         if !v.target.starts_with('/') {
-            ctx.diags.push(
-                Diagnostic::at(&span_at(n, &["volumes", &i.to_string(), "target"]), format!("volume target must be an absolute path, found `{}`", v.target)),
-            );
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["volumes", &i.to_string(), "target"]),
+                format!(
+                    "volume target must be an absolute path, found `{}`",
+                    v.target
+                ),
+            ));
         }
     }
     for (i, dep) in s.depends_on.iter().enumerate() {
         let span = span_at(n, &["depends_on", &i.to_string()]);
         match ResourceId::parse(dep, Some(Kind::Service)) {
-            Some(id) if id.kind == Kind::Project || id.kind == Kind::Environment => ctx
-                .diags
-                .push(Diagnostic::at(&span, format!("cannot depend on `{dep}`")).hint("depend on a resource: `database/name`, `service/name`, `bucket/name`")),
+            Some(id) if id.kind == Kind::Project || id.kind == Kind::Environment => ctx.diags.push(
+                Diagnostic::at(&span, format!("cannot depend on `{dep}`"))
+                    .hint("depend on a resource: `database/name`, `service/name`, `bucket/name`"),
+            ),
             Some(id) => {
                 reference(ctx, id.kind, &id.name, &span, "depends_on");
             }
@@ -272,15 +350,26 @@ fn check_placement(s: &Service, n: &Node, ctx: &mut Ctx) {
     for (i, h) in s.placement.hosts.iter().enumerate() {
         if !names.contains(&h.as_str()) {
             ctx.diags.push(
-                Diagnostic::at(&span_at(n, &["placement", "hosts", &i.to_string()]), format!("placement names host `{h}`, which the Project does not list"))
-                    .hint(suggestion(h, &names, "the Project's hosts are")),
+                Diagnostic::at(
+                    &span_at(n, &["placement", "hosts", &i.to_string()]),
+                    format!("placement names host `{h}`, which the Project does not list"),
+                )
+                .hint(suggestion(h, &names, "the Project's hosts are")),
             );
         }
     }
-    if hosts_of(s, p).is_empty() && s.placement.hosts.iter().all(|h| names.contains(&h.as_str())) {
+    if hosts_of(s, p).is_empty()
+        && s.placement
+            .hosts
+            .iter()
+            .all(|h| names.contains(&h.as_str()))
+    {
         ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["placement"]), format!("no host matches the placement of service/{}", s.name))
-                .hint("check `placement.labels` against the labels of the Project's hosts"),
+            Diagnostic::at(
+                &span_at(n, &["placement"]),
+                format!("no host matches the placement of service/{}", s.name),
+            )
+            .hint("check `placement.labels` against the labels of the Project's hosts"),
         );
     }
 }
@@ -289,8 +378,15 @@ fn check_placement(s: &Service, n: &Node, ctx: &mut Ctx) {
 pub fn hosts_of<'p>(s: &Service, p: &'p Project) -> Vec<&'p str> {
     p.hosts
         .iter()
-        .filter(|h| s.placement.hosts.is_empty() || s.placement.hosts.iter().any(|x| x == h.name.as_str()))
-        .filter(|h| s.placement.labels.iter().all(|(k, v)| h.labels.get(k) == Some(v)))
+        .filter(|h| {
+            s.placement.hosts.is_empty() || s.placement.hosts.iter().any(|x| x == h.name.as_str())
+        })
+        .filter(|h| {
+            s.placement
+                .labels
+                .iter()
+                .all(|(k, v)| h.labels.get(k) == Some(v))
+        })
         .map(|h| h.name.as_str())
         .collect()
 }
@@ -298,29 +394,50 @@ pub fn hosts_of<'p>(s: &Service, p: &'p Project) -> Vec<&'p str> {
 fn check_health(s: &Service, n: &Node, ctx: &mut Ctx) {
     let Some(h) = &s.health else { return };
     let span = span_at(n, &["health"]);
-    let probes = [h.http.is_some(), h.tcp.is_some(), h.command.is_some()].iter().filter(|x| **x).count();
+    let probes = [h.http.is_some(), h.tcp.is_some(), h.command.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
     if probes != 1 {
         ctx.diags.push(
-            Diagnostic::at(&span, format!("health needs exactly one of `http`, `tcp` or `command`, found {probes}"))
-                .hint("e.g. `http: {path: /health, port: 8000}`"),
+            Diagnostic::at(
+                &span,
+                format!("health needs exactly one of `http`, `tcp` or `command`, found {probes}"),
+            )
+            .hint("e.g. `http: {path: /health, port: 8000}`"),
         );
     }
     if let Some(http) = &h.http {
         if !http.path.starts_with('/') {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["health", "http", "path"]), format!("health path must start with `/`, found `{}`", http.path)));
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["health", "http", "path"]),
+                format!("health path must start with `/`, found `{}`", http.path),
+            ));
         }
     }
     if h.healthy_after == 0 {
-        ctx.diags.push(Diagnostic::at(&span_at(n, &["health", "healthy_after"]), "healthy_after must be at least 1"));
+        ctx.diags.push(Diagnostic::at(
+            &span_at(n, &["health", "healthy_after"]),
+            "healthy_after must be at least 1",
+        ));
     }
     if h.retries < h.healthy_after {
         ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["health", "retries"]), format!("retries ({}) is less than healthy_after ({}), so the gate can never pass", h.retries, h.healthy_after))
-                .hint("raise `retries`"),
+            Diagnostic::at(
+                &span_at(n, &["health", "retries"]),
+                format!(
+                    "retries ({}) is less than healthy_after ({}), so the gate can never pass",
+                    h.retries, h.healthy_after
+                ),
+            )
+            .hint("raise `retries`"),
         );
     }
     if h.interval.as_millis() == 0 || h.timeout.as_millis() == 0 {
-        ctx.diags.push(Diagnostic::at(&span, "health interval and timeout must be more than 0s"));
+        ctx.diags.push(Diagnostic::at(
+            &span,
+            "health interval and timeout must be more than 0s",
+        ));
     }
 }
 
@@ -329,21 +446,33 @@ fn check_deploy(s: &Service, n: &Node, ctx: &mut Ctx) {
     if d.strategy != Strategy::BlueGreen {
         if d.blue.is_some() || d.green.is_some() {
             ctx.diags.push(
-                Diagnostic::at(&span_at(n, &["deploy"]), format!("deploy.blue/green ports are only for blue-green, but the strategy is `{}`", d.strategy.as_str()))
-                    .hint("set `strategy: blue-green` or remove the color ports"),
+                Diagnostic::at(
+                    &span_at(n, &["deploy"]),
+                    format!(
+                        "deploy.blue/green ports are only for blue-green, but the strategy is `{}`",
+                        d.strategy.as_str()
+                    ),
+                )
+                .hint("set `strategy: blue-green` or remove the color ports"),
             );
         }
         return;
     }
     match (&d.blue, &d.green) {
         (Some(b), Some(g)) if b.port == g.port => ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["deploy", "green", "port"]), format!("blue and green both publish port {}", b.port))
-                .hint("each color needs its own host port, e.g. blue 8000 and green 8001"),
+            Diagnostic::at(
+                &span_at(n, &["deploy", "green", "port"]),
+                format!("blue and green both publish port {}", b.port),
+            )
+            .hint("each color needs its own host port, e.g. blue 8000 and green 8001"),
         ),
         (Some(_), Some(_)) => {}
         _ => ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["deploy"]), "blue-green needs a host port for each color")
-                .hint("add `blue: {port: 8000}` and `green: {port: 8001}` under `deploy`"),
+            Diagnostic::at(
+                &span_at(n, &["deploy"]),
+                "blue-green needs a host port for each color",
+            )
+            .hint("add `blue: {port: 8000}` and `green: {port: 8001}` under `deploy`"),
         ),
     }
     for (i, p) in s.ports.iter().enumerate() {
@@ -356,14 +485,20 @@ fn check_deploy(s: &Service, n: &Node, ctx: &mut Ctx) {
     }
     if s.ports.is_empty() {
         ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["deploy"]), "blue-green needs a container port to publish")
-                .hint("add `ports: [{container: 8000}]`"),
+            Diagnostic::at(
+                &span_at(n, &["deploy"]),
+                "blue-green needs a container port to publish",
+            )
+            .hint("add `ports: [{container: 8000}]`"),
         );
     }
     if s.health.is_none() {
         ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["deploy", "strategy"]), "blue-green needs a health check: traffic only moves to a color that passed it")
-                .hint("add `health: {http: {path: /health, port: 8000}}`"),
+            Diagnostic::at(
+                &span_at(n, &["deploy", "strategy"]),
+                "blue-green needs a health check: traffic only moves to a color that passed it",
+            )
+            .hint("add `health: {http: {path: /health, port: 8000}}`"),
         );
     }
 }
@@ -372,13 +507,25 @@ fn check_scale(s: &Service, n: &Node, ctx: &mut Ctx) {
     let Some(sc) = &s.scale else { return };
     if sc.min > sc.max {
         ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["scale", "min"]), format!("scale.min ({}) is greater than scale.max ({})", sc.min, sc.max))
-                .hint("swap them, or raise `max`"),
+            Diagnostic::at(
+                &span_at(n, &["scale", "min"]),
+                format!(
+                    "scale.min ({}) is greater than scale.max ({})",
+                    sc.min, sc.max
+                ),
+            )
+            .hint("swap them, or raise `max`"),
         );
     } else if s.replicas < sc.min || s.replicas > sc.max {
         ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["replicas"]), format!("replicas ({}) is outside the scale bounds {}..{}", s.replicas, sc.min, sc.max))
-                .hint("set `replicas` within `scale.min` and `scale.max`"),
+            Diagnostic::at(
+                &span_at(n, &["replicas"]),
+                format!(
+                    "replicas ({}) is outside the scale bounds {}..{}",
+                    s.replicas, sc.min, sc.max
+                ),
+            )
+            .hint("set `replicas` within `scale.min` and `scale.max`"),
         );
     }
     for (dir, rules) in [("up", &sc.up), ("down", &sc.down)] {
@@ -387,8 +534,11 @@ fn check_scale(s: &Service, n: &Node, ctx: &mut Ctx) {
             match (r.above, r.below) {
                 (Some(_), None) | (None, Some(_)) => {}
                 _ => ctx.diags.push(
-                    Diagnostic::at(&span, "a scale rule needs exactly one of `above` or `below`")
-                        .hint("e.g. `{metric: cpu, above: 80, for: 5m}`"),
+                    Diagnostic::at(
+                        &span,
+                        "a scale rule needs exactly one of `above` or `below`",
+                    )
+                    .hint("e.g. `{metric: cpu, above: 80, for: 5m}`"),
                 ),
             }
             if r.metric == Metric::QueueDepth && sc.queue_depth.is_none() {
@@ -400,7 +550,13 @@ fn check_scale(s: &Service, n: &Node, ctx: &mut Ctx) {
         }
     }
     if let Some(q) = &sc.queue_depth {
-        reference(ctx, Kind::Database, &q.database, &span_at(n, &["scale", "queue_depth", "database"]), "scale.queue_depth");
+        reference(
+            ctx,
+            Kind::Database,
+            &q.database,
+            &span_at(n, &["scale", "queue_depth", "database"]),
+            "scale.queue_depth",
+        );
     }
 }
 
@@ -409,13 +565,18 @@ fn check_host_ports(typed: &[Typed], ctx: &mut Ctx) {
     let Some(p) = ctx.project else { return };
     let mut taken: BTreeMap<(String, u16), (String, Span)> = BTreeMap::new();
     for t in typed {
-        let Resource::Service(s) = &t.resource else { continue };
+        let Resource::Service(s) = &t.resource else {
+            continue;
+        };
         let hosts = hosts_of(s, p);
         let ports = published_ports(s);
         let bg = s.deploy.strategy == Strategy::BlueGreen;
         for (i, port) in ports.iter().enumerate() {
             let span = if bg {
-                span_at(&t.node, &["deploy", if i == 0 { "blue" } else { "green" }, "port"])
+                span_at(
+                    &t.node,
+                    &["deploy", if i == 0 { "blue" } else { "green" }, "port"],
+                )
             } else {
                 port_span(&t.node, *port)
             };
@@ -465,7 +626,12 @@ fn check_cycles(typed: &[Typed], ctx: &mut Ctx) {
     let graph: BTreeMap<ResourceId, Vec<ResourceId>> = typed
         .iter()
         .map(|t| {
-            let deps = t.resource.dependencies().into_iter().filter(|d| ctx.ids.contains(d)).collect();
+            let deps = t
+                .resource
+                .dependencies()
+                .into_iter()
+                .filter(|d| ctx.ids.contains(d))
+                .collect();
             (t.resource.id(), deps)
         })
         .collect();
@@ -477,8 +643,15 @@ fn check_cycles(typed: &[Typed], ctx: &mut Ctx) {
             let mut key = cycle.to_vec();
             key.sort();
             if reported.insert(key) {
-                let names: Vec<String> = cycle.iter().chain(cycle.first()).map(|i| i.to_string()).collect();
-                let span = ctx.by_id.get(&cycle[0]).map(|t| span_at(&t.node, &["depends_on"]));
+                let names: Vec<String> = cycle
+                    .iter()
+                    .chain(cycle.first())
+                    .map(|i| i.to_string())
+                    .collect();
+                let span = ctx
+                    .by_id
+                    .get(&cycle[0])
+                    .map(|t| span_at(&t.node, &["depends_on"]));
                 ctx.diags.push(
                     Diagnostic::new(span, format!("dependency cycle: {}", names.join(" → ")))
                         .hint("remove one of these dependencies"),
@@ -521,8 +694,9 @@ fn template(name: &str, n: &Node, ctx: &mut Ctx, checked: &mut Checked) {
     if render::is_builtin_reference(name) {
         if render::builtin(name).is_none() {
             ctx.diags.push(
-                Diagnostic::at(&span, format!("unknown built-in template `{name}`"))
-                    .hint(suggestion(name, render::BUILTIN_NAMES, "built-in templates are")),
+                Diagnostic::at(&span, format!("unknown built-in template `{name}`")).hint(
+                    suggestion(name, render::BUILTIN_NAMES, "built-in templates are"),
+                ),
             );
         }
         return;
@@ -537,10 +711,15 @@ fn template(name: &str, n: &Node, ctx: &mut Ctx, checked: &mut Checked) {
     if let Err(e) = render::compile(name, source) {
         let file = std::sync::Arc::from(ctx.tree.display(name));
         let at = Span::new(&file, e.line.unwrap_or(1), e.column.unwrap_or(1));
-        ctx.diags.push(Diagnostic::at(&at, format!("template error: {}", e.message)).note(format!("used by {span}")));
+        ctx.diags.push(
+            Diagnostic::at(&at, format!("template error: {}", e.message))
+                .note(format!("used by {span}")),
+        );
         return;
     }
-    checked.templates.insert(name.to_string(), source.to_string());
+    checked
+        .templates
+        .insert(name.to_string(), source.to_string());
 }
 
 fn check_database(d: &Database, n: &Node, ctx: &mut Ctx) -> Option<Vec<MigrationFile>> {
@@ -548,26 +727,48 @@ fn check_database(d: &Database, n: &Node, ctx: &mut Ctx) -> Option<Vec<Migration
     for (i, r) in d.roles.iter().enumerate() {
         let idx = i.to_string();
         if !names.insert(r.name.as_str()) {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["roles", &idx, "name"]), format!("role `{}` is declared twice", r.name)));
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["roles", &idx, "name"]),
+                format!("role `{}` is declared twice", r.name),
+            ));
         }
         if let Some(p) = &r.password {
-            must_be_secret(p, &span_at(n, &["roles", &idx, "password"]), "a role password", ctx);
+            must_be_secret(
+                p,
+                &span_at(n, &["roles", &idx, "password"]),
+                "a role password",
+                ctx,
+            );
         }
         if r.connection_limit < -1 {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["roles", &idx, "connection_limit"]), "connection_limit must be -1 (unlimited) or more"));
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["roles", &idx, "connection_limit"]),
+                "connection_limit must be -1 (unlimited) or more",
+            ));
         }
     }
     for e in &d.extensions {
-        if e.is_empty() || !e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["extensions"]), format!("invalid extension name `{e}`")));
+        if e.is_empty()
+            || !e
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["extensions"]),
+                format!("invalid extension name `{e}`"),
+            ));
         }
     }
     let m = d.migrations.as_ref()?;
     let span = span_at(n, &["migrations", "dir"]);
     if !ctx.tree.has_dir(&m.dir) {
         ctx.diags.push(
-            Diagnostic::at(&span, format!("migrations directory `{}` not found", m.dir))
-                .hint(format!("paths are relative to the desired-state directory ({})", ctx.tree.root)),
+            Diagnostic::at(&span, format!("migrations directory `{}` not found", m.dir)).hint(
+                format!(
+                    "paths are relative to the desired-state directory ({})",
+                    ctx.tree.root
+                ),
+            ),
         );
         return None;
     }
@@ -596,11 +797,22 @@ fn migrations(dir: &str, span: &Span, ctx: &mut Ctx) -> Option<Vec<MigrationFile
             continue;
         }
         if let Some(prev) = ups.get(&version) {
-            ctx.diags.push(Diagnostic::at(span, format!("migration version {version} is used twice: `{}` and `{path}`", prev.up_path)));
+            ctx.diags.push(Diagnostic::at(
+                span,
+                format!(
+                    "migration version {version} is used twice: `{}` and `{path}`",
+                    prev.up_path
+                ),
+            ));
             ok = false;
             continue;
         }
-        let text = ctx.tree.files.get(path).map(|b| b.as_slice()).unwrap_or_default();
+        let text = ctx
+            .tree
+            .files
+            .get(path)
+            .map(|b| b.as_slice())
+            .unwrap_or_default();
         ups.insert(
             version,
             MigrationFile {
@@ -616,7 +828,10 @@ fn migrations(dir: &str, span: &Span, ctx: &mut Ctx) -> Option<Vec<MigrationFile
         match ups.get_mut(&version) {
             Some(m) => m.down_path = Some(path),
             None => {
-                ctx.diags.push(Diagnostic::at(span, format!("`{path}` has no matching up migration")));
+                ctx.diags.push(Diagnostic::at(
+                    span,
+                    format!("`{path}` has no matching up migration"),
+                ));
                 ok = false;
             }
         }
@@ -656,8 +871,11 @@ pub fn checksum(bytes: &[u8]) -> String {
 fn must_be_secret(value: &SecretString, span: &Span, what: &str, ctx: &mut Ctx) {
     if !value.is_sensitive() {
         ctx.diags.push(
-            Diagnostic::at(span, format!("{what} is written literally in the desired state"))
-                .hint("reference it instead: `${env:NAME}` or `${file:/path/to/secret}`"),
+            Diagnostic::at(
+                span,
+                format!("{what} is written literally in the desired state"),
+            )
+            .hint("reference it instead: `${env:NAME}` or `${file:/path/to/secret}`"),
         );
     }
 }
@@ -668,7 +886,10 @@ pub fn bucket_name_problem(name: &str) -> Option<&'static str> {
     if !(3..=63).contains(&b.len()) {
         return Some("must be 3 to 63 characters long");
     }
-    if !b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.') {
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+    {
         return Some("may hold only lowercase letters, digits, `-` and `.`");
     }
     if !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
@@ -680,7 +901,11 @@ pub fn bucket_name_problem(name: &str) -> Option<&'static str> {
     if name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok()) {
         return Some("must not look like an IP address");
     }
-    if name.starts_with("xn--") || name.starts_with("sthree-") || name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+    if name.starts_with("xn--")
+        || name.starts_with("sthree-")
+        || name.ends_with("-s3alias")
+        || name.ends_with("--ol-s3")
+    {
         return Some("must not use a prefix or suffix reserved by S3");
     }
     None
@@ -689,13 +914,19 @@ pub fn bucket_name_problem(name: &str) -> Option<&'static str> {
 fn check_bucket(b: &Bucket, n: &Node, ctx: &mut Ctx) {
     if let Some(problem) = bucket_name_problem(b.name.as_str()) {
         ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["name"]), format!("invalid S3 bucket name `{}`: it {problem}", b.name))
-                .hint("e.g. `ytempire-backups`"),
+            Diagnostic::at(
+                &span_at(n, &["name"]),
+                format!("invalid S3 bucket name `{}`: it {problem}", b.name),
+            )
+            .hint("e.g. `ytempire-backups`"),
         );
     }
     for (i, r) in b.lifecycle.iter().enumerate() {
         let span = span_at(n, &["lifecycle", &i.to_string()]);
-        if r.transition.is_none() && r.expire_after.is_none() && r.abort_incomplete_uploads_after.is_none() {
+        if r.transition.is_none()
+            && r.expire_after.is_none()
+            && r.abort_incomplete_uploads_after.is_none()
+        {
             ctx.diags.push(
                 Diagnostic::at(&span, "a lifecycle rule needs `transition`, `expire_after` or `abort_incomplete_uploads_after`"),
             );
@@ -703,8 +934,14 @@ fn check_bucket(b: &Bucket, n: &Node, ctx: &mut Ctx) {
         if let (Some(t), Some(e)) = (&r.transition, r.expire_after) {
             if e <= t.after {
                 ctx.diags.push(
-                    Diagnostic::at(&span_at(n, &["lifecycle", &i.to_string(), "expire_after"]), format!("expire_after ({e}) is not later than the transition ({})", t.after))
-                        .hint("objects would expire before (or as) they move to the colder tier"),
+                    Diagnostic::at(
+                        &span_at(n, &["lifecycle", &i.to_string(), "expire_after"]),
+                        format!(
+                            "expire_after ({e}) is not later than the transition ({})",
+                            t.after
+                        ),
+                    )
+                    .hint("objects would expire before (or as) they move to the colder tier"),
                 );
             }
         }
@@ -713,7 +950,14 @@ fn check_bucket(b: &Bucket, n: &Node, ctx: &mut Ctx) {
 
 fn check_backup(b: &Backup, n: &Node, ctx: &mut Ctx) {
     let src = &b.source;
-    let count = [src.database.is_some(), src.files.is_some(), src.command.is_some()].iter().filter(|x| **x).count();
+    let count = [
+        src.database.is_some(),
+        src.files.is_some(),
+        src.command.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if count != 1 {
         ctx.diags.push(
             Diagnostic::at(&span_at(n, &["source"]), format!("a backup source needs exactly one of `database`, `files` or `command`, found {count}"))
@@ -721,29 +965,45 @@ fn check_backup(b: &Backup, n: &Node, ctx: &mut Ctx) {
         );
     }
     if let Some(db) = &src.database {
-        reference(ctx, Kind::Database, db, &span_at(n, &["source", "database"]), "backup source");
+        reference(
+            ctx,
+            Kind::Database,
+            db,
+            &span_at(n, &["source", "database"]),
+            "backup source",
+        );
     }
     if let Some(f) = &src.files {
         if !f.starts_with('/') {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["source", "files"]), format!("expected an absolute path, found `{f}`")));
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["source", "files"]),
+                format!("expected an absolute path, found `{f}`"),
+            ));
         }
     }
     if let Some(c) = &src.command {
         if c.is_empty() {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["source", "command"]), "backup command is an empty list"));
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["source", "command"]),
+                "backup command is an empty list",
+            ));
         }
     }
     if b.destinations.is_empty() {
         ctx.diags.push(
-            Diagnostic::at(&span_at(n, &["destinations"]), "a backup needs at least one destination")
-                .hint("e.g. `- {url: \"file:///var/backups/db\", keep: 7d}`"),
+            Diagnostic::at(
+                &span_at(n, &["destinations"]),
+                "a backup needs at least one destination",
+            )
+            .hint("e.g. `- {url: \"file:///var/backups/db\", keep: 7d}`"),
         );
     }
     for (i, d) in b.destinations.iter().enumerate() {
         let span = span_at(n, &["destinations", &i.to_string(), "url"]);
         let valid = match d.url.split_once("://") {
             Some(("file", path)) => path.starts_with('/'),
-            Some(("s3", rest)) => crate::model::s3_bucket_of(&format!("s3://{rest}")).is_some_and(|b| bucket_name_problem(b).is_none()),
+            Some(("s3", rest)) => crate::model::s3_bucket_of(&format!("s3://{rest}"))
+                .is_some_and(|b| bucket_name_problem(b).is_none()),
             _ => false,
         };
         if !valid {
@@ -753,71 +1013,117 @@ fn check_backup(b: &Backup, n: &Node, ctx: &mut Ctx) {
             );
         }
         if d.keep.as_millis() == 0 {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["destinations", &i.to_string(), "keep"]), "keep must be more than 0s"));
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["destinations", &i.to_string(), "keep"]),
+                "keep must be more than 0s",
+            ));
         }
     }
     if let Some(e) = &b.encryption {
-        must_be_secret(&e.key, &span_at(n, &["encryption", "key"]), "the encryption key", ctx);
+        must_be_secret(
+            &e.key,
+            &span_at(n, &["encryption", "key"]),
+            "the encryption key",
+            ctx,
+        );
     }
     if b.rpo.is_some_and(|r| r.as_millis() == 0) {
-        ctx.diags.push(Diagnostic::at(&span_at(n, &["rpo"]), "rpo must be more than 0s"));
+        ctx.diags.push(Diagnostic::at(
+            &span_at(n, &["rpo"]),
+            "rpo must be more than 0s",
+        ));
     }
 }
 
 fn check_budget(b: &Budget, n: &Node, ctx: &mut Ctx) {
-    if !(b.amount > 0.0) {
-        ctx.diags.push(Diagnostic::at(&span_at(n, &["amount"]), format!("amount must be more than 0, found {}", b.amount)));
+    if b.amount.is_nan() || b.amount <= 0.0 {
+        ctx.diags.push(Diagnostic::at(
+            &span_at(n, &["amount"]),
+            format!("amount must be more than 0, found {}", b.amount),
+        ));
     }
     for (k, v) in &b.rates {
         if *v < 0.0 {
-            ctx.diags.push(Diagnostic::at(&span_at(n, &["rates", k]), format!("rate `{k}` is negative ({v})")));
+            ctx.diags.push(Diagnostic::at(
+                &span_at(n, &["rates", k]),
+                format!("rate `{k}` is negative ({v})"),
+            ));
         }
     }
     for (i, a) in b.alerts.iter().enumerate() {
         if !(*a > 0.0 && *a <= 10.0) {
             ctx.diags.push(
-                Diagnostic::at(&span_at(n, &["alerts", &i.to_string()]), format!("alert threshold {a} is not a fraction of the amount"))
-                    .hint("write fractions: 0.5 is 50%, 1.0 is 100%"),
+                Diagnostic::at(
+                    &span_at(n, &["alerts", &i.to_string()]),
+                    format!("alert threshold {a} is not a fraction of the amount"),
+                )
+                .hint("write fractions: 0.5 is 50%, 1.0 is 100%"),
             );
         }
     }
     if let (Some(s), Some(h)) = (&b.soft_limit, &b.hard_limit) {
         if h.at < s.at {
             ctx.diags.push(
-                Diagnostic::at(&span_at(n, &["hard_limit", "at"]), format!("hard_limit.at ({}) is below soft_limit.at ({})", h.at, s.at))
-                    .hint("the hard limit acts after the soft one: raise `hard_limit.at`"),
+                Diagnostic::at(
+                    &span_at(n, &["hard_limit", "at"]),
+                    format!("hard_limit.at ({}) is below soft_limit.at ({})", h.at, s.at),
+                )
+                .hint("the hard limit acts after the soft one: raise `hard_limit.at`"),
             );
         }
     }
     if let Some(h) = &b.hard_limit {
         if h.pause.contains(&crate::model::service::Priority::Critical) {
             ctx.diags.push(
-                Diagnostic::at(&span_at(n, &["hard_limit", "pause"]), "critical services are never paused")
-                    .hint("list `low` and `normal` only"),
+                Diagnostic::at(
+                    &span_at(n, &["hard_limit", "pause"]),
+                    "critical services are never paused",
+                )
+                .hint("list `low` and `normal` only"),
             );
         }
     }
     if let Some(s) = &b.spend {
-        reference(ctx, Kind::Database, &s.database, &span_at(n, &["spend", "database"]), "budget spend");
+        reference(
+            ctx,
+            Kind::Database,
+            &s.database,
+            &span_at(n, &["spend", "database"]),
+            "budget spend",
+        );
     }
     for (i, name) in b.notify.iter().enumerate() {
-        reference(ctx, Kind::Notifier, name, &span_at(n, &["notify", &i.to_string()]), "budget notify");
+        reference(
+            ctx,
+            Kind::Notifier,
+            name,
+            &span_at(n, &["notify", &i.to_string()]),
+            "budget notify",
+        );
     }
 }
 
 fn check_notifier(x: &Notifier, n: &Node, ctx: &mut Ctx) {
     match (&x.webhook, &x.command) {
         (Some(_), Some(_)) | (None, None) => ctx.diags.push(
-            Diagnostic::at(&n.span, format!("notifier/{} needs exactly one of `webhook` or `command`", x.name))
-                .hint("e.g. `webhook: \"${env:SLACK_WEBHOOK_URL}\"`"),
+            Diagnostic::at(
+                &n.span,
+                format!(
+                    "notifier/{} needs exactly one of `webhook` or `command`",
+                    x.name
+                ),
+            )
+            .hint("e.g. `webhook: \"${env:SLACK_WEBHOOK_URL}\"`"),
         ),
         _ => {}
     }
     if let Some(w) = &x.webhook {
-        if !w.is_sensitive() && !(w.raw().starts_with("https://") || w.raw().starts_with("http://")) {
+        if !(w.is_sensitive() || w.raw().starts_with("https://") || w.raw().starts_with("http://"))
+        {
             ctx.diags.push(
-                Diagnostic::at(&span_at(n, &["webhook"]), "invalid webhook URL")
-                    .hint("expected an `https://` URL, or a reference like `${env:SLACK_WEBHOOK_URL}`"),
+                Diagnostic::at(&span_at(n, &["webhook"]), "invalid webhook URL").hint(
+                    "expected an `https://` URL, or a reference like `${env:SLACK_WEBHOOK_URL}`",
+                ),
             );
         }
     }
@@ -838,8 +1144,14 @@ mod tests {
 
     #[test]
     fn migration_names_parse() {
-        assert_eq!(parse_migration_name("0001_create.up.sql"), Some((1, "create".into(), true)));
-        assert_eq!(parse_migration_name("0002_x.down.sql"), Some((2, "x".into(), false)));
+        assert_eq!(
+            parse_migration_name("0001_create.up.sql"),
+            Some((1, "create".into(), true))
+        );
+        assert_eq!(
+            parse_migration_name("0002_x.down.sql"),
+            Some((2, "x".into(), false))
+        );
         assert_eq!(parse_migration_name("create.up.sql"), None);
     }
 

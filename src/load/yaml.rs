@@ -116,7 +116,9 @@ fn syntax_error(file: &Arc<str>, mark: &Marker, info: &str) -> SyntaxError {
     let hint = if info.contains("tab") {
         Some("YAML does not allow tabs for indentation: indent with spaces".to_string())
     } else if info.contains("mapping values are not allowed") {
-        Some("a value that contains `: ` must be quoted, or a key is missing its indentation".into())
+        Some(
+            "a value that contains `: ` must be quoted, or a key is missing its indentation".into(),
+        )
     } else if info.contains("did not find expected key") {
         Some("check the indentation of this line and the one before it".into())
     } else {
@@ -240,7 +242,9 @@ impl MarkedEventReceiver for TreeBuilder {
 
 fn scalar_value(text: String, style: TScalarStyle, tagged: bool) -> NodeValue {
     match style {
-        TScalarStyle::Plain if !tagged && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") => {
+        TScalarStyle::Plain
+            if !tagged && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") =>
+        {
             NodeValue::Null
         }
         TScalarStyle::Plain => NodeValue::Scalar(text, ScalarStyle::Plain),
@@ -276,7 +280,10 @@ fn apply_merge_keys(entries: Vec<(Node, Node)>) -> Result<Vec<(Node, Node)>, Syn
         };
         for source in sources {
             for (mk, mv) in source {
-                let taken = own.iter().chain(merged.iter()).any(|(k, _)| k.value == mk.value);
+                let taken = own
+                    .iter()
+                    .chain(merged.iter())
+                    .any(|(k, _)| k.value == mk.value);
                 if !taken {
                     merged.push((mk, mv));
                 }
@@ -317,10 +324,13 @@ mod tests {
 
     #[test]
     fn comment_only_documents_are_none() {
-        let docs = parse("# only a comment\n---\nkind: Service\n").unwrap();
-        assert_eq!(docs.len(), 2);
-        assert!(docs[0].is_none());
-        assert_eq!(docs[1].as_ref().unwrap().get("kind").unwrap().as_str(), Some("Service"));
+        let docs = parse("kind: Router\n---\n# only a comment\n---\nkind: Service\n").unwrap();
+        assert_eq!(docs.len(), 3);
+        assert!(docs[1].is_none());
+        assert_eq!(
+            docs[2].as_ref().unwrap().get("kind").unwrap().as_str(),
+            Some("Service")
+        );
     }
 
     #[test]

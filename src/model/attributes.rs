@@ -67,7 +67,13 @@ impl Attributes {
         );
     }
 
-    fn secret(&mut self, key: impl Into<String>, value: &SecretString, d: &dyn SecretDigest, replaces: bool) {
+    fn secret(
+        &mut self,
+        key: impl Into<String>,
+        value: &SecretString,
+        d: &dyn SecretDigest,
+        replaces: bool,
+    ) {
         let value = if value.is_sensitive() {
             AttrValue::Sensitive(d.digest(value))
         } else {
@@ -126,7 +132,9 @@ fn list(items: &[String]) -> String {
 }
 
 fn action(a: &Option<Action>) -> String {
-    a.as_ref().map(|a| a.to_string()).unwrap_or_else(|| "none".into())
+    a.as_ref()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "none".into())
 }
 
 impl Resource {
@@ -175,11 +183,17 @@ fn service_attributes(s: &Service, d: &dyn SecretDigest) -> Attributes {
             Some(h) if !blue_green => format!(" -> {h}"),
             _ => String::new(),
         };
-        a.spec_text(format!("ports[{i}]"), format!("{}/{proto}{published}", p.container));
+        a.spec_text(
+            format!("ports[{i}]"),
+            format!("{}/{proto}{published}", p.container),
+        );
     }
     for (i, v) in s.volumes.iter().enumerate() {
         let ro = if v.read_only { ":ro" } else { "" };
-        a.spec_text(format!("volumes[{i}]"), format!("{}:{}{ro}", v.source, v.target));
+        a.spec_text(
+            format!("volumes[{i}]"),
+            format!("{}:{}{ro}", v.source, v.target),
+        );
     }
     if let Some(c) = s.resources.cpus {
         a.spec_text("resources.cpus", c);
@@ -205,7 +219,10 @@ fn service_attributes(s: &Service, d: &dyn SecretDigest) -> Attributes {
         a.text("deploy.drain", s.deploy.drain);
     }
     if let Some(sc) = &s.scale {
-        a.text("scale", format!("{}..{} (cooldown {})", sc.min, sc.max, sc.cooldown));
+        a.text(
+            "scale",
+            format!("{}..{} (cooldown {})", sc.min, sc.max, sc.cooldown),
+        );
     }
     a
 }
@@ -233,7 +250,10 @@ fn router_attributes(r: &Router) -> Attributes {
     a.text("check", action(&r.check));
     a.text("reload", action(&r.reload));
     for (i, rt) in r.routes.iter().enumerate() {
-        a.text(format!("routes[{i}]"), format!("{}{} -> service/{}", rt.host, rt.path, rt.service));
+        a.text(
+            format!("routes[{i}]"),
+            format!("{}{} -> service/{}", rt.host, rt.path, rt.service),
+        );
     }
     a
 }
@@ -284,7 +304,10 @@ fn database_attributes(db: &Database, d: &dyn SecretDigest) -> Attributes {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            a.text(format!("{key}.grants[{i}]"), format!("{} on {on} in {}", privs.join(", "), g.schema));
+            a.text(
+                format!("{key}.grants[{i}]"),
+                format!("{} on {on} in {}", privs.join(", "), g.schema),
+            );
         }
     }
     if let Some(m) = &db.migrations {
@@ -297,7 +320,10 @@ fn database_attributes(db: &Database, d: &dyn SecretDigest) -> Attributes {
 
 fn bucket_attributes(b: &Bucket) -> Attributes {
     let mut a = Attributes::default();
-    a.text("versioning", if b.versioning { "enabled" } else { "disabled" });
+    a.text(
+        "versioning",
+        if b.versioning { "enabled" } else { "disabled" },
+    );
     a.text("encryption", b.encryption.as_str());
     a.text(
         "public_access",
@@ -309,7 +335,9 @@ fn bucket_attributes(b: &Bucket) -> Attributes {
     for (i, r) in b.lifecycle.iter().enumerate() {
         let mut parts = Vec::new();
         if let Some(t) = &r.transition {
-            parts.push(format!("to {:?} after {}", t.storage_class, t.after).replace("Glacier", "GLACIER"));
+            parts.push(
+                format!("to {:?} after {}", t.storage_class, t.after).replace("Glacier", "GLACIER"),
+            );
         }
         if let Some(e) = r.expire_after {
             parts.push(format!("expire after {e}"));
@@ -318,7 +346,10 @@ fn bucket_attributes(b: &Bucket) -> Attributes {
             parts.push(format!("abort uploads after {e}"));
         }
         let prefix = if r.prefix.is_empty() { "*" } else { &r.prefix };
-        a.text(format!("lifecycle[{i}]"), format!("{prefix}: {}", parts.join(", ")));
+        a.text(
+            format!("lifecycle[{i}]"),
+            format!("{prefix}: {}", parts.join(", ")),
+        );
     }
     a
 }
@@ -341,7 +372,10 @@ fn backup_attributes(b: &Backup, d: &dyn SecretDigest) -> Attributes {
         a.secret("encryption.key", &e.key, d, false);
     }
     for (i, dst) in b.destinations.iter().enumerate() {
-        a.text(format!("destinations[{i}]"), format!("{} (keep {})", dst.url, dst.keep));
+        a.text(
+            format!("destinations[{i}]"),
+            format!("{} (keep {})", dst.url, dst.keep),
+        );
     }
     a.text("verify", format!("{:?}", b.verify).to_lowercase());
     if let Some(r) = b.rpo {
@@ -357,7 +391,10 @@ fn budget_attributes(b: &Budget) -> Attributes {
         super::budget::Period::Week => "week",
         super::budget::Period::Month => "month",
     };
-    a.text("amount", format!("{} {} per {period}", b.amount, b.currency));
+    a.text(
+        "amount",
+        format!("{} {} per {period}", b.amount, b.currency),
+    );
     for (k, v) in &b.rates {
         a.text(format!("rates.{k}"), v);
     }
@@ -370,11 +407,17 @@ fn budget_attributes(b: &Budget) -> Attributes {
     }
     if let Some(s) = &b.soft_limit {
         let p: Vec<&str> = s.scale_to_min.iter().map(|p| p.as_str()).collect();
-        a.text("soft_limit", format!("at {}: scale {} to min", percent(s.at), p.join(", ")));
+        a.text(
+            "soft_limit",
+            format!("at {}: scale {} to min", percent(s.at), p.join(", ")),
+        );
     }
     if let Some(h) = &b.hard_limit {
         let p: Vec<&str> = h.pause.iter().map(|p| p.as_str()).collect();
-        a.text("hard_limit", format!("at {}: pause {}", percent(h.at), p.join(", ")));
+        a.text(
+            "hard_limit",
+            format!("at {}: pause {}", percent(h.at), p.join(", ")),
+        );
     }
     if !b.notify.is_empty() {
         a.text("notify", b.notify.join(", "));

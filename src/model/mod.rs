@@ -158,6 +158,8 @@ impl<'de> Deserialize<'de> for ResourceId {
 }
 
 /// A resource that converge reconciles (everything but `Project` and `Environment`).
+/// Variants are stored inline: a desired state holds at most thousands, and matching stays simple.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind")]
 pub enum Resource {
@@ -216,9 +218,11 @@ impl Resource {
                     deps.push(ResourceId::new(Kind::Database, &q.database));
                 }
             }
-            Resource::Router(r) => {
-                deps.extend(r.routes.iter().map(|rt| ResourceId::new(Kind::Service, &rt.service)))
-            }
+            Resource::Router(r) => deps.extend(
+                r.routes
+                    .iter()
+                    .map(|rt| ResourceId::new(Kind::Service, &rt.service)),
+            ),
             Resource::Backup(b) => {
                 if let Some(db) = &b.source.database {
                     deps.push(ResourceId::new(Kind::Database, db));

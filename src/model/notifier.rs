@@ -20,7 +20,9 @@ pub struct Notifier {
     pub events: Vec<EventKind>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum EventKind {
     Applied,
@@ -35,5 +37,14 @@ pub enum EventKind {
 
 fn all_events() -> Vec<EventKind> {
     use EventKind::*;
-    vec![Applied, ApplyFailed, RolledBack, Drift, Budget, BackupFailed, RpoBreach, Scaled]
+    vec![
+        Applied,
+        ApplyFailed,
+        RolledBack,
+        Drift,
+        Budget,
+        BackupFailed,
+        RpoBreach,
+        Scaled,
+    ]
 }

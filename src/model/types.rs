@@ -27,7 +27,9 @@ macro_rules! string_schema {
 }
 
 /// A duration written `500ms`, `30s`, `5m`, `1h`, `7d` or combined (`1h30m`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, Serialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Duration {
     millis: u64,
@@ -63,9 +65,7 @@ impl TryFrom<String> for Duration {
 impl std::str::FromStr for Duration {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("expected a duration like `30s`, `5m`, `1h` or `7d`, found `{text}`")
-        };
+        let bad = || format!("expected a duration like `30s`, `5m`, `1h` or `7d`, found `{text}`");
         let t = text.trim();
         if t.is_empty() {
             return Err(bad());
@@ -177,7 +177,10 @@ impl std::str::FromStr for Size {
     fn from_str(text: &str) -> Result<Self, String> {
         let bad = || format!("expected a size like `512Mi`, `2Gi` or `1G`, found `{text}`");
         let t = text.trim();
-        let digits = t.chars().take_while(|c| c.is_ascii_digit() || *c == '.').count();
+        let digits = t
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .count();
         if digits == 0 {
             return Err(bad());
         }
@@ -206,7 +209,12 @@ impl std::str::FromStr for Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (factor, unit) in [(1u64 << 40, "Ti"), (1 << 30, "Gi"), (1 << 20, "Mi"), (1 << 10, "Ki")] {
+        for (factor, unit) in [
+            (1u64 << 40, "Ti"),
+            (1 << 30, "Gi"),
+            (1 << 20, "Mi"),
+            (1 << 10, "Ki"),
+        ] {
             if self.bytes >= factor && self.bytes % factor == 0 {
                 return write!(f, "{}{}", self.bytes / factor, unit);
             }
@@ -257,8 +265,14 @@ impl TryFrom<String> for CronSchedule {
             ));
         }
         text.parse::<croner::Cron>().map_err(|e| {
-            let detail = e.to_string().replace("Component error: ", "").to_lowercase();
-            format!("expected a 5-field cron schedule like `0 2 * * *`, found `{text}`: {}", detail.trim_end_matches('.'))
+            let detail = e
+                .to_string()
+                .replace("Component error: ", "")
+                .to_lowercase();
+            format!(
+                "expected a 5-field cron schedule like `0 2 * * *`, found `{text}`: {}",
+                detail.trim_end_matches('.')
+            )
         })?;
         Ok(CronSchedule(text))
     }
@@ -334,7 +348,10 @@ impl Name {
 impl TryFrom<String> for Name {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
-        let ok_first = text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let ok_first = text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
         let ok_rest = text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -519,7 +536,8 @@ mod tests {
 
     #[test]
     fn secret_references_make_a_value_sensitive() {
-        let s = SecretString::try_from("postgres://app:${env:PG_PASSWORD}@db/app".to_string()).unwrap();
+        let s =
+            SecretString::try_from("postgres://app:${env:PG_PASSWORD}@db/app".to_string()).unwrap();
         assert!(s.is_sensitive());
         assert_eq!(s.to_string(), "(sensitive)");
         assert_eq!(s.pieces()[1], Piece::Env("PG_PASSWORD".into()));

@@ -59,7 +59,11 @@ fn attr(a: &AttrChange) -> AttrJson<'_> {
         key: &a.key,
         before: a.before.as_ref().map(|v| v.display()),
         after: a.after.as_ref().map(|v| v.display()),
-        sensitive: a.before.iter().chain(a.after.iter()).any(|v| v.is_sensitive()),
+        sensitive: a
+            .before
+            .iter()
+            .chain(a.after.iter())
+            .any(|v| v.is_sensitive()),
         forces_replacement: a.replaces && a.before.is_some() && a.after.is_some(),
     }
 }
@@ -72,10 +76,20 @@ fn change(c: &Change) -> ChangeJson<'_> {
         attributes: c.attributes.iter().map(attr).collect(),
         file: c.file.as_ref().map(|f| FileJson {
             path: &f.path,
-            diff: similar::TextDiff::from_lines(f.before.as_deref().unwrap_or(""), f.after.as_str())
-                .unified_diff()
-                .header(if f.before.is_some() { &f.path } else { "/dev/null" }, &f.path)
-                .to_string(),
+            diff: similar::TextDiff::from_lines(
+                f.before.as_deref().unwrap_or(""),
+                f.after.as_str(),
+            )
+            .unified_diff()
+            .header(
+                if f.before.is_some() {
+                    &f.path
+                } else {
+                    "/dev/null"
+                },
+                &f.path,
+            )
+            .to_string(),
         }),
         service: c.service.as_ref(),
         migrations: &c.migrations,

@@ -25,7 +25,13 @@ pub fn render(plan: &Plan) -> String {
     if !plan.is_empty() {
         out.push_str("| | resource | reason |\n|---|---|---|\n");
         for c in &plan.changes {
-            let _ = writeln!(out, "| `{}` | `{}` | {} |", symbol(c.action), c.id, c.reason.replace('|', "\\|"));
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | {} |",
+                symbol(c.action),
+                c.id,
+                c.reason.replace('|', "\\|")
+            );
         }
         out.push('\n');
         for c in &plan.changes {

@@ -124,9 +124,14 @@ pub struct PlanContext<'a> {
 
 /// Orders the changes (dependencies, then phases; deletions last, in reverse) and expands them into steps.
 pub fn plan(desired: &DesiredState, diff: Diff, ctx: PlanContext) -> Plan {
-    let Diff { changes, notes, colors: _ } = diff;
-    let (deletes, others): (Vec<Change>, Vec<Change>) =
-        changes.into_iter().partition(|c| c.action == ChangeAction::Delete);
+    let Diff {
+        changes,
+        notes,
+        colors: _,
+    } = diff;
+    let (deletes, others): (Vec<Change>, Vec<Change>) = changes
+        .into_iter()
+        .partition(|c| c.action == ChangeAction::Delete);
     let mut ordered = order(others);
     let mut deletes = order(deletes);
     deletes.reverse();
@@ -168,7 +173,11 @@ fn phase(c: &Change) -> u8 {
 
 /// Kahn's algorithm; among ready changes the lowest phase, then the id, goes first.
 fn order(changes: Vec<Change>) -> Vec<Change> {
-    let index: BTreeMap<&str, usize> = changes.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
+    let index: BTreeMap<&str, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
     let mut waiting = vec![0usize; changes.len()];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
     for (i, c) in changes.iter().enumerate() {
@@ -180,7 +189,10 @@ fn order(changes: Vec<Change>) -> Vec<Change> {
         }
     }
     let key = |i: usize| Reverse((phase(&changes[i]), changes[i].id.clone(), i));
-    let mut ready: BinaryHeap<_> = (0..changes.len()).filter(|&i| waiting[i] == 0).map(key).collect();
+    let mut ready: BinaryHeap<_> = (0..changes.len())
+        .filter(|&i| waiting[i] == 0)
+        .map(key)
+        .collect();
     let mut out = Vec::with_capacity(changes.len());
     while let Some(Reverse((_, _, i))) = ready.pop() {
         out.push(i);
@@ -241,7 +253,11 @@ impl StepBuilder {
     }
 
     fn deps(&self, change: &Change) -> Vec<usize> {
-        change.depends_on.iter().filter_map(|d| self.last.get(d).copied()).collect()
+        change
+            .depends_on
+            .iter()
+            .filter_map(|d| self.last.get(d).copied())
+            .collect()
     }
 
     /// Steps that switch traffic for `service_id`.
@@ -249,20 +265,51 @@ impl StepBuilder {
         self.switches.get(service_id).cloned().unwrap_or_default()
     }
 
-    fn expand(&mut self, c: &Change, desired: &DesiredState, drains: &mut Vec<(String, String, usize)>) {
+    fn expand(
+        &mut self,
+        c: &Change,
+        desired: &DesiredState,
+        drains: &mut Vec<(String, String, usize)>,
+    ) {
         let deps = self.deps(c);
         let id = c.id.as_str();
-        let comp = |action, detail: &str| Some(Compensation { action, detail: detail.to_string() });
+        let comp = |action, detail: &str| {
+            Some(Compensation {
+                action,
+                detail: detail.to_string(),
+            })
+        };
         match (&c.service, c.action, c.subject) {
             (Some(sc), _, _) => self.expand_service(c, sc, desired, deps, drains),
             (None, ChangeAction::Delete, _) => {
-                self.push(id, StepAction::Delete, format!("delete {id}"), deps, None, false);
+                self.push(
+                    id,
+                    StepAction::Delete,
+                    format!("delete {id}"),
+                    deps,
+                    None,
+                    false,
+                );
             }
             (None, _, Subject::Network) => {
-                self.push(id, StepAction::Create, "create the bridge network".into(), deps, comp(StepAction::Delete, "remove the network"), false);
+                self.push(
+                    id,
+                    StepAction::Create,
+                    "create the bridge network".into(),
+                    deps,
+                    comp(StepAction::Delete, "remove the network"),
+                    false,
+                );
             }
             (None, _, Subject::Volume) => {
-                self.push(id, StepAction::Create, "create the named volume".into(), deps, None, false);
+                self.push(
+                    id,
+                    StepAction::Create,
+                    "create the named volume".into(),
+                    deps,
+                    None,
+                    false,
+                );
             }
             (None, action, Subject::Resource(Kind::Router | Kind::ConfigFile)) => {
                 let file = c.file.as_ref().map(|f| f.path.as_str()).unwrap_or("");
@@ -270,20 +317,41 @@ impl StepBuilder {
                 let (step_action, detail) = if switching.is_empty() {
                     (StepAction::Render, format!("write {file}, check, reload"))
                 } else {
-                    (StepAction::Switch, format!("route {} to the new color: write {file}, check, reload", switching.join(", ")))
+                    (
+                        StepAction::Switch,
+                        format!(
+                            "route {} to the new color: write {file}, check, reload",
+                            switching.join(", ")
+                        ),
+                    )
                 };
                 let mut waits = deps;
                 for s in &switching {
                     waits.extend(self.last.get(s).copied());
                 }
-                let undo = if action == ChangeAction::Create { "remove the file and reload" } else { "restore the previous file and reload" };
-                let step = self.push(id, step_action, detail, waits, comp(step_action, undo), false);
+                let undo = if action == ChangeAction::Create {
+                    "remove the file and reload"
+                } else {
+                    "restore the previous file and reload"
+                };
+                let step = self.push(
+                    id,
+                    step_action,
+                    detail,
+                    waits,
+                    comp(step_action, undo),
+                    false,
+                );
                 for s in switching {
                     self.switches.entry(s).or_default().push(step);
                 }
             }
             (None, action, Subject::Resource(kind)) => {
-                let verb = if action == ChangeAction::Create { StepAction::Create } else { StepAction::Update };
+                let verb = if action == ChangeAction::Create {
+                    StepAction::Create
+                } else {
+                    StepAction::Update
+                };
                 let has_attr_change = action == ChangeAction::Create || !c.attributes.is_empty();
                 if has_attr_change {
                     let undo = match (action, kind) {
@@ -291,7 +359,14 @@ impl StepBuilder {
                         (ChangeAction::Create, _) => comp(StepAction::Delete, "remove it"),
                         _ => comp(StepAction::Update, "restore the previous settings"),
                     };
-                    self.push(id, verb, format!("{} {}", verb.as_str(), id), deps.clone(), undo, false);
+                    self.push(
+                        id,
+                        verb,
+                        format!("{} {}", verb.as_str(), id),
+                        deps.clone(),
+                        undo,
+                        false,
+                    );
                 }
                 if !c.migrations.is_empty() {
                     self.push_migrations(c, desired, deps);
@@ -308,7 +383,10 @@ impl StepBuilder {
             .and_then(|k| desired.migrations.get(k));
         let reversible = files.is_some_and(|fs| {
             fs.iter()
-                .filter(|m| c.migrations.contains(&format!("{:04}_{}", m.version, m.name)))
+                .filter(|m| {
+                    c.migrations
+                        .contains(&format!("{:04}_{}", m.version, m.name))
+                })
                 .all(|m| m.down_path.is_some())
         });
         let undo = if reversible {
@@ -319,9 +397,14 @@ impl StepBuilder {
         } else {
             None
         };
-        let mut detail = format!("apply {} migration(s): {}", c.migrations.len(), c.migrations.join(", "));
+        let mut detail = format!(
+            "apply {} migration(s): {}",
+            c.migrations.len(),
+            c.migrations.join(", ")
+        );
         if !reversible {
-            detail.push_str(" (not every one has a down file: cannot be rolled back automatically)");
+            detail
+                .push_str(" (not every one has a down file: cannot be rolled back automatically)");
         }
         self.push(&c.id, StepAction::Migrate, detail, deps, undo, false);
     }
@@ -329,7 +412,12 @@ impl StepBuilder {
     /// Ids of the blue-green services this router routes that change color in this plan.
     fn router_switches(&self, c: &Change, desired: &DesiredState) -> Vec<String> {
         let name = c.id.trim_start_matches("router/");
-        let Some(Resource::Router(r)) = desired.resources.iter().find(|(k, _)| k.kind == Kind::Router && k.name == name).map(|(_, v)| v) else {
+        let Some(Resource::Router(r)) = desired
+            .resources
+            .iter()
+            .find(|(k, _)| k.kind == Kind::Router && k.name == name)
+            .map(|(_, v)| v)
+        else {
             return Vec::new();
         };
         r.routes
@@ -355,44 +443,125 @@ impl StepBuilder {
     ) {
         let id = c.id.as_str();
         let routed = desired.resources.values().any(|r| match r {
-            Resource::Router(rt) => rt.routes.iter().any(|x| format!("service/{}", x.service) == id),
+            Resource::Router(rt) => rt
+                .routes
+                .iter()
+                .any(|x| format!("service/{}", x.service) == id),
             _ => false,
         });
         let comp = |action, detail: String| Some(Compensation { action, detail });
         match sc {
-            ServiceChange::Start { replicas, color: Some(color) } => {
-                self.push(id, StepAction::StartColor, format!("start {replicas} replica(s) as {color}, wait for the health gate"), deps, comp(StepAction::Delete, format!("remove the {color} containers")), false);
+            ServiceChange::Start {
+                replicas,
+                color: Some(color),
+            } => {
+                self.push(
+                    id,
+                    StepAction::StartColor,
+                    format!("start {replicas} replica(s) as {color}, wait for the health gate"),
+                    deps,
+                    comp(StepAction::Delete, format!("remove the {color} containers")),
+                    false,
+                );
             }
-            ServiceChange::Start { replicas, color: None } => {
-                self.push(id, StepAction::Create, format!("start {replicas} replica(s)"), deps, comp(StepAction::Delete, "remove the new containers".into()), false);
+            ServiceChange::Start {
+                replicas,
+                color: None,
+            } => {
+                self.push(
+                    id,
+                    StepAction::Create,
+                    format!("start {replicas} replica(s)"),
+                    deps,
+                    comp(StepAction::Delete, "remove the new containers".into()),
+                    false,
+                );
             }
             ServiceChange::Replace { strategy, replicas } => {
                 let how = match strategy {
                     Strategy::Rolling => "one replica at a time, each health-gated",
                     _ => "stop the old containers, start the new ones",
                 };
-                self.push(id, StepAction::Replace, format!("{strategy} {replicas} replica(s): {how}", strategy = strategy.as_str()), deps, comp(StepAction::Replace, "restore the previous containers".into()), false);
+                self.push(
+                    id,
+                    StepAction::Replace,
+                    format!(
+                        "{strategy} {replicas} replica(s): {how}",
+                        strategy = strategy.as_str()
+                    ),
+                    deps,
+                    comp(
+                        StepAction::Replace,
+                        "restore the previous containers".into(),
+                    ),
+                    false,
+                );
             }
-            ServiceChange::Deploy { from, to, replicas, verify_for, drain } => {
-                let start = self.push(id, StepAction::StartColor, format!("start {replicas} replica(s) as {to}, wait for the health gate"), deps, comp(StepAction::Delete, format!("remove the {to} containers")), false);
+            ServiceChange::Deploy {
+                from,
+                to,
+                replicas,
+                verify_for,
+                drain,
+            } => {
+                let start = self.push(
+                    id,
+                    StepAction::StartColor,
+                    format!("start {replicas} replica(s) as {to}, wait for the health gate"),
+                    deps,
+                    comp(StepAction::Delete, format!("remove the {to} containers")),
+                    false,
+                );
                 if !routed {
                     let step = self.push(id, StepAction::Switch, format!("make {to} the active color (no router routes this service), verify for {verify_for}"), vec![start], comp(StepAction::Switch, format!("make {from} active again")), false);
                     self.switches.entry(id.to_string()).or_default().push(step);
                 }
-                drains.push((id.to_string(), format!("stop {from} {drain} after the switch"), start));
+                drains.push((
+                    id.to_string(),
+                    format!("stop {from} {drain} after the switch"),
+                    start,
+                ));
             }
             ServiceChange::Scale { from, to, color } => {
                 let of = color.map(|c| format!(" ({c})")).unwrap_or_default();
-                self.push(id, StepAction::Scale, format!("replicas {from} → {to}{of}"), deps, comp(StepAction::Scale, format!("back to {from} replica(s)")), false);
+                self.push(
+                    id,
+                    StepAction::Scale,
+                    format!("replicas {from} → {to}{of}"),
+                    deps,
+                    comp(StepAction::Scale, format!("back to {from} replica(s)")),
+                    false,
+                );
             }
             ServiceChange::Repair { stopped } => {
-                self.push(id, StepAction::Start, format!("start stopped container(s): {}", stopped.join(", ")), deps, None, false);
+                self.push(
+                    id,
+                    StepAction::Start,
+                    format!("start stopped container(s): {}", stopped.join(", ")),
+                    deps,
+                    None,
+                    false,
+                );
             }
             ServiceChange::Drain { color } => {
-                self.push(id, StepAction::Drain, format!("stop the idle {color} containers"), deps, None, false);
+                self.push(
+                    id,
+                    StepAction::Drain,
+                    format!("stop the idle {color} containers"),
+                    deps,
+                    None,
+                    false,
+                );
             }
             ServiceChange::Remove { containers } => {
-                self.push(id, StepAction::Delete, format!("remove container(s): {}", containers.join(", ")), deps, None, false);
+                self.push(
+                    id,
+                    StepAction::Delete,
+                    format!("remove container(s): {}", containers.join(", ")),
+                    deps,
+                    None,
+                    false,
+                );
             }
         }
     }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use similar::TextDiff;
 
 use super::{Plan, Step};
-use crate::diff::{AttrChange, Change, ChangeAction};
+use crate::diff::{AttrChange, Change, ChangeAction, ServiceChange};
 use crate::model::AttrValue;
 
 pub fn render(plan: &Plan) -> String {
@@ -42,7 +42,10 @@ pub fn summary_line(plan: &Plan) -> String {
         return "No changes. Live state matches the desired state.".into();
     }
     let s = plan.summary();
-    format!("Plan: {} to add, {} to change, {} to destroy.", s.add, s.change, s.destroy)
+    format!(
+        "Plan: {} to add, {} to change, {} to destroy.",
+        s.add, s.change, s.destroy
+    )
 }
 
 pub fn symbol(action: ChangeAction) -> &'static str {
@@ -74,8 +77,13 @@ fn change(c: &Change, out: &mut String) {
     let _ = writeln!(out, "  # {} {}: {}", c.id, verb(c.action), c.reason);
     let _ = writeln!(out, "{:>3} {} {{", symbol(c.action), c.id);
     let width = c.attributes.iter().map(|a| a.key.len()).max().unwrap_or(0);
+    let forces = match (&c.action, &c.service) {
+        (ChangeAction::Replace, _) => " # forces replacement",
+        (_, Some(ServiceChange::Deploy { .. })) => " # deploys a new color",
+        _ => "",
+    };
     for a in &c.attributes {
-        let _ = writeln!(out, "      {}", attr_line(a, width));
+        let _ = writeln!(out, "      {}", attr_line(a, width, forces));
     }
     if !c.migrations.is_empty() {
         let _ = writeln!(out, "      migrations to apply:");
@@ -86,8 +94,16 @@ fn change(c: &Change, out: &mut String) {
     if let Some(f) = &c.file {
         let before = f.before.as_deref().unwrap_or("");
         let diff = TextDiff::from_lines(before, f.after.as_str());
-        let old = if f.before.is_some() { f.path.clone() } else { "/dev/null".into() };
-        let text = diff.unified_diff().context_radius(3).header(&old, &f.path).to_string();
+        let old = if f.before.is_some() {
+            f.path.clone()
+        } else {
+            "/dev/null".into()
+        };
+        let text = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(&old, &f.path)
+            .to_string();
         for line in text.lines() {
             let _ = writeln!(out, "        {line}");
         }
@@ -103,15 +119,24 @@ fn value(v: &AttrValue) -> String {
     }
 }
 
-fn attr_line(a: &AttrChange, width: usize) -> String {
-    let forces = if a.replaces && a.before.is_some() && a.after.is_some() { " # forces replacement" } else { "" };
+fn attr_line(a: &AttrChange, width: usize, forces: &str) -> String {
+    let forces = if a.replaces && a.before.is_some() && a.after.is_some() {
+        forces
+    } else {
+        ""
+    };
     match (&a.before, &a.after) {
         (None, Some(after)) => format!("+ {:width$} = {}", a.key, value(after)),
         (Some(before), None) => format!("- {:width$} = {}", a.key, value(before)),
         (Some(b), Some(after)) if b.is_sensitive() || after.is_sensitive() => {
             format!("~ {:width$} = (sensitive){forces}", a.key)
         }
-        (Some(b), Some(after)) => format!("~ {:width$} = {} -> {}{forces}", a.key, value(b), value(after)),
+        (Some(b), Some(after)) => format!(
+            "~ {:width$} = {} -> {}{forces}",
+            a.key,
+            value(b),
+            value(after)
+        ),
         (None, None) => String::new(),
     }
 }
@@ -128,8 +153,19 @@ fn steps(steps: &[Step], out: &mut String) {
             let w: Vec<String> = s.waits_for.iter().map(|w| w.to_string()).collect();
             tail.push(format!("after {}", w.join(", ")));
         }
-        let tail = if tail.is_empty() { String::new() } else { format!("  ({})", tail.join("; ")) };
-        let _ = writeln!(out, "  {:>3}. {:<11} {:<rw$}  {}{tail}", s.id, s.action.as_str(), s.resource, s.detail);
+        let tail = if tail.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", tail.join("; "))
+        };
+        let _ = writeln!(
+            out,
+            "  {:>3}. {:<11} {:<rw$}  {}{tail}",
+            s.id,
+            s.action.as_str(),
+            s.resource,
+            s.detail
+        );
     }
     out.push('\n');
 }
@@ -138,7 +174,14 @@ fn notes(plan: &Plan, out: &mut String) {
     if !plan.pending.is_empty() {
         out.push_str("Pending from earlier applies:\n");
         for p in &plan.pending {
-            let _ = writeln!(out, "  - {} {}: {} (due at unix time {})", p.action, p.resource, p.detail, p.due);
+            let _ = writeln!(
+                out,
+                "  - {} {}: {} (due {})",
+                p.action,
+                p.resource,
+                p.detail,
+                utc(p.due)
+            );
         }
         out.push('\n');
     }
@@ -148,5 +191,36 @@ fn notes(plan: &Plan, out: &mut String) {
             let _ = writeln!(out, "  - {n}");
         }
         out.push('\n');
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_unix_seconds() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(1_790_000_000), "2026-09-21T14:13:20Z");
+        assert_eq!(super::utc(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

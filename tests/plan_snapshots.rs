@@ -1,0 +1,242 @@
+//! Plans of the example stack against synthetic live states, snapshot-tested (insta) in text and
+//! JSON. No server is involved: the live state is plain data.
+
+use std::path::Path;
+
+use converge::diff::{diff, DiffOptions};
+use converge::live::synthetic::after_apply;
+use converge::live::{LiveResource, LiveState, PendingStep};
+use converge::load::{load, SourceTree};
+use converge::model::attributes::ReferenceDigest;
+use converge::model::{DesiredState, Kind, ResourceId};
+use converge::plan::{self, Plan, PlanContext};
+
+fn example() -> SourceTree {
+    SourceTree::read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("desired-state"))
+        .map(|mut t| {
+            t.root = "desired-state".into();
+            t
+        })
+        .unwrap()
+}
+
+fn edit(tree: &SourceTree, file: &str, from: &str, to: &str) -> SourceTree {
+    let mut t = tree.clone();
+    let text = String::from_utf8(t.files[file].clone()).unwrap();
+    assert!(text.contains(from), "{file} does not contain {from:?}");
+    t.files
+        .insert(file.into(), text.replacen(from, to, 1).into_bytes());
+    t
+}
+
+fn state(tree: &SourceTree, env: &str) -> DesiredState {
+    load(tree, Some(env)).unwrap_or_else(|d| panic!("{d}"))
+}
+
+const OPTS: DiffOptions = DiffOptions {
+    host: None,
+    secrets: &ReferenceDigest,
+};
+
+fn plan_of(desired: &DesiredState, live: &LiveState) -> Plan {
+    plan::plan(
+        desired,
+        diff(desired, live, &OPTS),
+        PlanContext {
+            revision: Some("abc1234"),
+            host: None,
+            fingerprint: live.fingerprint(),
+            pending: live.pending.clone(),
+        },
+    )
+}
+
+fn applied(tree: &SourceTree, env: &str) -> LiveState {
+    after_apply(&state(tree, env), &LiveState::default(), &OPTS)
+}
+
+#[test]
+fn first_plan_creates_everything_in_dependency_and_phase_order() {
+    let p = plan_of(&state(&example(), "dev"), &LiveState::default());
+    insta::assert_snapshot!("first_plan_text", plan::text::render(&p));
+    insta::assert_snapshot!("first_plan_json", plan::json::render(&p));
+}
+
+#[test]
+fn a_second_plan_after_apply_has_no_changes_in_every_environment() {
+    let tree = example();
+    for env in ["dev", "staging", "prod"] {
+        let p = plan_of(&state(&tree, env), &applied(&tree, env));
+        assert!(p.is_empty(), "{env}: {}", plan::text::render(&p));
+        assert!(
+            plan::text::render(&p).ends_with("No changes. Live state matches the desired state.\n")
+        );
+    }
+}
+
+#[test]
+fn a_new_api_image_is_a_blue_green_deploy_with_switch_and_deferred_drain() {
+    let tree = example();
+    let live = applied(&tree, "dev");
+    let next = edit(
+        &tree,
+        "services/api.yaml",
+        "ytempire/api:1.4.2",
+        "ytempire/api:1.5.0",
+    );
+    let p = plan_of(&state(&next, "dev"), &live);
+    insta::assert_snapshot!("blue_green_deploy", plan::text::render(&p));
+}
+
+#[test]
+fn after_the_switch_green_is_active_and_the_next_deploy_goes_back_to_blue() {
+    let tree = example();
+    let next = edit(
+        &tree,
+        "services/api.yaml",
+        "ytempire/api:1.4.2",
+        "ytempire/api:1.5.0",
+    );
+    let live = after_apply(&state(&next, "dev"), &applied(&tree, "dev"), &OPTS);
+    let api = live
+        .service(&ResourceId::new(Kind::Service, "api"))
+        .unwrap();
+    assert_eq!(api.active_color.map(|c| c.as_str()), Some("green"));
+    let third = edit(
+        &next,
+        "services/api.yaml",
+        "ytempire/api:1.5.0",
+        "ytempire/api:1.6.0",
+    );
+    let p = plan_of(&state(&third, "dev"), &live);
+    assert!(plan::text::render(&p).contains("blue-green: blue takes over from green"));
+}
+
+#[test]
+fn a_new_worker_image_replaces_it_rolling() {
+    let tree = example();
+    let live = applied(&tree, "prod");
+    let next = edit(
+        &tree,
+        "services/workers.yaml",
+        "ytempire/worker:1.4.2",
+        "ytempire/worker:1.5.0",
+    );
+    let p = plan_of(&state(&next, "prod"), &live);
+    insta::assert_snapshot!("rolling_replace", plan::text::render(&p));
+}
+
+#[test]
+fn drift_stopped_and_missing_containers_are_repaired() {
+    let tree = example();
+    let mut live = applied(&tree, "prod");
+    let worker = live
+        .resources
+        .get_mut(&ResourceId::new(Kind::Service, "worker"))
+        .and_then(|r| r.service.as_mut())
+        .unwrap();
+    worker.containers[1].running = false;
+    let renderer = live
+        .resources
+        .get_mut(&ResourceId::new(Kind::Service, "renderer"))
+        .and_then(|r| r.service.as_mut())
+        .unwrap();
+    renderer.containers.clear();
+    let p = plan_of(&state(&tree, "prod"), &live);
+    insta::assert_snapshot!("drift_repair", plan::text::render(&p));
+}
+
+#[test]
+fn a_secret_change_shows_as_sensitive_and_never_in_clear() {
+    let tree = example();
+    let live = applied(&tree, "dev");
+    let next = edit(
+        &tree,
+        "services/api.yaml",
+        "${env:DATABASE_URL}",
+        "postgres://app:${env:PG_APP_PASSWORD}@db/ytempire",
+    );
+    let p = plan_of(&state(&next, "dev"), &live);
+    let text = plan::text::render(&p);
+    let json = plan::json::render(&p);
+    assert!(text.contains("~ env.DATABASE_URL = (sensitive)"), "{text}");
+    for out in [&text, &json] {
+        assert!(!out.contains("PG_APP_PASSWORD"), "{out}");
+        assert!(!out.contains("postgres://app"), "{out}");
+    }
+    insta::assert_snapshot!("secret_change", text);
+}
+
+#[test]
+fn removed_resources_are_kept_unless_pruning_allows_and_data_opted_in() {
+    let tree = example();
+    let mut live = applied(&tree, "dev");
+    let orphan = live.resources[&ResourceId::new(Kind::Service, "worker")].clone();
+    live.resources
+        .insert(ResourceId::new(Kind::Service, "old-worker"), orphan);
+    let bucket = live.resources[&ResourceId::new(Kind::Bucket, "ytempire-backups")].clone();
+    live.resources
+        .insert(ResourceId::new(Kind::Bucket, "old-bucket"), bucket.clone());
+    let mut opted_in: LiveResource = bucket;
+    opted_in.attributes.text("prune", true);
+    live.resources
+        .insert(ResourceId::new(Kind::Bucket, "scratch-bucket"), opted_in);
+
+    let pruning = plan_of(&state(&tree, "dev"), &live);
+    insta::assert_snapshot!("prune_on", plan::text::render(&pruning));
+
+    let no_prune = edit(&tree, "converge.yaml", "prune: true", "prune: false");
+    let kept = plan_of(&state(&no_prune, "dev"), &live);
+    assert!(kept.is_empty());
+    insta::assert_snapshot!("prune_off", plan::text::render(&kept));
+}
+
+#[test]
+fn a_hand_edited_router_file_is_rendered_back_with_a_unified_diff() {
+    let tree = example();
+    let mut live = applied(&tree, "dev");
+    let conf = live
+        .files
+        .get_mut("/etc/nginx/conf.d/ytempire.conf")
+        .unwrap();
+    *conf = conf.replace("127.0.0.1:8000", "127.0.0.1:9999");
+    let p = plan_of(&state(&tree, "dev"), &live);
+    insta::assert_snapshot!("router_file_drift", plan::text::render(&p));
+}
+
+#[test]
+fn a_new_migration_file_is_planned_by_name_with_its_rollback_status() {
+    let tree = example();
+    let live = applied(&tree, "dev");
+    let next = tree.clone().with_file(
+        "migrations/ytempire/0004_add_video_views.up.sql",
+        "ALTER TABLE videos ADD COLUMN views bigint;\n",
+    );
+    let p = plan_of(&state(&next, "dev"), &live);
+    insta::assert_snapshot!("new_migration", plan::text::render(&p));
+}
+
+#[test]
+fn pending_drains_from_earlier_applies_are_shown() {
+    let tree = example();
+    let mut live = applied(&tree, "dev");
+    live.pending.push(PendingStep {
+        resource: "service/api".into(),
+        action: "drain".into(),
+        detail: "stop blue".into(),
+        due: 1_790_000_000,
+    });
+    let p = plan_of(&state(&tree, "dev"), &live);
+    insta::assert_snapshot!("pending_drain", plan::text::render(&p));
+}
+
+#[test]
+fn markdown_has_summary_first_and_folds_long_diffs() {
+    let p = plan_of(&state(&example(), "dev"), &LiveState::default());
+    let md = plan::markdown::render(&p);
+    assert!(
+        md.starts_with("<!-- converge-plan -->\n**Plan: 13 to add, 0 to change, 0 to destroy.**")
+    );
+    assert!(md.contains("<details><summary><code>router/public</code>"));
+    insta::assert_snapshot!("first_plan_markdown", md);
+}

@@ -1,0 +1,26 @@
+//! The committed JSON Schemas under `schemas/` must match what `converge schema` generates.
+
+#[test]
+fn committed_schemas_match_the_model() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let mut stale = Vec::new();
+    for (name, text) in converge::schema::files() {
+        let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+        if committed != text {
+            stale.push(name);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "schemas out of date: {stale:?}; run `cargo run -- schema --out schemas` and commit the result"
+    );
+}
+
+#[test]
+fn every_kind_schema_requires_its_kind_and_rejects_unknown_fields() {
+    for (kind, schema) in converge::schema::per_kind() {
+        assert_eq!(schema["properties"]["kind"]["const"], kind.as_str());
+        assert_eq!(schema["required"][0], "kind", "{kind}");
+        assert_eq!(schema["additionalProperties"], false, "{kind}");
+    }
+}
