@@ -88,15 +88,15 @@ pub struct Change {
     pub action: ChangeAction,
     pub reason: String,
     pub attributes: Vec<AttrChange>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileChange>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceChange>,
     /// Pending migrations, by file name stem (`0002_add_channels`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<String>,
     /// Ids of changes this one must wait for.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }
 
@@ -129,6 +129,14 @@ pub struct DiffOptions<'a> {
     /// Only services placed on this host (all services when `None`).
     pub host: Option<&'a str>,
     pub secrets: &'a dyn SecretDigest,
+    /// Kinds that a provider observed (all kinds when `None`, as offline); the others are noted, not planned.
+    pub kinds: Option<&'a [Kind]>,
+}
+
+impl DiffOptions<'_> {
+    fn reconciles(&self, kind: Kind) -> bool {
+        self.kinds.is_none_or(|k| k.contains(&kind))
+    }
 }
 
 /// Compares desired and live state.
@@ -154,6 +162,10 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
         }
     }
     for (id, resource) in &desired.resources {
+        if !opts.reconciles(id.kind) {
+            out.notes.push(format!("{id} is not reconciled: this version of converge has no provider for {} resources yet", id.kind));
+            continue;
+        }
         match resource {
             Resource::Service(_) => {}
             Resource::Router(r) => {
@@ -167,7 +179,7 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
             _ => diff_attributes(id, resource, desired, live, opts, &mut out),
         }
     }
-    orphans(desired, live, &services, &mut out);
+    orphans(desired, live, &services, opts, &mut out);
     let network = format!("network/{}", desired.project.name);
     for change in &mut out.changes {
         let Subject::Resource(kind) = change.subject else {
@@ -534,10 +546,16 @@ pub fn desired_attributes(resource: &Resource, opts: &DiffOptions) -> Attributes
 }
 
 /// Live resources that left the desired state: deleted only when pruning allows it.
-fn orphans(desired: &DesiredState, live: &LiveState, services: &[&Service], out: &mut Diff) {
+fn orphans(
+    desired: &DesiredState,
+    live: &LiveState,
+    services: &[&Service],
+    opts: &DiffOptions,
+    out: &mut Diff,
+) {
     let prune = desired.project.sync.prune;
     for (id, observed) in &live.resources {
-        if desired.resources.contains_key(id) {
+        if desired.resources.contains_key(id) || !opts.reconciles(id.kind) {
             continue;
         }
         let holds_data = matches!(id.kind, Kind::Database | Kind::Bucket);

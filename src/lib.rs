@@ -3,11 +3,14 @@
 //! The loop: `load` → `DesiredState`; providers observe → `LiveState`; `diff` → changes;
 //! `plan` → ordered steps; apply runs them. `load`, `diff`, `plan` and `render` do no I/O.
 
+pub mod apply;
 pub mod cli;
 pub mod diff;
+pub mod health;
 pub mod live;
 pub mod load;
 pub mod model;
 pub mod plan;
 pub mod render;
 pub mod schema;
+pub mod secrets;

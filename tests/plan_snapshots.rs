@@ -36,6 +36,7 @@ fn state(tree: &SourceTree, env: &str) -> DesiredState {
 const OPTS: DiffOptions = DiffOptions {
     host: None,
     secrets: &ReferenceDigest,
+    kinds: None,
 };
 
 fn plan_of(desired: &DesiredState, live: &LiveState) -> Plan {

@@ -1,5 +1,7 @@
 //! The command line: one function per subcommand; errors become exit codes here.
 
+mod apply;
+mod live;
 mod plan;
 mod render;
 mod schema;
@@ -52,6 +54,8 @@ pub enum Command {
     },
     /// Show what apply would change.
     Plan(plan::PlanArgs),
+    /// Converge live state to the desired state (or apply a saved plan).
+    Apply(apply::ApplyArgs),
     /// Render routers and config files without applying them.
     Render {
         #[arg(default_value = "desired-state")]
@@ -82,7 +86,8 @@ pub fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let result = match cli.command {
         Command::Validate { dir, env } => validate::run(&dir, env.as_deref()),
-        Command::Plan(args) => plan::run(args),
+        Command::Plan(args) => plan::run(args, cli.state_dir.as_deref()),
+        Command::Apply(args) => apply::run(args, cli.state_dir.as_deref()),
         Command::Render { dir, env, out } => render::run(&dir, env.as_deref(), out.as_deref()),
         Command::Schema { out } => schema::run(out.as_deref()),
     };

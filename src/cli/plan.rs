@@ -1,15 +1,14 @@
 //! `converge plan`: load, observe (or assume nothing exists with --offline), diff, plan, print.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 
-use super::{load_or_report, Outcome, PlanFormat};
-use crate::diff::{diff, DiffOptions};
-use crate::live::LiveState;
-use crate::model::attributes::ReferenceDigest;
-use crate::plan::{self, PlanContext};
+use super::live::{check_host, offline_plan, runtime, state_dir, SavedPlan, Session};
+use super::{Outcome, PlanFormat};
+use crate::load::{self, SourceTree};
+use crate::plan::{self, Plan};
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -33,56 +32,37 @@ pub struct PlanArgs {
     pub offline: bool,
 }
 
-pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
-    let Some(desired) = load_or_report(&args.dir, args.env.as_deref())? else {
-        return Ok(Outcome::Failure);
-    };
-    if let Some(h) = &args.host {
-        if !desired.project.hosts.iter().any(|x| x.name.as_str() == h) {
-            let names: Vec<&str> = desired
-                .project
-                .hosts
-                .iter()
-                .map(|x| x.name.as_str())
-                .collect();
-            anyhow::bail!(
-                "unknown host `{h}` (--host)\n  = hint: the Project lists: {}",
-                names.join(", ")
-            );
+pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
+    let tree = SourceTree::read_dir(&args.dir)?;
+    let desired = match load::load(&tree, args.env.as_deref()) {
+        Ok(d) => d,
+        Err(diags) => {
+            eprintln!("{diags}");
+            return Ok(Outcome::Failure);
         }
-    }
-    if !args.offline {
-        anyhow::bail!(
-            "observing live state needs a provider, and this build of converge has none yet\n  = hint: run `converge plan --offline` to plan against an empty live state"
-        );
-    }
-    let live = LiveState::default();
-    let d = diff(
-        &desired,
-        &live,
-        &DiffOptions {
-            host: args.host.as_deref(),
-            secrets: &ReferenceDigest,
-        },
-    );
-    let plan = plan::plan(
-        &desired,
-        d,
-        PlanContext {
-            revision: None,
-            host: args.host.as_deref(),
-            fingerprint: live.fingerprint(),
-            pending: live.pending.clone(),
-        },
-    );
-    let text = match args.format {
-        PlanFormat::Text => plan::text::render(&plan),
-        PlanFormat::Json => plan::json::render(&plan),
-        PlanFormat::Markdown => plan::markdown::render(&plan),
     };
-    print!("{text}");
+    check_host(&desired, args.host.as_deref())?;
+    let plan = if args.offline {
+        offline_plan(&desired, args.host.as_deref())
+    } else {
+        let rt = runtime()?;
+        rt.block_on(async {
+            let session = Session::open(&desired, state_dir(state)).await?;
+            let live = session.observe(&desired).await?;
+            anyhow::Ok(session.plan(&desired, &live, args.host.as_deref(), None))
+        })?
+    };
+    print!("{}", render(&plan, args.format));
     if let Some(out) = &args.out {
-        let json = serde_json::to_string_pretty(&plan)?;
+        let saved = SavedPlan {
+            format_version: plan::json::FORMAT_VERSION.into(),
+            dir: std::fs::canonicalize(&args.dir).unwrap_or(args.dir.clone()),
+            env: args.env.clone(),
+            host: args.host.clone(),
+            desired_digest: tree.digest(),
+            plan: plan.clone(),
+        };
+        let json = serde_json::to_string_pretty(&saved)?;
         std::fs::write(out, json)
             .with_context(|| format!("cannot write the plan to {}", out.display()))?;
         eprintln!(
@@ -96,4 +76,12 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Success
     })
+}
+
+pub fn render(plan: &Plan, format: PlanFormat) -> String {
+    match format {
+        PlanFormat::Text => plan::text::render(plan),
+        PlanFormat::Json => plan::json::render(plan),
+        PlanFormat::Markdown => plan::markdown::render(plan),
+    }
 }

@@ -19,6 +19,7 @@ pub fn run(dir: &Path, env: Option<&str>, out: Option<&Path>) -> anyhow::Result<
         &DiffOptions {
             host: None,
             secrets: &ReferenceDigest,
+            kinds: None,
         },
     );
     for note in &d.notes {

@@ -1,6 +1,8 @@
 //! Live state as plain data: what the providers (Docker, PostgreSQL, S3, files) observed,
 //! converted at their boundary into these types. The diff reads only this.
 
+pub mod docker;
+pub mod observe;
 pub mod synthetic;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -92,6 +92,19 @@ impl SourceTree {
             .collect()
     }
 
+    /// A digest of every file (paths and contents): a saved plan refuses another desired state.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (path, content) in &self.files {
+            h.update(path.as_bytes());
+            h.update([0]);
+            h.update((content.len() as u64).to_le_bytes());
+            h.update(content);
+        }
+        crate::model::attributes::hex(&h.finalize()[..16])
+    }
+
     pub fn has_dir(&self, dir: &str) -> bool {
         let prefix = format!("{}/", normalize(dir).trim_end_matches('/'));
         self.files.keys().any(|p| p.starts_with(&prefix))

@@ -1,0 +1,198 @@
+//! The durable journal: one JSON line per event, appended and fsynced before the next action, so
+//! a crash leaves a record of what ran, what undoes it, and which deferred steps are still due.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::live::PendingStep;
+
+#[derive(Debug, Error)]
+#[error("journal {path}: {source}")]
+pub struct JournalError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Unix seconds.
+    pub ts: u64,
+    /// The apply run this belongs to.
+    pub run: String,
+    /// `apply-started`, `step-started`, `step-done`, `step-failed`, `compensation-started`,
+    /// `compensation-done`, `compensation-failed`, `deferred`, `deferred-done`, `apply-finished`.
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What undoes the step (`step-done`), or when a deferred step is due (`deferred`).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+pub struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+    pub run: String,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// Opens `<state_dir>/journal/<project>.jsonl` for appending.
+    pub fn open(state_dir: &Path, project: &str) -> Result<Journal, JournalError> {
+        let path = Self::path_for(state_dir, project);
+        let err = |source| JournalError {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(path.parent().expect("journal has a parent")).map_err(err)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(err)?;
+        let mut id = [0u8; 4];
+        let _ = getrandom::fill(&mut id);
+        let run = format!("{}-{}", now(), crate::model::attributes::hex(&id));
+        Ok(Journal { path, file, run })
+    }
+
+    pub fn path_for(state_dir: &Path, project: &str) -> PathBuf {
+        state_dir.join("journal").join(format!("{project}.jsonl"))
+    }
+
+    /// Appends one entry and waits until it is on disk.
+    pub fn record(
+        &mut self,
+        event: &str,
+        fill: impl FnOnce(&mut Entry),
+    ) -> Result<(), JournalError> {
+        let mut e = Entry {
+            ts: now(),
+            run: self.run.clone(),
+            event: event.to_string(),
+            step: None,
+            resource: None,
+            action: None,
+            detail: None,
+            error: None,
+            data: serde_json::Value::Null,
+        };
+        fill(&mut e);
+        let mut line = serde_json::to_string(&e).expect("entry serializes");
+        line.push('\n');
+        let err = |source| JournalError {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(line.as_bytes()).map_err(err)?;
+        self.file.sync_data().map_err(err)
+    }
+
+    pub fn entries(state_dir: &Path, project: &str) -> Vec<Entry> {
+        let text = std::fs::read_to_string(Self::path_for(state_dir, project)).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Deferred steps recorded and not yet done or cancelled.
+    pub fn pending(state_dir: &Path, project: &str) -> Vec<PendingStep> {
+        pending_of(&Self::entries(state_dir, project))
+    }
+}
+
+/// A deferred entry is identified by its run and step; `deferred-done` closes it.
+pub fn pending_of(entries: &[Entry]) -> Vec<PendingStep> {
+    let mut open: Vec<(&Entry, PendingStep)> = Vec::new();
+    for e in entries {
+        match e.event.as_str() {
+            "deferred" => {
+                let due = e.data.get("due").and_then(|d| d.as_u64()).unwrap_or(e.ts);
+                open.push((
+                    e,
+                    PendingStep {
+                        resource: e.resource.clone().unwrap_or_default(),
+                        action: e.action.clone().unwrap_or_default(),
+                        detail: e.detail.clone().unwrap_or_default(),
+                        due,
+                    },
+                ));
+            }
+            "deferred-done" => {
+                let run = e.data.get("run").and_then(|r| r.as_str()).unwrap_or("");
+                let step = e
+                    .data
+                    .get("step")
+                    .and_then(|s| s.as_u64())
+                    .map(|s| s as usize);
+                open.retain(|(d, _)| !(d.run == run && d.step == step));
+            }
+            _ => {}
+        }
+    }
+    open.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The deferred entries still open, with what identifies them.
+pub fn open_deferred(entries: &[Entry]) -> Vec<Entry> {
+    let mut open: Vec<Entry> = Vec::new();
+    for e in entries {
+        match e.event.as_str() {
+            "deferred" => open.push(e.clone()),
+            "deferred-done" => {
+                let run = e.data.get("run").and_then(|r| r.as_str()).unwrap_or("");
+                let step = e
+                    .data
+                    .get("step")
+                    .and_then(|s| s.as_u64())
+                    .map(|s| s as usize);
+                open.retain(|d| !(d.run == run && d.step == step));
+            }
+            _ => {}
+        }
+    }
+    open
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_steps_stay_pending_until_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "p").unwrap();
+        j.record("deferred", |e| {
+            e.step = Some(4);
+            e.resource = Some("service/api".into());
+            e.action = Some("drain".into());
+            e.data = serde_json::json!({"due": 100});
+        })
+        .unwrap();
+        assert_eq!(Journal::pending(dir.path(), "p").len(), 1);
+        let run = j.run.clone();
+        j.record("deferred-done", |e| {
+            e.data = serde_json::json!({"run": run, "step": 4})
+        })
+        .unwrap();
+        assert!(Journal::pending(dir.path(), "p").is_empty());
+    }
+}

@@ -1,0 +1,474 @@
+//! Apply: runs a plan's steps in order against the live systems, records each in the journal
+//! before and after it runs, and when a step fails runs the compensations of the completed
+//! steps in reverse. The outcome is `applied`, `rolled-back` or `rollback-failed`.
+
+pub mod files;
+pub mod journal;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diff::{Change, ServiceChange};
+use crate::live::docker::Docker;
+use crate::live::{Color, LiveState};
+use crate::model::{Action, DesiredState, Kind, Resource, ResourceId};
+use crate::plan::{Plan, Step, StepAction};
+use crate::secrets::Secrets;
+use journal::{Journal, JournalError};
+
+/// Everything a step needs.
+pub struct Context<'a> {
+    pub desired: &'a DesiredState,
+    pub docker: &'a Docker,
+    pub secrets: &'a Secrets,
+    pub live: &'a LiveState,
+    pub revision: Option<&'a str>,
+    /// The desired-state directory (build contexts are relative to it).
+    pub root: &'a Path,
+}
+
+/// What undoes a completed step; recorded in the journal with the step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "kebab-case")]
+pub enum Undo {
+    Nothing,
+    RemoveContainers {
+        names: Vec<String>,
+    },
+    RestoreContainers {
+        started: Vec<String>,
+        retired: Vec<(String, String)>,
+    },
+    RestartRetired {
+        retired: Vec<(String, String)>,
+    },
+    RemoveNetwork,
+    RestoreFile {
+        path: String,
+        previous: Option<String>,
+        reload: Option<Action>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    RolledBack {
+        step: String,
+        error: String,
+    },
+    RollbackFailed {
+        step: String,
+        error: String,
+        left: Vec<String>,
+    },
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::RolledBack { .. } => "rolled-back",
+            Outcome::RollbackFailed { .. } => "rollback-failed",
+        }
+    }
+}
+
+/// Runs `plan`; `progress` receives one line per event, for the terminal.
+pub async fn execute(
+    plan: &Plan,
+    ctx: &Context<'_>,
+    journal: &mut Journal,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome, JournalError> {
+    let changes: BTreeMap<&str, &Change> =
+        plan.changes.iter().map(|c| (c.id.as_str(), c)).collect();
+    journal.record("apply-started", |e| {
+        e.data = serde_json::json!({"revision": ctx.revision, "fingerprint": plan.fingerprint, "steps": plan.steps.len()});
+    })?;
+    let total = plan.steps.len();
+    let mut done: Vec<(&Step, Undo)> = Vec::new();
+    let mut retired_on_success: Vec<String> = Vec::new();
+    for step in &plan.steps {
+        journal.record("step-started", |e| fill_step(e, step))?;
+        let started = Instant::now();
+        let change = changes.get(step.resource.as_str()).copied();
+        let result = run_step(step, change, ctx, journal).await;
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(undo) => {
+                progress(&format!(
+                    "  [{}/{total}] {} {}: {} ... ok ({secs:.1}s)",
+                    step.id,
+                    step.action.as_str(),
+                    step.resource,
+                    step.detail
+                ));
+                journal.record("step-done", |e| {
+                    fill_step(e, step);
+                    e.data = serde_json::to_value(&undo).unwrap_or_default();
+                })?;
+                match &undo {
+                    Undo::RestoreContainers { retired, .. } | Undo::RestartRetired { retired } => {
+                        retired_on_success.extend(retired.iter().map(|(old, _)| old.clone()))
+                    }
+                    _ => {}
+                }
+                done.push((step, undo));
+            }
+            Err(error) => {
+                progress(&format!(
+                    "  [{}/{total}] {} {}: {} ... FAILED ({secs:.1}s)\n      {error}",
+                    step.id,
+                    step.action.as_str(),
+                    step.resource,
+                    step.detail
+                ));
+                journal.record("step-failed", |e| {
+                    fill_step(e, step);
+                    e.error = Some(error.clone());
+                })?;
+                let left = compensate(&done, ctx, journal, progress).await?;
+                let what = format!("{} {}", step.action.as_str(), step.resource);
+                let outcome = if left.is_empty() {
+                    Outcome::RolledBack { step: what, error }
+                } else {
+                    Outcome::RollbackFailed {
+                        step: what,
+                        error,
+                        left,
+                    }
+                };
+                journal.record("apply-finished", |e| e.detail = Some(outcome.name().into()))?;
+                return Ok(outcome);
+            }
+        }
+    }
+    for old in &retired_on_success {
+        let _ = ctx.docker.remove(old).await;
+    }
+    journal.record("apply-finished", |e| e.detail = Some("applied".into()))?;
+    Ok(Outcome::Applied)
+}
+
+fn fill_step(e: &mut journal::Entry, step: &Step) {
+    e.step = Some(step.id);
+    e.resource = Some(step.resource.clone());
+    e.action = Some(step.action.as_str().into());
+    e.detail = Some(step.detail.clone());
+}
+
+/// Undoes completed steps in reverse; returns what could not be undone.
+async fn compensate(
+    done: &[(&Step, Undo)],
+    ctx: &Context<'_>,
+    journal: &mut Journal,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<String>, JournalError> {
+    let mut left = Vec::new();
+    for (step, undo) in done.iter().rev() {
+        if *undo == Undo::Nothing {
+            continue;
+        }
+        journal.record("compensation-started", |e| fill_step(e, step))?;
+        match run_undo(undo, ctx).await {
+            Ok(()) => {
+                progress(&format!(
+                    "  undo {} {} ... ok",
+                    step.action.as_str(),
+                    step.resource
+                ));
+                journal.record("compensation-done", |e| fill_step(e, step))?;
+            }
+            Err(error) => {
+                progress(&format!(
+                    "  undo {} {} ... FAILED: {error}",
+                    step.action.as_str(),
+                    step.resource
+                ));
+                journal.record("compensation-failed", |e| {
+                    fill_step(e, step);
+                    e.error = Some(error.clone());
+                })?;
+                left.push(format!(
+                    "{} {}: {error}",
+                    step.action.as_str(),
+                    step.resource
+                ));
+            }
+        }
+    }
+    Ok(left)
+}
+
+async fn run_undo(undo: &Undo, ctx: &Context<'_>) -> Result<(), String> {
+    match undo {
+        Undo::Nothing => Ok(()),
+        Undo::RemoveContainers { names } => {
+            for n in names {
+                ctx.docker.remove(n).await.map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        Undo::RestoreContainers { started, retired } => {
+            service::remove_all(ctx, started).await;
+            service::restore(ctx, retired).await
+        }
+        Undo::RestartRetired { retired } => service::restore(ctx, retired).await,
+        Undo::RemoveNetwork => ctx.docker.remove_network().await.map_err(|e| e.to_string()),
+        Undo::RestoreFile {
+            path,
+            previous,
+            reload,
+        } => {
+            files::restore(Path::new(path), previous.as_deref())
+                .map_err(|e| format!("restore {path}: {e}"))?;
+            match reload {
+                Some(r) => files::run_action(r).await,
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+fn name_of(resource: &str) -> &str {
+    resource.split_once('/').map(|(_, n)| n).unwrap_or(resource)
+}
+
+async fn run_step(
+    step: &Step,
+    change: Option<&Change>,
+    ctx: &Context<'_>,
+    journal: &mut Journal,
+) -> Result<Undo, String> {
+    let kind = step.resource.split('/').next().unwrap_or("");
+    let name = name_of(&step.resource);
+    match (kind, step.action) {
+        ("network", StepAction::Create) => {
+            ctx.docker
+                .create_network()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Undo::RemoveNetwork)
+        }
+        ("network", StepAction::Delete) => ctx
+            .docker
+            .remove_network()
+            .await
+            .map(|_| Undo::Nothing)
+            .map_err(|e| e.to_string()),
+        ("volume", StepAction::Create) => {
+            let prune = change
+                .and_then(|c| c.attributes.iter().find(|a| a.key == "prune"))
+                .and_then(|a| a.after.as_ref())
+                .is_some_and(|v| v.display() == "true");
+            ctx.docker
+                .create_volume(name, prune)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Undo::Nothing)
+        }
+        ("volume", StepAction::Delete) => ctx
+            .docker
+            .remove_volume(name)
+            .await
+            .map(|_| Undo::Nothing)
+            .map_err(|e| e.to_string()),
+        ("service", _) => run_service_step(step, change, ctx, journal).await,
+        ("router" | "configfile", StepAction::Render | StepAction::Switch) => {
+            let file = change
+                .and_then(|c| c.file.as_ref())
+                .ok_or("the plan holds no rendered file for this step")?;
+            let (check, reload) = file_actions(ctx.desired, &step.resource);
+            let previous = files::install(
+                Path::new(&file.path),
+                &file.after,
+                check.as_ref(),
+                reload.as_ref(),
+            )
+            .await?;
+            Ok(Undo::RestoreFile {
+                path: file.path.clone(),
+                previous,
+                reload,
+            })
+        }
+        _ => Err(format!(
+            "no provider in this version of converge can {} {}",
+            step.action.as_str(),
+            step.resource
+        )),
+    }
+}
+
+fn file_actions(desired: &DesiredState, resource: &str) -> (Option<Action>, Option<Action>) {
+    let id = ResourceId::parse(resource, None);
+    match id.and_then(|id| desired.get(&id)) {
+        Some(Resource::Router(r)) => (r.check.clone(), r.reload.clone()),
+        Some(Resource::ConfigFile(c)) => (c.check.clone(), c.reload.clone()),
+        _ => (None, None),
+    }
+}
+
+async fn run_service_step(
+    step: &Step,
+    change: Option<&Change>,
+    ctx: &Context<'_>,
+    journal: &mut Journal,
+) -> Result<Undo, String> {
+    let id = ResourceId::new(Kind::Service, name_of(&step.resource));
+    let sc = change.and_then(|c| c.service.as_ref());
+    let live = ctx.live.service(&id);
+    if step.action == StepAction::Delete {
+        for n in ctx
+            .docker
+            .container_names(&step.resource)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            ctx.docker.remove(&n).await.map_err(|e| e.to_string())?;
+        }
+        return Ok(Undo::Nothing);
+    }
+    let s = ctx
+        .desired
+        .service(&id.name)
+        .ok_or("the service is not in the desired state")?;
+    match (step.action, sc) {
+        (StepAction::Create, _) => {
+            let replicas: Vec<u32> = (1..=s.replicas).collect();
+            let names = service::start_set(ctx, s, None, &replicas).await?;
+            Ok(Undo::RemoveContainers { names })
+        }
+        (StepAction::StartColor, Some(ServiceChange::Start { color, .. })) => {
+            start_color(ctx, s, color.unwrap_or(Color::Blue)).await
+        }
+        (StepAction::StartColor, Some(ServiceChange::Deploy { to, .. })) => {
+            start_color(ctx, s, *to).await
+        }
+        (StepAction::Replace, _) => {
+            let current: Vec<String> = live
+                .map(|l| l.containers.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default();
+            let (started, retired) = service::replace(ctx, s, &current).await?;
+            Ok(Undo::RestoreContainers { started, retired })
+        }
+        (StepAction::Scale, Some(ServiceChange::Scale { from, to, color })) => {
+            if to > from {
+                let replicas: Vec<u32> = (from + 1..=*to).collect();
+                let names = service::start_set(ctx, s, *color, &replicas).await?;
+                Ok(Undo::RemoveContainers { names })
+            } else {
+                let project = ctx.desired.project.name.as_str();
+                let mut retired = Vec::new();
+                for r in (to + 1)..=*from {
+                    let name = service::container_name(project, s.name.as_str(), *color, r);
+                    retired.push((service::retire(ctx, &name, 30).await?, name));
+                }
+                Ok(Undo::RestartRetired { retired })
+            }
+        }
+        (StepAction::Start, Some(ServiceChange::Repair { stopped })) => {
+            for n in stopped {
+                ctx.docker.start(n).await.map_err(|e| e.to_string())?;
+            }
+            Ok(Undo::Nothing)
+        }
+        (StepAction::Switch, _) => Ok(Undo::Nothing),
+        (StepAction::Drain, Some(ServiceChange::Deploy { from, drain, .. })) if step.deferred => {
+            let due = journal::now() + drain.as_millis() / 1000;
+            let run = journal.run.clone();
+            journal
+                .record("deferred", |e| {
+                    fill_step(e, step);
+                    e.data = serde_json::json!({"due": due, "color": from, "run": run});
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(Undo::Nothing)
+        }
+        (StepAction::Drain, Some(ServiceChange::Drain { color })) => {
+            drain_color(ctx, &id, *color).await?;
+            Ok(Undo::Nothing)
+        }
+        (action, _) => Err(format!(
+            "cannot {} {} in this version of converge",
+            action.as_str(),
+            step.resource
+        )),
+    }
+}
+
+async fn start_color(
+    ctx: &Context<'_>,
+    s: &crate::model::Service,
+    color: Color,
+) -> Result<Undo, String> {
+    let replicas: Vec<u32> = (1..=s.replicas).collect();
+    let names = service::start_set(ctx, s, Some(color), &replicas).await?;
+    Ok(Undo::RemoveContainers { names })
+}
+
+/// Stops and removes every container of `color`.
+pub async fn drain_color(ctx: &Context<'_>, id: &ResourceId, color: Color) -> Result<(), String> {
+    let prefix = format!("{}-{}-{color}-", ctx.desired.project.name, id.name);
+    for n in ctx
+        .docker
+        .container_names(&id.to_string())
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if n.starts_with(&prefix) {
+            ctx.docker.remove(&n).await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs deferred drains that are due; one whose color takes traffic again is cancelled instead.
+pub async fn run_due_deferred(
+    ctx: &Context<'_>,
+    journal: &mut Journal,
+    state_dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), JournalError> {
+    let project = ctx.desired.project.name.as_str();
+    for entry in journal::open_deferred(&Journal::entries(state_dir, project)) {
+        let due = entry.data.get("due").and_then(|d| d.as_u64()).unwrap_or(0);
+        if due > journal::now() || entry.action.as_deref() != Some("drain") {
+            continue;
+        }
+        let resource = entry.resource.clone().unwrap_or_default();
+        let Some(id) = ResourceId::parse(&resource, None) else {
+            continue;
+        };
+        let color: Option<Color> = entry
+            .data
+            .get("color")
+            .and_then(|c| serde_json::from_value(c.clone()).ok());
+        let active = ctx.live.service(&id).and_then(|l| l.active_color);
+        let outcome = match color {
+            Some(c) if active == Some(c) => "cancelled: that color takes traffic again".to_string(),
+            Some(c) => match drain_color(ctx, &id, c).await {
+                Ok(()) => format!("stopped {c}"),
+                Err(e) => {
+                    progress(&format!("  drain {resource} failed, will retry: {e}"));
+                    continue;
+                }
+            },
+            None => "nothing to drain".into(),
+        };
+        progress(&format!("  deferred drain {resource}: {outcome}"));
+        let (run, step) = (entry.run.clone(), entry.step);
+        journal.record("deferred-done", |e| {
+            e.resource = Some(resource.clone());
+            e.action = Some("drain".into());
+            e.detail = Some(outcome.clone());
+            e.data = serde_json::json!({"run": run, "step": step});
+        })?;
+    }
+    Ok(())
+}

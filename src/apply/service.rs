@@ -1,0 +1,292 @@
+//! Containers of a service: their specs (labels, ports, mounts, resolved env) and the
+//! operations steps are made of: start a set (health-gated), replace, scale, stop, remove.
+
+use std::collections::BTreeMap;
+
+use super::Context;
+use crate::health;
+use crate::live::docker::{self, ContainerSpec};
+use crate::live::Color;
+use crate::model::service::{Protocol, Strategy};
+use crate::model::{Attributes, Resource, Service};
+
+/// `<project>-<service>-<n>`, or `<project>-<service>-<color>-<n>` for blue-green.
+pub fn container_name(project: &str, service: &str, color: Option<Color>, replica: u32) -> String {
+    match color {
+        Some(c) => format!("{project}-{service}-{c}-{replica}"),
+        None => format!("{project}-{service}-{replica}"),
+    }
+}
+
+/// The spec attributes (secrets as keyed digests) and their hash, as labelled on containers.
+pub fn spec_attributes(ctx: &Context, s: &Service) -> Attributes {
+    let all = Resource::Service(s.clone()).attributes(ctx.secrets);
+    Attributes(all.0.into_iter().filter(|(_, a)| a.replaces).collect())
+}
+
+/// Pulls or builds the image; returns the reference to run.
+pub async fn image_for(ctx: &Context<'_>, s: &Service) -> Result<String, String> {
+    if let Some(image) = &s.image {
+        ctx.docker
+            .ensure_image(image)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(image.clone());
+    }
+    let b = s
+        .build
+        .as_ref()
+        .ok_or("the service has neither image nor build")?;
+    let hash = spec_attributes(ctx, s).spec_hash();
+    let tag = format!("converge/{}-{}:{hash}", ctx.desired.project.name, s.name);
+    let dir = ctx.root.join(&b.context);
+    ctx.docker
+        .build_image(&dir, b.dockerfile.as_deref(), &b.args, &tag)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(tag)
+}
+
+fn spec(
+    ctx: &Context,
+    s: &Service,
+    color: Option<Color>,
+    replica: u32,
+    image: &str,
+) -> Result<ContainerSpec, String> {
+    let project = ctx.desired.project.name.as_str();
+    let attrs = spec_attributes(ctx, s);
+    let mut env = Vec::new();
+    for (k, v) in &s.env {
+        env.push((
+            k.clone(),
+            ctx.secrets
+                .resolve(v)
+                .map_err(|e| format!("env.{k}: {e}"))?,
+        ));
+    }
+    let bg_port = match color {
+        Some(Color::Blue) => s.deploy.blue.as_ref().map(|p| p.port.get()),
+        Some(Color::Green) => s.deploy.green.as_ref().map(|p| p.port.get()),
+        None => None,
+    };
+    let ports = s
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let proto = if p.protocol == Protocol::Udp {
+                "udp"
+            } else {
+                "tcp"
+            };
+            let host = if s.deploy.strategy == Strategy::BlueGreen {
+                bg_port.filter(|_| i == 0)
+            } else {
+                p.host.map(|h| h.get())
+            };
+            (p.container.get(), proto.to_string(), host)
+        })
+        .collect();
+    let mounts = s
+        .volumes
+        .iter()
+        .map(|v| {
+            let source = if v.is_named_volume() {
+                ctx.docker.volume_name(&v.source)
+            } else {
+                v.source.clone()
+            };
+            (source, v.target.clone(), v.read_only, v.is_named_volume())
+        })
+        .collect();
+    let mut labels = BTreeMap::from([
+        (docker::RESOURCE.to_string(), format!("service/{}", s.name)),
+        (docker::REPLICA.to_string(), replica.to_string()),
+        (docker::SPEC_HASH.to_string(), attrs.spec_hash()),
+        (
+            docker::SPEC.to_string(),
+            serde_json::to_string(&attrs).expect("attributes serialize"),
+        ),
+        (
+            docker::REVISION.to_string(),
+            ctx.revision.unwrap_or("").to_string(),
+        ),
+    ]);
+    if let Some(c) = color {
+        labels.insert(docker::COLOR.to_string(), c.to_string());
+    }
+    Ok(ContainerSpec {
+        name: container_name(project, s.name.as_str(), color, replica),
+        image: image.to_string(),
+        command: s.command.clone(),
+        env,
+        labels,
+        ports,
+        mounts,
+        cpus: s.resources.cpus,
+        memory: s.resources.memory.map(|m| m.bytes()),
+        gpus: s.resources.gpus,
+        restart: s.restart.as_str().to_string(),
+        network: project.to_string(),
+        aliases: vec![s.name.to_string()],
+    })
+}
+
+/// Starts one replica and waits for its health gate (when the service declares one).
+pub async fn start_one(
+    ctx: &Context<'_>,
+    s: &Service,
+    color: Option<Color>,
+    replica: u32,
+    image: &str,
+) -> Result<String, String> {
+    let spec = spec(ctx, s, color, replica, image)?;
+    ctx.docker
+        .remove(&spec.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.docker.run(&spec).await.map_err(|e| e.to_string())?;
+    if let Some(h) = &s.health {
+        if let Err(e) = health::gate(ctx.docker, &spec.name, h).await {
+            let _ = ctx.docker.remove(&spec.name).await;
+            return Err(e.to_string());
+        }
+    }
+    Ok(spec.name)
+}
+
+/// Starts `replicas`; when one fails, the ones this call started are removed again.
+pub async fn start_set(
+    ctx: &Context<'_>,
+    s: &Service,
+    color: Option<Color>,
+    replicas: &[u32],
+) -> Result<Vec<String>, String> {
+    let image = image_for(ctx, s).await?;
+    let mut started = Vec::new();
+    for &r in replicas {
+        match start_one(ctx, s, color, r, &image).await {
+            Ok(name) => started.push(name),
+            Err(e) => {
+                remove_all(ctx, &started).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(started)
+}
+
+pub async fn remove_all(ctx: &Context<'_>, names: &[String]) {
+    for n in names {
+        let _ = ctx.docker.remove(n).await;
+    }
+}
+
+/// Moves a container out of the way (renamed `<name>.old-<ts>`, stopped); returns the new name.
+pub async fn retire(ctx: &Context<'_>, name: &str, grace_secs: i32) -> Result<String, String> {
+    let retired = format!("{name}.old-{}", super::journal::now());
+    ctx.docker
+        .stop(name, grace_secs)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.docker
+        .rename(name, &retired)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(retired)
+}
+
+/// Puts retired containers back under their names and starts them.
+pub async fn restore(ctx: &Context<'_>, retired: &[(String, String)]) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for (old, original) in retired {
+        let _ = ctx.docker.remove(original).await;
+        if let Err(e) = ctx.docker.rename(old, original).await {
+            errors.push(e.to_string());
+            continue;
+        }
+        if let Err(e) = ctx.docker.start(original).await {
+            errors.push(e.to_string());
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Replaces the running containers: all at once (`recreate`) or one by one (`rolling`, each
+/// health-gated). On failure everything this call changed is put back before it returns.
+pub async fn replace(
+    ctx: &Context<'_>,
+    s: &Service,
+    current: &[String],
+) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    let image = image_for(ctx, s).await?;
+    let project = ctx.desired.project.name.as_str();
+    let mut retired: Vec<(String, String)> = Vec::new();
+    let mut started: Vec<String> = Vec::new();
+    let undo = |started: Vec<String>, retired: Vec<(String, String)>| async move {
+        remove_all(ctx, &started).await;
+        restore(ctx, &retired).await
+    };
+    let wanted: Vec<u32> = (1..=s.replicas).collect();
+    if s.deploy.strategy == Strategy::Rolling {
+        for &r in &wanted {
+            let name = container_name(project, s.name.as_str(), None, r);
+            if current.contains(&name) {
+                match retire(ctx, &name, 10).await {
+                    Ok(old) => retired.push((old, name.clone())),
+                    Err(e) => {
+                        let _ = undo(started, retired).await;
+                        return Err(e);
+                    }
+                }
+            }
+            match start_one(ctx, s, None, r, &image).await {
+                Ok(n) => started.push(n),
+                Err(e) => {
+                    let restored = undo(started, retired).await;
+                    return Err(with_restore(e, restored));
+                }
+            }
+        }
+    } else {
+        for name in current {
+            match retire(ctx, name, 10).await {
+                Ok(old) => retired.push((old, name.clone())),
+                Err(e) => {
+                    let _ = undo(started, retired).await;
+                    return Err(e);
+                }
+            }
+        }
+        for &r in &wanted {
+            match start_one(ctx, s, None, r, &image).await {
+                Ok(n) => started.push(n),
+                Err(e) => {
+                    let restored = undo(started, retired).await;
+                    return Err(with_restore(e, restored));
+                }
+            }
+        }
+    }
+    // Containers beyond the new replica count were not replaced one by one: retire them too.
+    for name in current {
+        if !retired.iter().any(|(_, n)| n == name) && !started.contains(name) {
+            if let Ok(old) = retire(ctx, name, 10).await {
+                retired.push((old, name.clone()));
+            }
+        }
+    }
+    Ok((started, retired))
+}
+
+fn with_restore(e: String, restored: Result<(), String>) -> String {
+    match restored {
+        Ok(()) => format!("{e}; the previous containers were restored"),
+        Err(r) => format!("{e}; restoring the previous containers failed: {r}"),
+    }
+}

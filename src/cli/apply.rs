@@ -1,0 +1,165 @@
+//! `converge apply [DIR | PLANFILE]`: plan (or load a saved plan and refuse it when stale), ask
+//! for approval, run the steps with the journal, report the outcome.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+
+use super::live::{check_host, runtime, state_dir, SavedPlan, Session};
+use super::Outcome;
+use crate::apply::journal::Journal;
+use crate::apply::{self, Context};
+use crate::load::{self, SourceTree};
+use crate::model::DesiredState;
+use crate::plan::{self, Plan};
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The desired-state directory, or a plan saved with `plan --out`.
+    #[arg(default_value = "desired-state")]
+    pub target: PathBuf,
+    #[arg(long)]
+    pub env: Option<String>,
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Apply without asking.
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+pub fn run(args: ApplyArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
+    let saved = if args.target.is_file() {
+        let text = std::fs::read_to_string(&args.target)
+            .with_context(|| format!("cannot read {}", args.target.display()))?;
+        let saved: SavedPlan = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a plan saved by `converge plan --out`",
+                args.target.display()
+            )
+        })?;
+        Some(saved)
+    } else {
+        None
+    };
+    let (dir, env, host) = match &saved {
+        Some(s) => (s.dir.clone(), s.env.clone(), s.host.clone()),
+        None => (args.target.clone(), args.env.clone(), args.host.clone()),
+    };
+    let tree = SourceTree::read_dir(&dir)?;
+    if let Some(s) = &saved {
+        if tree.digest() != s.desired_digest {
+            bail!("the desired state in {} changed since this plan was made; nothing was applied\n  = hint: run `converge plan --out` again", dir.display());
+        }
+    }
+    let desired = match load::load(&tree, env.as_deref()) {
+        Ok(d) => d,
+        Err(diags) => {
+            eprintln!("{diags}");
+            return Ok(Outcome::Failure);
+        }
+    };
+    check_host(&desired, host.as_deref())?;
+    let state_dir = state_dir(state);
+    runtime()?.block_on(apply_async(
+        &desired,
+        &dir,
+        host.as_deref(),
+        saved.map(|s| s.plan),
+        args.auto_approve,
+        state_dir,
+    ))
+}
+
+async fn apply_async(
+    desired: &DesiredState,
+    dir: &Path,
+    host: Option<&str>,
+    saved: Option<Plan>,
+    auto_approve: bool,
+    state_dir: PathBuf,
+) -> anyhow::Result<Outcome> {
+    let session = Session::open(desired, state_dir.clone()).await?;
+    let mut journal = Journal::open(&state_dir, desired.project.name.as_str())?;
+    let mut live = session.observe(desired).await?;
+    let plan = match saved {
+        Some(plan) => {
+            if plan.fingerprint != live.fingerprint() {
+                bail!("live state changed since this plan was made; nothing was applied\n  = hint: run `converge plan --out` again and review the new plan");
+            }
+            plan
+        }
+        None => {
+            if live
+                .pending
+                .iter()
+                .any(|p| p.due <= crate::apply::journal::now())
+            {
+                let ctx = context(desired, &session, &live, dir);
+                apply::run_due_deferred(&ctx, &mut journal, &state_dir, &mut |l| println!("{l}"))
+                    .await?;
+                live = session.observe(desired).await?;
+            }
+            session.plan(desired, &live, host, None)
+        }
+    };
+    print!("{}", plan::text::render(&plan));
+    if plan.is_empty() {
+        return Ok(Outcome::Success);
+    }
+    if !auto_approve && !approved()? {
+        println!("\nApply cancelled.");
+        return Ok(Outcome::Failure);
+    }
+    println!("\nApplying {} step(s):", plan.steps.len());
+    let ctx = context(desired, &session, &live, dir);
+    let outcome = apply::execute(&plan, &ctx, &mut journal, &mut |l| println!("{l}")).await?;
+    let s = plan.summary();
+    match &outcome {
+        apply::Outcome::Applied => {
+            println!(
+                "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
+                s.add, s.change, s.destroy
+            );
+            Ok(Outcome::Success)
+        }
+        apply::Outcome::RolledBack { step, error } => {
+            eprintln!("\nApply failed at `{step}`: {error}\nRolled back: every completed step was undone; live state is as before.");
+            Ok(Outcome::Failure)
+        }
+        apply::Outcome::RollbackFailed { step, error, left } => {
+            eprintln!("\nApply failed at `{step}`: {error}\nRollback failed; fix these by hand, then run `converge plan`:\n  - {}", left.join("\n  - "));
+            Ok(Outcome::Failure)
+        }
+    }
+}
+
+fn context<'a>(
+    desired: &'a DesiredState,
+    session: &'a Session,
+    live: &'a crate::live::LiveState,
+    dir: &'a Path,
+) -> Context<'a> {
+    Context {
+        desired,
+        docker: &session.docker,
+        secrets: &session.secrets,
+        live,
+        revision: None,
+        root: dir,
+    }
+}
+
+/// Terraform's prompt: only `yes` approves; without a terminal nothing is applied.
+fn approved() -> anyhow::Result<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("refusing to apply without approval: standard input is not a terminal\n  = hint: review the plan, then run again with --auto-approve");
+    }
+    print!("\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}

@@ -1,0 +1,686 @@
+//! The Docker provider (bollard): observes the containers, networks and volumes converge owns and
+//! performs the container operations apply needs. bollard's types stay inside this file.
+//! Only objects labelled `converge.managed=true` and `converge.project=<project>` are touched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountType,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RenameContainerOptions,
+    StopContainerOptions,
+};
+use futures_util::StreamExt;
+use thiserror::Error;
+
+use super::{Color, LiveContainer, LiveResource, LiveService, LiveState, LiveVolume};
+use crate::model::{Attributes, Kind, ResourceId};
+
+pub const MANAGED: &str = "converge.managed";
+pub const PROJECT: &str = "converge.project";
+pub const RESOURCE: &str = "converge.resource";
+pub const COLOR: &str = "converge.color";
+pub const REPLICA: &str = "converge.replica";
+pub const SPEC_HASH: &str = "converge.spec-hash";
+pub const SPEC: &str = "converge.spec";
+pub const REVISION: &str = "converge.revision";
+pub const PRUNE: &str = "converge.prune";
+
+#[derive(Debug, Error)]
+pub enum DockerError {
+    #[error("cannot connect to Docker at {endpoint}: {message}\n  = hint: is the Docker engine running, and may this user use its socket?")]
+    Connect { endpoint: String, message: String },
+    #[error("image `{image}` is not present and cannot be pulled: {message}\n  = hint: build or load it on this host (`docker build`, `docker load`, `docker import`)")]
+    Image { image: String, message: String },
+    #[error("docker: {what}: {message}")]
+    Api { what: String, message: String },
+}
+
+impl DockerError {
+    /// Connection problems and engine errors may pass; a missing image or a bad spec will not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DockerError::Connect { .. } => true,
+            DockerError::Image { .. } => false,
+            DockerError::Api { message, .. } => {
+                message.contains("timed out") || message.contains("connection")
+            }
+        }
+    }
+}
+
+fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
+    let what = what.into();
+    move |e| DockerError::Api {
+        what,
+        message: short(&e),
+    }
+}
+
+fn short(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("{message} ({status_code})"),
+        other => other.to_string(),
+    }
+}
+
+fn not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// What a container must look like; built by apply from a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    /// Resolved values: never logged.
+    pub env: Vec<(String, String)>,
+    pub labels: BTreeMap<String, String>,
+    /// (container port, protocol, host port).
+    pub ports: Vec<(u16, String, Option<u16>)>,
+    /// (source, target, read only, named volume).
+    pub mounts: Vec<(String, String, bool, bool)>,
+    pub cpus: Option<f64>,
+    pub memory: Option<u64>,
+    pub gpus: u32,
+    pub restart: String,
+    pub network: String,
+    pub aliases: Vec<String>,
+}
+
+/// A container's state as apply needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerStatus {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    /// The address on the project network.
+    pub ip: Option<String>,
+}
+
+pub struct Docker {
+    client: bollard::Docker,
+    project: String,
+}
+
+impl Docker {
+    /// `endpoint`: `unix:///path` or `tcp://host:port`; default: `DOCKER_HOST`, then the local socket.
+    pub fn connect(endpoint: Option<&str>, project: &str) -> Result<Docker, DockerError> {
+        let shown = endpoint
+            .map(str::to_string)
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let client = match endpoint {
+            Some(e) => bollard::Docker::connect_with_host(e),
+            None => bollard::Docker::connect_with_defaults(),
+        }
+        .map_err(|e| DockerError::Connect {
+            endpoint: shown,
+            message: short(&e),
+        })?;
+        Ok(Docker {
+            client,
+            project: project.to_string(),
+        })
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        self.client
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| DockerError::Connect {
+                endpoint: "the Docker engine".into(),
+                message: short(&e),
+            })
+    }
+
+    fn filters(&self, extra: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+        let mut labels = vec![
+            format!("{MANAGED}=true"),
+            format!("{PROJECT}={}", self.project),
+        ];
+        labels.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
+        HashMap::from([("label".to_string(), labels)])
+    }
+
+    /// Fills `live` with this project's containers (grouped by service), network and volumes.
+    pub async fn observe(&self, live: &mut LiveState) -> Result<(), DockerError> {
+        let containers = self
+            .client
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(self.filters(&[])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(api("list containers"))?;
+        let mut by_service: BTreeMap<ResourceId, Vec<(i64, LiveContainer, Option<String>)>> =
+            BTreeMap::new();
+        for c in containers {
+            let labels = c.labels.unwrap_or_default();
+            let Some(id) = labels
+                .get(RESOURCE)
+                .and_then(|r| ResourceId::parse(r, None))
+            else {
+                continue;
+            };
+            let name = c
+                .names
+                .and_then(|n| n.into_iter().next())
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string();
+            if is_retired(&name) {
+                continue;
+            }
+            let running = matches!(
+                c.state,
+                Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+            );
+            let container = LiveContainer {
+                name,
+                color: labels.get(COLOR).and_then(|c| match c.as_str() {
+                    "blue" => Some(Color::Blue),
+                    "green" => Some(Color::Green),
+                    _ => None,
+                }),
+                replica: labels
+                    .get(REPLICA)
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0),
+                spec_hash: labels.get(SPEC_HASH).cloned().unwrap_or_default(),
+                running,
+                revision: labels.get(REVISION).cloned().filter(|r| !r.is_empty()),
+            };
+            by_service.entry(id).or_default().push((
+                c.created.unwrap_or(0),
+                container,
+                labels.get(SPEC).cloned(),
+            ));
+        }
+        for (id, mut cs) in by_service {
+            cs.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+            let newest_running = cs
+                .iter()
+                .filter(|c| c.1.running)
+                .max_by_key(|c| c.0)
+                .and_then(|c| c.1.color);
+            let attributes = cs
+                .iter()
+                .find(|c| c.1.running)
+                .or(cs.first())
+                .and_then(|c| c.2.as_deref())
+                .and_then(|json| serde_json::from_str::<Attributes>(json).ok())
+                .unwrap_or_default();
+            live.resources.insert(
+                id,
+                LiveResource {
+                    attributes,
+                    service: Some(LiveService {
+                        containers: cs.into_iter().map(|c| c.1).collect(),
+                        active_color: newest_running,
+                    }),
+                    ..Default::default()
+                },
+            );
+        }
+        let networks = self
+            .client
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(self.filters(&[])),
+            }))
+            .await
+            .map_err(api("list networks"))?;
+        for n in networks {
+            if let Some(name) = n.name {
+                live.networks.insert(name);
+            }
+        }
+        let volumes = self
+            .client
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(self.filters(&[])),
+            }))
+            .await
+            .map_err(api("list volumes"))?;
+        let prefix = format!("{}_", self.project);
+        for v in volumes.volumes.unwrap_or_default() {
+            if let Some(logical) = v.name.strip_prefix(&prefix) {
+                let prune = v.labels.get(PRUNE).is_some_and(|p| p == "true");
+                live.volumes
+                    .insert(logical.to_string(), LiveVolume { prune });
+            }
+        }
+        Ok(())
+    }
+
+    fn labels(&self, extra: &[(&str, String)]) -> HashMap<String, String> {
+        let mut labels = HashMap::from([
+            (MANAGED.to_string(), "true".to_string()),
+            (PROJECT.to_string(), self.project.clone()),
+        ]);
+        labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        labels
+    }
+
+    /// Docker's name for a logical volume: `<project>_<name>`.
+    pub fn volume_name(&self, logical: &str) -> String {
+        format!("{}_{logical}", self.project)
+    }
+
+    pub async fn create_network(&self) -> Result<(), DockerError> {
+        let req = NetworkCreateRequest {
+            name: self.project.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(self.labels(&[])),
+            ..Default::default()
+        };
+        self.client
+            .create_network(req)
+            .await
+            .map(|_| ())
+            .map_err(api(format!("create network {}", self.project)))
+    }
+
+    pub async fn remove_network(&self) -> Result<(), DockerError> {
+        match self.client.remove_network(&self.project).await {
+            Err(e) if !not_found(&e) => Err(api(format!("remove network {}", self.project))(e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn create_volume(&self, logical: &str, prune: bool) -> Result<(), DockerError> {
+        let req = VolumeCreateRequest {
+            name: Some(self.volume_name(logical)),
+            labels: Some(self.labels(&[(PRUNE, prune.to_string())])),
+            ..Default::default()
+        };
+        self.client
+            .create_volume(req)
+            .await
+            .map(|_| ())
+            .map_err(api(format!("create volume {logical}")))
+    }
+
+    pub async fn remove_volume(&self, logical: &str) -> Result<(), DockerError> {
+        let name = self.volume_name(logical);
+        match self
+            .client
+            .remove_volume(
+                &name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Err(e) if !not_found(&e) => Err(api(format!("remove volume {name}"))(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes sure `image` is present: inspect, else pull.
+    pub async fn ensure_image(&self, image: &str) -> Result<(), DockerError> {
+        if self.client.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let (repo, tag) = split_image(image);
+        let mut stream = self.client.create_image(
+            Some(CreateImageOptions {
+                from_image: Some(repo.to_string()),
+                tag: Some(tag.to_string()),
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| DockerError::Image {
+                image: image.to_string(),
+                message: short(&e),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Builds `context` (a directory) into `tag`.
+    pub async fn build_image(
+        &self,
+        context: &Path,
+        dockerfile: Option<&str>,
+        args: &BTreeMap<String, String>,
+        tag: &str,
+    ) -> Result<(), DockerError> {
+        let tarball = tar_dir(context).map_err(|e| DockerError::Api {
+            what: format!("read build context {}", context.display()),
+            message: e.to_string(),
+        })?;
+        let options = BuildImageOptions {
+            dockerfile: dockerfile.unwrap_or("Dockerfile").to_string(),
+            t: Some(tag.to_string()),
+            rm: true,
+            forcerm: true,
+            buildargs: Some(args.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            ..Default::default()
+        };
+        let mut stream =
+            self.client
+                .build_image(options, None, Some(bollard::body_full(tarball.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(api(format!("build {tag}")))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(DockerError::Api {
+                    what: format!("build {tag}"),
+                    message: err,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and starts a container.
+    pub async fn run(&self, spec: &ContainerSpec) -> Result<(), DockerError> {
+        let body = create_body(spec, self.labels(&[]));
+        self.client
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(spec.name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(api(format!("create container {}", spec.name)))?;
+        self.start(&spec.name).await
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), DockerError> {
+        self.client
+            .start_container(
+                name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(api(format!("start container {name}")))
+    }
+
+    /// Stops a container, giving it `grace_secs` to exit after SIGTERM.
+    pub async fn stop(&self, name: &str, grace_secs: i32) -> Result<(), DockerError> {
+        match self
+            .client
+            .stop_container(
+                name,
+                Some(StopContainerOptions {
+                    t: Some(grace_secs),
+                    signal: None,
+                }),
+            )
+            .await
+        {
+            Err(e)
+                if !not_found(&e)
+                    && !matches!(
+                        &e,
+                        bollard::errors::Error::DockerResponseServerError {
+                            status_code: 304,
+                            ..
+                        }
+                    ) =>
+            {
+                Err(api(format!("stop container {name}"))(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a container (stopping it first); a missing one is fine.
+    pub async fn remove(&self, name: &str) -> Result<(), DockerError> {
+        match self
+            .client
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: false,
+                    link: false,
+                }),
+            )
+            .await
+        {
+            Err(e) if !not_found(&e) => Err(api(format!("remove container {name}"))(e)),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), DockerError> {
+        self.client
+            .rename_container(
+                from,
+                RenameContainerOptions {
+                    name: to.to_string(),
+                },
+            )
+            .await
+            .map_err(api(format!("rename container {from} to {to}")))
+    }
+
+    /// `None` when the container does not exist.
+    pub async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, DockerError> {
+        let info = match self
+            .client
+            .inspect_container(
+                name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(i) => i,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+        };
+        let state = info.state.unwrap_or_default();
+        let ip = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|nets| nets.get(&self.project).and_then(|e| e.ip_address.clone()))
+            .filter(|ip| !ip.is_empty());
+        Ok(Some(ContainerStatus {
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code,
+            ip,
+        }))
+    }
+
+    /// Runs `cmd` inside a container; returns its exit code.
+    pub async fn exec(&self, name: &str, cmd: &[String]) -> Result<i64, DockerError> {
+        let exec = self
+            .client
+            .create_exec(
+                name,
+                bollard::exec::CreateExecOptions {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(api(format!("exec in {name}")))?;
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+            .client
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(api(format!("exec in {name}")))?
+        {
+            while output.next().await.is_some() {}
+        }
+        let inspect = self
+            .client
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(api(format!("exec in {name}")))?;
+        Ok(inspect.exit_code.unwrap_or(-1))
+    }
+
+    /// Names of this project's containers for `resource`, retired ones included.
+    pub async fn container_names(&self, resource: &str) -> Result<Vec<String>, DockerError> {
+        let list = self
+            .client
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(self.filters(&[(RESOURCE, resource)])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(api("list containers"))?;
+        let mut names: Vec<String> = list
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Containers renamed out of the way during a replace end in `.old-<n>`.
+pub fn is_retired(name: &str) -> bool {
+    name.rsplit_once(".old-")
+        .is_some_and(|(_, n)| n.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn split_image(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (image, "latest"),
+    }
+}
+
+fn create_body(spec: &ContainerSpec, mut labels: HashMap<String, String>) -> ContainerCreateBody {
+    labels.extend(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for (container, proto, host) in &spec.ports {
+        let key = format!("{container}/{proto}");
+        exposed.push(key.clone());
+        if let Some(h) = host {
+            bindings.insert(
+                key,
+                Some(vec![PortBinding {
+                    host_ip: Some("0.0.0.0".into()),
+                    host_port: Some(h.to_string()),
+                }]),
+            );
+        }
+    }
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|(source, target, read_only, volume)| Mount {
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            read_only: Some(*read_only),
+            typ: Some(if *volume {
+                MountType::VOLUME
+            } else {
+                MountType::BIND
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let restart = match spec.restart.as_str() {
+        "no" => RestartPolicyNameEnum::NO,
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    };
+    let device_requests = (spec.gpus > 0).then(|| {
+        vec![DeviceRequest {
+            count: Some(spec.gpus as i64),
+            capabilities: Some(vec![vec!["gpu".into()]]),
+            ..Default::default()
+        }]
+    });
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        exposed_ports: Some(exposed),
+        host_config: Some(HostConfig {
+            port_bindings: Some(bindings),
+            mounts: Some(mounts),
+            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+            memory: spec.memory.map(|m| m as i64),
+            device_requests,
+            restart_policy: Some(RestartPolicy {
+                name: Some(restart),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(spec.network.clone()),
+            init: Some(true),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network.clone(),
+                EndpointSettings {
+                    aliases: Some(spec.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A tar of `dir` for the build API.
+fn tar_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", dir)?;
+    builder.into_inner()
+}
+
+/// The id kind that Docker containers represent.
+pub fn service_id(name: &str) -> ResourceId {
+    ResourceId::new(Kind::Service, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_split_into_repository_and_tag() {
+        assert_eq!(split_image("ytempire/api:1.4.2"), ("ytempire/api", "1.4.2"));
+        assert_eq!(
+            split_image("localhost:5000/api"),
+            ("localhost:5000/api", "latest")
+        );
+        assert_eq!(split_image("busybox"), ("busybox", "latest"));
+    }
+
+    #[test]
+    fn retired_names_are_recognised() {
+        assert!(is_retired("p-api-1.old-1732790000"));
+        assert!(!is_retired("p-api-1"));
+    }
+}

@@ -1,0 +1,154 @@
+//! Helpers for tests against the real Docker engine: a project of its own per test (so tests run
+//! in parallel), the real binary, and cleanup of everything carrying the project's label.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Project {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub state: tempfile::TempDir,
+}
+
+impl Project {
+    /// A fresh project; `body` is the YAML after the Project document.
+    pub fn new(test: &str, body: &str) -> Project {
+        let name = format!("cvt-{test}-{}", std::process::id());
+        let p = Project {
+            name,
+            dir: tempfile::tempdir().unwrap(),
+            state: tempfile::tempdir().unwrap(),
+        };
+        p.write(body);
+        p
+    }
+
+    pub fn write(&self, body: &str) {
+        self.write_with(body, "prune: true");
+    }
+
+    pub fn write_with(&self, body: &str, sync: &str) {
+        let project = format!(
+            "kind: Project\nname: {}\nhosts: [{{name: local}}]\nsync: {{{sync}}}\n---\n",
+            self.name
+        );
+        std::fs::write(self.dir.path().join("converge.yaml"), project + body).unwrap();
+    }
+
+    pub fn converge(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
+        cmd.arg("--state-dir").arg(self.state.path());
+        for a in args {
+            if *a == "DIR" {
+                cmd.arg(self.dir.path());
+            } else {
+                cmd.arg(a);
+            }
+        }
+        cmd.env("CVT_SECRET", "sup3r-s3cret-value")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn apply(&self) -> Output {
+        let o = self.converge(&["apply", "DIR", "--auto-approve"]);
+        o
+    }
+
+    pub fn plan_exit(&self) -> i32 {
+        self.converge(&["plan", "DIR", "--detailed-exitcode"])
+            .status
+            .code()
+            .unwrap_or(-1)
+    }
+
+    /// `name status` of this project's containers, sorted.
+    pub fn containers(&self) -> Vec<String> {
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=converge.project={}", self.name),
+            "--format",
+            "{{.Names}} {{.State}}",
+        ]);
+        let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    }
+
+    pub fn journal(&self) -> String {
+        std::fs::read_to_string(
+            self.state
+                .path()
+                .join(format!("journal/{}.jsonl", self.name)),
+        )
+        .unwrap_or_default()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        cleanup(&self.name);
+    }
+}
+
+pub fn cleanup(project: &str) {
+    let filter = format!("label=converge.project={project}");
+    let ids = docker(&["ps", "-aq", "--filter", &filter]);
+    for id in ids.split_whitespace() {
+        docker(&["rm", "-f", id]);
+    }
+    let nets = docker(&["network", "ls", "-q", "--filter", &filter]);
+    for id in nets.split_whitespace() {
+        docker(&["network", "rm", id]);
+    }
+    let vols = docker(&["volume", "ls", "-q", "--filter", &filter]);
+    for id in vols.split_whitespace() {
+        docker(&["volume", "rm", "-f", id]);
+    }
+}
+
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The body of `GET /` on a loopback port, or an empty string when nothing answers.
+pub fn http_body(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+pub fn temp_path(p: &Path, rel: &str) -> PathBuf {
+    p.join(rel)
+}
