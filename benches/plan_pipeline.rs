@@ -7,6 +7,7 @@
 //! `python3` with `time.perf_counter`, when `python3` and PyYAML are available.
 //!
 //! Run: `cargo bench --bench plan_pipeline` (or `bench/run`). Targets: total < 150 ms, RSS < 100 MB.
+//! `CONVERGE_BENCH_PLAN_OUT=FILE` also writes the rendered plan text to FILE, to inspect it.
 //! std only: no criterion.
 
 use std::collections::BTreeMap;
@@ -411,8 +412,15 @@ for name, loader in loaders:
     print("peer %s %d %.3f %.3f %.3f" % (name, docs, min(times), statistics.median(times), max(times)))
 "#;
 
-/// Runs the PyYAML peer on the files in `dir`: (loader, documents, min, median, max) per loader.
-fn python_peer(dir: &Path) -> Result<(String, Vec<(String, usize, f64, f64, f64)>), String> {
+/// One PyYAML loader's result: documents parsed per run and min/median/max in ms.
+struct PeerRow {
+    loader: String,
+    documents: usize,
+    ms: (f64, f64, f64),
+}
+
+/// Runs the PyYAML peer on the files in `dir`: an info line and one row per loader.
+fn python_peer(dir: &Path) -> Result<(String, Vec<PeerRow>), String> {
     let out = Command::new("python3")
         .arg("-c")
         .arg(PEER)
@@ -441,8 +449,11 @@ fn python_peer(dir: &Path) -> Result<(String, Vec<(String, usize, f64, f64, f64)
                     .and_then(|x| x.parse::<f64>().ok())
                     .unwrap_or(f64::NAN)
             };
-            let docs = f.get(1).and_then(|x| x.parse().ok()).unwrap_or(0);
-            rows.push((f[0].to_string(), docs, num(2), num(3), num(4)));
+            rows.push(PeerRow {
+                loader: f[0].to_string(),
+                documents: f.get(1).and_then(|x| x.parse().ok()).unwrap_or(0),
+                ms: (num(2), num(3), num(4)),
+            });
         }
     }
     Ok((info, rows))
@@ -457,6 +468,8 @@ fn main() {
     let opts = DiffOptions {
         host: None,
         secrets: &ReferenceDigest,
+        // Every kind, as offline: all of them are planned.
+        kinds: None,
     };
     let desired = match load(&tree, ENV) {
         Ok(d) => d,
@@ -525,7 +538,7 @@ fn main() {
         let t5 = Instant::now();
         if i >= WARMUP {
             for (s, d) in
-                samples
+                stages
                     .iter_mut()
                     .zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0])
             {
@@ -567,6 +580,10 @@ fn main() {
         text.lines().count(),
         text.len() as f64 / 1024.0
     );
+    if let Some(out) = std::env::var_os("CONVERGE_BENCH_PLAN_OUT") {
+        std::fs::write(&out, &text).expect("write the plan text");
+        println!("  (plan text written to {})", Path::new(&out).display());
+    }
     println!();
     println!("timings over {ITERATIONS} iterations after {WARMUP} warm-up runs (ms):");
     println!(
@@ -611,10 +628,13 @@ fn main() {
         Ok(dir) => {
             match python_peer(&dir) {
                 Ok((info, rows)) => {
-                    for (loader, docs, min, med, max) in rows {
-                        row(&format!("PyYAML {loader}"), (min, med, max));
-                        if docs != documents {
-                            println!("    (PyYAML saw {docs} documents, converge {documents})");
+                    for r in rows {
+                        row(&format!("PyYAML {}", r.loader), r.ms);
+                        if r.documents != documents {
+                            println!(
+                                "    (PyYAML saw {} documents, converge {documents})",
+                                r.documents
+                            );
                         }
                     }
                     println!("  peer: {info}; timed in python with time.perf_counter");

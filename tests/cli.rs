@@ -63,7 +63,9 @@ fn saved_plan_is_written_with_its_fingerprint() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    assert_eq!(saved["fingerprint"].as_str().unwrap().len(), 32);
+    assert_eq!(saved["plan"]["fingerprint"].as_str().unwrap().len(), 32);
+    assert_eq!(saved["desired_digest"].as_str().unwrap().len(), 32);
+    assert_eq!(saved["format_version"], "1.0");
     assert!(stderr(&o).contains("Saved the plan to"));
 }
 

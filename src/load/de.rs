@@ -587,12 +587,18 @@ pub fn from_node<T: de::DeserializeOwned>(node: &Node, sink: &Sink) -> Result<T,
 /// error, the offending value is taken out and the document is tried again.
 pub fn from_node_all<T: de::DeserializeOwned>(node: &Node, sink: &Sink) -> Result<T, Vec<DeError>> {
     const MAX_ERRORS: usize = 50;
+    // The common case, a valid document, needs no copy.
+    let first = match from_node::<T>(node, sink) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
     let mut node = node.clone();
+    let mut pending = Some(first);
     let mut errors: Vec<DeError> = Vec::new();
     // (span of a mapping, key) pairs taken out, so the "missing field" they cause is not reported.
     let mut removed: Vec<(Span, String)> = Vec::new();
     loop {
-        let e = match from_node::<T>(&node, sink) {
+        let e = match pending.take().map(Err).unwrap_or_else(|| from_node::<T>(&node, sink)) {
             Ok(v) if errors.is_empty() => return Ok(v),
             Ok(_) => return Err(errors),
             Err(e) => e,

@@ -54,8 +54,7 @@ impl Project {
     }
 
     pub fn apply(&self) -> Output {
-        let o = self.converge(&["apply", "DIR", "--auto-approve"]);
-        o
+        self.converge(&["apply", "DIR", "--auto-approve"])
     }
 
     pub fn plan_exit(&self) -> i32 {
