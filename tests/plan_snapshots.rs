@@ -198,7 +198,7 @@ fn a_hand_edited_router_file_is_rendered_back_with_a_unified_diff() {
     let mut live = applied(&tree, "dev");
     let conf = live
         .files
-        .get_mut("/etc/nginx/conf.d/ytempire.conf")
+        .get_mut("/opt/ytempire/nginx/conf.d/ytempire.conf")
         .unwrap();
     *conf = conf.replace("127.0.0.1:8000", "127.0.0.1:9999");
     let p = plan_of(&state(&tree, "dev"), &live);
