@@ -598,7 +598,11 @@ pub fn from_node_all<T: de::DeserializeOwned>(node: &Node, sink: &Sink) -> Resul
     // (span of a mapping, key) pairs taken out, so the "missing field" they cause is not reported.
     let mut removed: Vec<(Span, String)> = Vec::new();
     loop {
-        let e = match pending.take().map(Err).unwrap_or_else(|| from_node::<T>(&node, sink)) {
+        let e = match pending
+            .take()
+            .map(Err)
+            .unwrap_or_else(|| from_node::<T>(&node, sink))
+        {
             Ok(v) if errors.is_empty() => return Ok(v),
             Ok(_) => return Err(errors),
             Err(e) => e,
