@@ -470,6 +470,7 @@ fn main() {
         secrets: &ReferenceDigest,
         // Every kind, as offline: all of them are planned.
         kinds: None,
+        retry_failed: false,
     };
     let desired = match load(&tree, ENV) {
         Ok(d) => d,

@@ -131,6 +131,8 @@ pub struct DiffOptions<'a> {
     pub secrets: &'a dyn SecretDigest,
     /// Kinds that a provider observed (all kinds when `None`, as offline); the others are noted, not planned.
     pub kinds: Option<&'a [Kind]>,
+    /// Deploy specs that failed before anyway (`--retry-failed`).
+    pub retry_failed: bool,
 }
 
 impl DiffOptions<'_> {
@@ -304,7 +306,21 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
         .and_then(|r| r.service.as_ref())
         .filter(|ls| !ls.containers.is_empty());
     let bg = s.deploy.strategy == Strategy::BlueGreen;
+    let spec_failed = !opts.retry_failed
+        && live
+            .failed
+            .get(&id.to_string())
+            .is_some_and(|f| f.contains(&hash));
+    let failed_note = || {
+        format!(
+            "{id}: this spec ({hash}) failed and was rolled back; it is not retried until the desired state changes or --retry-failed is given"
+        )
+    };
     let Some(ls) = ls else {
+        if spec_failed {
+            out.notes.push(failed_note());
+            return;
+        }
         let color = bg.then_some(Color::Blue);
         let mut c = Change::new(
             id.to_string(),
@@ -340,6 +356,13 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
     } else {
         format!("{} changed", changed_keys.join(", "))
     };
+    if spec_changed && spec_failed {
+        out.notes.push(failed_note());
+        if let Some(from) = active {
+            out.colors.insert(s.name.to_string(), color_port(s, from));
+        }
+        return;
+    }
     let mut change = |action, reason: String, sc| {
         let mut c = Change::new(
             id.to_string(),

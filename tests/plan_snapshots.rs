@@ -37,6 +37,7 @@ const OPTS: DiffOptions = DiffOptions {
     host: None,
     secrets: &ReferenceDigest,
     kinds: None,
+    retry_failed: false,
 };
 
 fn plan_of(desired: &DesiredState, live: &LiveState) -> Plan {

@@ -74,6 +74,14 @@ impl Journal {
         Ok(Journal { path, file, run })
     }
 
+    /// Every entry of this journal so far.
+    pub fn read_all(&self) -> Vec<Entry> {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     pub fn path_for(state_dir: &Path, project: &str) -> PathBuf {
         state_dir.join("journal").join(format!("{project}.jsonl"))
     }
@@ -110,6 +118,33 @@ impl Journal {
         let text = std::fs::read_to_string(Self::path_for(state_dir, project)).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Spec hashes per service whose deploy failed and was rolled back (`spec-failed` entries).
+    pub fn failed(
+        state_dir: &Path,
+        project: &str,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            Default::default();
+        for e in Self::entries(state_dir, project) {
+            if e.event == "spec-failed" {
+                if let (Some(r), Some(h)) =
+                    (e.resource, e.data.get("hash").and_then(|h| h.as_str()))
+                {
+                    out.entry(r).or_default().insert(h.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// The service specs recorded by successful deploys of `resource`, oldest first.
+    pub fn deployed(state_dir: &Path, project: &str, resource: &str) -> Vec<Entry> {
+        Self::entries(state_dir, project)
+            .into_iter()
+            .filter(|e| e.event == "deployed" && e.resource.as_deref() == Some(resource))
             .collect()
     }
 

@@ -97,7 +97,7 @@ pub async fn execute(
         journal.record("step-started", |e| fill_step(e, step))?;
         let started = Instant::now();
         let change = changes.get(step.resource.as_str()).copied();
-        let result = run_step(step, change, ctx, journal).await;
+        let result = run_step(step, change, &changes, ctx, journal).await;
         let secs = started.elapsed().as_secs_f64();
         match result {
             Ok(undo) => {
@@ -132,6 +132,15 @@ pub async fn execute(
                     fill_step(e, step);
                     e.error = Some(error.clone());
                 })?;
+                for resource in deploys_implicated(step, &changes, ctx.desired) {
+                    if let Some(s) = ctx.desired.service(name_of(&resource)) {
+                        let hash = service::spec_attributes(ctx, s).spec_hash();
+                        journal.record("spec-failed", |e| {
+                            e.resource = Some(resource.clone());
+                            e.data = serde_json::json!({"hash": hash});
+                        })?;
+                    }
+                }
                 let left = compensate(&done, ctx, journal, progress).await?;
                 let what = format!("{} {}", step.action.as_str(), step.resource);
                 let outcome = if left.is_empty() {
@@ -151,8 +160,77 @@ pub async fn execute(
     for old in &retired_on_success {
         let _ = ctx.docker.remove(old).await;
     }
+    record_deployed(plan, ctx, journal)?;
     journal.record("apply-finished", |e| e.detail = Some("applied".into()))?;
     Ok(Outcome::Applied)
+}
+
+/// Services whose new spec the failed step was deploying: those are remembered as failed.
+fn deploys_implicated(
+    step: &Step,
+    changes: &BTreeMap<&str, &Change>,
+    desired: &DesiredState,
+) -> Vec<String> {
+    let deploying = |id: &str| {
+        matches!(
+            changes.get(id).and_then(|c| c.service.as_ref()),
+            Some(
+                ServiceChange::Start { .. }
+                    | ServiceChange::Deploy { .. }
+                    | ServiceChange::Replace { .. }
+            )
+        )
+    };
+    match (step.resource.split('/').next(), step.action) {
+        (
+            Some("service"),
+            StepAction::Create | StepAction::StartColor | StepAction::Replace | StepAction::Switch,
+        ) => {
+            vec![step.resource.clone()]
+        }
+        (Some("router"), StepAction::Switch) => switched_services(&step.resource, desired)
+            .into_iter()
+            .filter(|id| deploying(id))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `service/<name>` of every route of a router.
+fn switched_services(router: &str, desired: &DesiredState) -> Vec<String> {
+    match ResourceId::parse(router, None).and_then(|id| desired.get(&id)) {
+        Some(Resource::Router(r)) => r
+            .routes
+            .iter()
+            .map(|rt| format!("service/{}", rt.service))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// After a successful apply, the spec of every service it deployed, for `converge rollback`.
+fn record_deployed(
+    plan: &Plan,
+    ctx: &Context<'_>,
+    journal: &mut Journal,
+) -> Result<(), JournalError> {
+    for c in &plan.changes {
+        let color = match &c.service {
+            Some(ServiceChange::Start { color, .. }) => *color,
+            Some(ServiceChange::Deploy { to, .. }) => Some(*to),
+            Some(ServiceChange::Replace { .. }) => None,
+            _ => continue,
+        };
+        let Some(s) = ctx.desired.service(name_of(&c.id)) else {
+            continue;
+        };
+        let hash = service::spec_attributes(ctx, s).spec_hash();
+        journal.record("deployed", |e| {
+            e.resource = Some(c.id.clone());
+            e.data = serde_json::json!({"hash": hash, "color": color, "service": s});
+        })?;
+    }
+    Ok(())
 }
 
 fn fill_step(e: &mut journal::Entry, step: &Step) {
@@ -242,6 +320,7 @@ fn name_of(resource: &str) -> &str {
 async fn run_step(
     step: &Step,
     change: Option<&Change>,
+    changes: &BTreeMap<&str, &Change>,
     ctx: &Context<'_>,
     journal: &mut Journal,
 ) -> Result<Undo, String> {
@@ -278,19 +357,28 @@ async fn run_step(
             .await
             .map(|_| Undo::Nothing)
             .map_err(|e| e.to_string()),
-        ("service", _) => run_service_step(step, change, ctx, journal).await,
+        ("service", _) => run_service_step(step, change, changes, ctx, journal).await,
         ("router" | "configfile", StepAction::Render | StepAction::Switch) => {
             let file = change
                 .and_then(|c| c.file.as_ref())
                 .ok_or("the plan holds no rendered file for this step")?;
             let (check, reload) = file_actions(ctx.desired, &step.resource);
-            let previous = files::install(
-                Path::new(&file.path),
-                &file.after,
-                check.as_ref(),
-                reload.as_ref(),
-            )
-            .await?;
+            let path = Path::new(&file.path);
+            let previous =
+                files::install(path, &file.after, check.as_ref(), reload.as_ref()).await?;
+            if step.action == StepAction::Switch {
+                let targets = new_colors(switched_services(&step.resource, ctx.desired), changes);
+                if let Err(e) = verify(ctx, &targets).await {
+                    files::restore(path, previous.as_deref())
+                        .map_err(|r| format!("{e}; restoring {} failed: {r}", file.path))?;
+                    if let Some(r) = &reload {
+                        files::run_action(r)
+                            .await
+                            .map_err(|r| format!("{e}; reloading the previous file failed: {r}"))?;
+                    }
+                    return Err(format!("{e}; traffic was switched back"));
+                }
+            }
             Ok(Undo::RestoreFile {
                 path: file.path.clone(),
                 previous,
@@ -317,6 +405,7 @@ fn file_actions(desired: &DesiredState, resource: &str) -> (Option<Action>, Opti
 async fn run_service_step(
     step: &Step,
     change: Option<&Change>,
+    changes: &BTreeMap<&str, &Change>,
     ctx: &Context<'_>,
     journal: &mut Journal,
 ) -> Result<Undo, String> {
@@ -345,10 +434,10 @@ async fn run_service_step(
             Ok(Undo::RemoveContainers { names })
         }
         (StepAction::StartColor, Some(ServiceChange::Start { color, .. })) => {
-            start_color(ctx, s, color.unwrap_or(Color::Blue)).await
+            start_color(ctx, s, color.unwrap_or(Color::Blue), journal).await
         }
         (StepAction::StartColor, Some(ServiceChange::Deploy { to, .. })) => {
-            start_color(ctx, s, *to).await
+            start_color(ctx, s, *to, journal).await
         }
         (StepAction::Replace, _) => {
             let current: Vec<String> = live
@@ -378,7 +467,10 @@ async fn run_service_step(
             }
             Ok(Undo::Nothing)
         }
-        (StepAction::Switch, _) => Ok(Undo::Nothing),
+        (StepAction::Switch, _) => {
+            verify(ctx, &new_colors(vec![step.resource.clone()], changes)).await?;
+            Ok(Undo::Nothing)
+        }
         (StepAction::Drain, Some(ServiceChange::Deploy { from, drain, .. })) if step.deferred => {
             let due = journal::now() + drain.as_millis() / 1000;
             let run = journal.run.clone();
@@ -406,10 +498,90 @@ async fn start_color(
     ctx: &Context<'_>,
     s: &crate::model::Service,
     color: Color,
+    journal: &mut Journal,
 ) -> Result<Undo, String> {
+    cancel_drains(journal, &format!("service/{}", s.name), color).map_err(|e| e.to_string())?;
     let replicas: Vec<u32> = (1..=s.replicas).collect();
     let names = service::start_set(ctx, s, Some(color), &replicas).await?;
     Ok(Undo::RemoveContainers { names })
+}
+
+/// A new deploy into `color` supersedes a drain of that color still pending.
+fn cancel_drains(journal: &mut Journal, resource: &str, color: Color) -> Result<(), JournalError> {
+    for entry in journal::open_deferred(&journal.read_all()) {
+        let same_color = entry.data.get("color").and_then(|c| c.as_str()) == Some(color.as_str());
+        if entry.resource.as_deref() == Some(resource)
+            && entry.action.as_deref() == Some("drain")
+            && same_color
+        {
+            let (run, step) = (entry.run.clone(), entry.step);
+            journal.record("deferred-done", |e| {
+                e.resource = Some(resource.to_string());
+                e.action = Some("drain".into());
+                e.detail = Some(format!("cancelled: a new deploy uses {color}"));
+                e.data = serde_json::json!({"run": run, "step": step});
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The (service, color) pairs that `services` move to in this plan.
+fn new_colors(services: Vec<String>, changes: &BTreeMap<&str, &Change>) -> Vec<(String, Color)> {
+    services
+        .into_iter()
+        .filter_map(|id| {
+            let color = match changes.get(id.as_str()).and_then(|c| c.service.as_ref()) {
+                Some(ServiceChange::Deploy { to, .. }) => *to,
+                Some(ServiceChange::Start { color: Some(c), .. }) => *c,
+                _ => return None,
+            };
+            Some((id, color))
+        })
+        .collect()
+}
+
+/// Keeps probing the new color for `verify_for` after the switch: the container must stay up
+/// and its health check must not fail twice in a row.
+async fn verify(ctx: &Context<'_>, targets: &[(String, Color)]) -> Result<(), String> {
+    let project = ctx.desired.project.name.as_str();
+    for (id, color) in targets {
+        let Some(s) = ctx.desired.service(name_of(id)) else {
+            continue;
+        };
+        let Some(h) = &s.health else { continue };
+        let deadline = Instant::now() + s.deploy.verify_for.to_std();
+        let names: Vec<String> = (1..=s.replicas)
+            .map(|r| service::container_name(project, s.name.as_str(), Some(*color), r))
+            .collect();
+        let mut failures: BTreeMap<&str, u32> = BTreeMap::new();
+        while Instant::now() < deadline {
+            for name in &names {
+                let status = ctx.docker.status(name).await.map_err(|e| e.to_string())?;
+                let Some(st) = status.filter(|st| st.running) else {
+                    return Err(format!(
+                        "{name} stopped during the {} verification after the switch",
+                        s.deploy.verify_for
+                    ));
+                };
+                match crate::health::probe(ctx.docker, name, st.ip.as_deref(), h).await {
+                    Ok(()) => {
+                        failures.insert(name, 0);
+                    }
+                    Err(e) => {
+                        let n = failures.entry(name).or_default();
+                        *n += 1;
+                        if *n >= 2 {
+                            return Err(format!("{name} failed its health check during the {} verification after the switch: {e}", s.deploy.verify_for));
+                        }
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(h.interval.to_std().min(left)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Stops and removes every container of `color`.

@@ -27,6 +27,9 @@ pub struct ApplyArgs {
     /// Apply without asking.
     #[arg(long)]
     pub auto_approve: bool,
+    /// Deploy again a spec that failed and was rolled back.
+    #[arg(long)]
+    pub retry_failed: bool,
 }
 
 pub fn run(args: ApplyArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
@@ -62,22 +65,31 @@ pub fn run(args: ApplyArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
     };
     check_host(&desired, host.as_deref())?;
     let state_dir = state_dir(state);
+    let opts = ApplyOptions {
+        host: host.as_deref(),
+        auto_approve: args.auto_approve,
+        retry_failed: args.retry_failed,
+    };
     runtime()?.block_on(apply_async(
         &desired,
         &dir,
-        host.as_deref(),
         saved.map(|s| s.plan),
-        args.auto_approve,
+        &opts,
         state_dir,
     ))
+}
+
+struct ApplyOptions<'a> {
+    host: Option<&'a str>,
+    auto_approve: bool,
+    retry_failed: bool,
 }
 
 async fn apply_async(
     desired: &DesiredState,
     dir: &Path,
-    host: Option<&str>,
     saved: Option<Plan>,
-    auto_approve: bool,
+    opts: &ApplyOptions<'_>,
     state_dir: PathBuf,
 ) -> anyhow::Result<Outcome> {
     let session = Session::open(desired, state_dir.clone()).await?;
@@ -101,14 +113,14 @@ async fn apply_async(
                     .await?;
                 live = session.observe(desired).await?;
             }
-            session.plan(desired, &live, host, None)
+            session.plan(desired, &live, opts.host, None, opts.retry_failed)
         }
     };
     print!("{}", plan::text::render(&plan));
     if plan.is_empty() {
         return Ok(Outcome::Success);
     }
-    if !auto_approve && !approved()? {
+    if !opts.auto_approve && !approved()? {
         println!("\nApply cancelled.");
         return Ok(Outcome::Failure);
     }

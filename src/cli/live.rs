@@ -74,10 +74,13 @@ impl Session {
     }
 
     pub async fn observe(&self, desired: &DesiredState) -> anyhow::Result<LiveState> {
-        let pending = Journal::pending(&self.state_dir, desired.project.name.as_str());
-        observe(desired, &self.docker, pending)
+        let project = desired.project.name.as_str();
+        let pending = Journal::pending(&self.state_dir, project);
+        let mut live = observe(desired, &self.docker, pending)
             .await
-            .context("observing live state")
+            .context("observing live state")?;
+        live.failed = Journal::failed(&self.state_dir, project);
+        Ok(live)
     }
 
     pub fn plan(
@@ -86,11 +89,13 @@ impl Session {
         live: &LiveState,
         host: Option<&str>,
         revision: Option<&str>,
+        retry_failed: bool,
     ) -> Plan {
         let opts = DiffOptions {
             host,
             secrets: &self.secrets,
             kinds: Some(RECONCILED),
+            retry_failed,
         };
         plan::plan(
             desired,
@@ -112,6 +117,7 @@ pub fn offline_plan(desired: &DesiredState, host: Option<&str>) -> Plan {
         host,
         secrets: &ReferenceDigest,
         kinds: None,
+        retry_failed: false,
     };
     plan::plan(
         desired,

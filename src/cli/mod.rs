@@ -4,6 +4,7 @@ mod apply;
 mod live;
 mod plan;
 mod render;
+mod rollback;
 mod schema;
 mod validate;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Converge live state to the desired state (or apply a saved plan).
     Apply(apply::ApplyArgs),
+    /// Switch a service back to its previous color, or redeploy its previous spec.
+    Rollback(rollback::RollbackArgs),
     /// Render routers and config files without applying them.
     Render {
         #[arg(default_value = "desired-state")]
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Validate { dir, env } => validate::run(&dir, env.as_deref()),
         Command::Plan(args) => plan::run(args, cli.state_dir.as_deref()),
         Command::Apply(args) => apply::run(args, cli.state_dir.as_deref()),
+        Command::Rollback(args) => rollback::run(args, cli.state_dir.as_deref()),
         Command::Render { dir, env, out } => render::run(&dir, env.as_deref(), out.as_deref()),
         Command::Schema { out } => schema::run(out.as_deref()),
     };

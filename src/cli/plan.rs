@@ -30,6 +30,9 @@ pub struct PlanArgs {
     /// Plan against an empty live state: no provider is contacted.
     #[arg(long)]
     pub offline: bool,
+    /// Plan again a deploy whose spec failed and was rolled back.
+    #[arg(long)]
+    pub retry_failed: bool,
 }
 
 pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
@@ -49,7 +52,13 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         rt.block_on(async {
             let session = Session::open(&desired, state_dir(state)).await?;
             let live = session.observe(&desired).await?;
-            anyhow::Ok(session.plan(&desired, &live, args.host.as_deref(), None))
+            anyhow::Ok(session.plan(
+                &desired,
+                &live,
+                args.host.as_deref(),
+                None,
+                args.retry_failed,
+            ))
         })?
     };
     print!("{}", render(&plan, args.format));

@@ -20,6 +20,7 @@ pub fn run(dir: &Path, env: Option<&str>, out: Option<&Path>) -> anyhow::Result<
             host: None,
             secrets: &ReferenceDigest,
             kinds: None,
+            retry_failed: false,
         },
     );
     for note in &d.notes {

@@ -116,6 +116,9 @@ pub struct LiveState {
     pub files: BTreeMap<String, String>,
     #[serde(default)]
     pub pending: Vec<PendingStep>,
+    /// Spec hashes per service that failed their deploy and were rolled back (from the journal).
+    #[serde(default)]
+    pub failed: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl LiveState {

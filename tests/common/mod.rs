@@ -151,3 +151,71 @@ pub fn http_body(port: u16) -> String {
 pub fn temp_path(p: &Path, rel: &str) -> PathBuf {
     p.join(rel)
 }
+
+/// A private nginx on a loopback port, with its own prefix; stopped when dropped.
+pub struct Nginx {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Nginx {
+    pub fn start(port: u16) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("conf.d")).unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        let conf = format!(
+            "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n  fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n  include {d}/conf.d/*.conf;\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let out = Command::new("nginx")
+            .args(Self::args_for(&d))
+            .output()
+            .expect("nginx is installed");
+        assert!(
+            out.status.success(),
+            "nginx failed to start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Nginx { dir, port }
+    }
+
+    fn args_for(d: &str) -> Vec<String> {
+        vec![
+            "-p".into(),
+            format!("{d}/"),
+            "-c".into(),
+            "nginx.conf".into(),
+            "-e".into(),
+            format!("{d}/error.log"),
+        ]
+    }
+
+    /// The Router document that renders into this nginx and checks and reloads it.
+    pub fn router(&self, service: &str, template: &str) -> String {
+        let d = self.dir.path().display();
+        format!(
+            "kind: Router\nname: public\ntemplate: {template}\npath: {d}/conf.d/site.conf\nlisten: {}\ncheck: [nginx, -t, -q, -p, {d}/, -c, nginx.conf, -e, {d}/error.log]\nreload: [nginx, -s, reload, -p, {d}/, -c, nginx.conf, -e, {d}/error.log]\nroutes: [{{host: localhost, service: {service}}}]\n",
+            self.port
+        )
+    }
+
+    pub fn site(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("conf.d/site.conf")).unwrap_or_default()
+    }
+
+    /// `GET /` through nginx, after its graceful reload has settled.
+    pub fn get(&self) -> String {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        http_body(self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let d = self.dir.path().display().to_string();
+        let mut args = vec!["-s".to_string(), "quit".to_string()];
+        args.extend(Self::args_for(&d));
+        let _ = Command::new("nginx").args(args).output();
+    }
+}
