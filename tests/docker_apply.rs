@@ -305,3 +305,50 @@ fn apply_without_a_terminal_needs_auto_approve() {
     );
     assert!(p.containers().is_empty());
 }
+
+#[test]
+fn a_service_with_build_is_built_through_the_docker_api_and_rebuilt_when_its_args_change() {
+    let p = Project::new("build", "");
+    std::fs::create_dir_all(p.path().join("app")).unwrap();
+    std::fs::write(
+        p.path().join("app/Dockerfile"),
+        "FROM converge-test/httpd:v1\nARG BODY=built\nRUN echo $BODY > /www/index.html\n",
+    )
+    .unwrap();
+    let svc = |body: &str| {
+        format!("kind: Service\nname: site\nbuild: {{context: app, args: {{BODY: {body}}}}}\nports: [{{container: 8000, host: 18106}}]\nhealth: {{http: {{path: /health, port: 8000}}, interval: 200ms}}\n")
+    };
+    p.write(&svc("first"));
+    let o = p.apply();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(common::http_body(18106), "first");
+    assert_eq!(p.plan_exit(), 0);
+    p.write(&svc("second"));
+    let plan = text(&p.converge(&["plan", "DIR"]));
+    assert!(
+        plan.contains(r#"~ build.args.BODY = "first" -> "second" # forces replacement"#),
+        "{plan}"
+    );
+    assert_eq!(p.apply().status.code(), Some(0));
+    assert_eq!(common::http_body(18106), "second");
+}
+
+#[test]
+fn an_edit_inside_the_build_context_is_a_change() {
+    let p = Project::new("buildctx", "kind: Service\nname: site\nbuild: {context: app}\nports: [{container: 8000, host: 18107}]\nhealth: {http: {path: /health, port: 8000}, interval: 200ms}\n");
+    std::fs::create_dir_all(p.path().join("app")).unwrap();
+    std::fs::write(
+        p.path().join("app/Dockerfile"),
+        "FROM converge-test/httpd:v1\nCOPY index.html /www/index.html\n",
+    )
+    .unwrap();
+    std::fs::write(p.path().join("app/index.html"), "one\n").unwrap();
+    assert_eq!(p.apply().status.code(), Some(0));
+    assert_eq!(common::http_body(18107), "one");
+    assert_eq!(p.plan_exit(), 0);
+    std::fs::write(p.path().join("app/index.html"), "two\n").unwrap();
+    let plan = text(&p.converge(&["plan", "DIR"]));
+    assert!(plan.contains("~ build.context = \"app (sha256:"), "{plan}");
+    assert_eq!(p.apply().status.code(), Some(0));
+    assert_eq!(common::http_body(18107), "two");
+}

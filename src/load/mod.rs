@@ -94,11 +94,12 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
         );
     }
 
-    let typed: Vec<Typed> = resources
+    let mut typed: Vec<Typed> = resources
         .into_iter()
         .filter_map(|doc| type_resource(doc, &sink, &mut diags))
         .collect();
     diags.extend(sink.take());
+    validate::build_contexts(&mut typed, tree, &mut diags);
 
     let project_node = projects.first().map(|d| &d.node);
     let checked = validate::check(project.as_ref().zip(project_node), &typed, tree, &mut diags);

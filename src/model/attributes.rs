@@ -159,7 +159,10 @@ fn service_attributes(s: &Service, d: &dyn SecretDigest) -> Attributes {
         a.spec_text("image", image);
     }
     if let Some(b) = &s.build {
-        a.spec_text("build.context", &b.context);
+        match &b.context_digest {
+            Some(d) => a.spec_text("build.context", format!("{} ({d})", b.context)),
+            None => a.spec_text("build.context", &b.context),
+        }
         if let Some(f) = &b.dockerfile {
             a.spec_text("build.dockerfile", f);
         }

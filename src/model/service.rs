@@ -58,6 +58,11 @@ pub struct Build {
     pub dockerfile: Option<String>,
     #[serde(default)]
     pub args: BTreeMap<String, String>,
+    /// A digest of the files in the context, filled in by the loader so that an edit inside the
+    /// context is a change; not written in YAML.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub context_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
