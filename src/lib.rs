@@ -3,6 +3,7 @@
 //! The loop: `load` → `DesiredState`; providers observe → `LiveState`; `diff` → changes;
 //! `plan` → ordered steps; apply runs them. `load`, `diff`, `plan` and `render` do no I/O.
 
+pub mod agent;
 pub mod apply;
 pub mod cli;
 pub mod diff;

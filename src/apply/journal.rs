@@ -17,6 +17,49 @@ pub struct JournalError {
     source: std::io::Error,
 }
 
+/// One converge process at a time applies a project from a state directory (an advisory file
+/// lock, released when the process exits, however it exits).
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+#[derive(Debug, Error)]
+pub enum LockError {
+    #[error("another converge process is applying project `{project}` (lock {path} is held)\n  = hint: wait for it to finish, or stop the agent that runs it")]
+    Held { project: String, path: PathBuf },
+    #[error("cannot open the lock {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StateLock {
+    pub fn acquire(state_dir: &Path, project: &str) -> Result<StateLock, LockError> {
+        let path = state_dir.join(format!("{project}.lock"));
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(StateLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held {
+                project: project.into(),
+                path,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// Unix seconds.

@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod journal;
+pub mod recover;
 pub mod service;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,8 @@ pub struct Context<'a> {
     pub revision: Option<&'a str>,
     /// The desired-state directory (build contexts are relative to it).
     pub root: &'a Path,
+    /// Set by a shutdown signal: the running step finishes, no other starts.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// What undoes a completed step; recorded in the journal with the step.
@@ -57,6 +60,10 @@ pub enum Undo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
+    /// Stopped between steps by a shutdown; the next start recovers from the journal.
+    Interrupted {
+        after: usize,
+    },
     RolledBack {
         step: String,
         error: String,
@@ -72,6 +79,7 @@ impl Outcome {
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
+            Outcome::Interrupted { .. } => "interrupted",
             Outcome::RolledBack { .. } => "rolled-back",
             Outcome::RollbackFailed { .. } => "rollback-failed",
         }
@@ -94,6 +102,17 @@ pub async fn execute(
     let mut done: Vec<(&Step, Undo)> = Vec::new();
     let mut retired_on_success: Vec<String> = Vec::new();
     for step in &plan.steps {
+        if ctx
+            .stop
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            progress(&format!(
+                "  stopping before step {}: shutdown requested",
+                step.id
+            ));
+            journal.record("apply-interrupted", |e| e.step = Some(step.id))?;
+            return Ok(Outcome::Interrupted { after: step.id - 1 });
+        }
         journal.record("step-started", |e| fill_step(e, step))?;
         let started = Instant::now();
         let change = changes.get(step.resource.as_str()).copied();
@@ -253,7 +272,7 @@ async fn compensate(
             continue;
         }
         journal.record("compensation-started", |e| fill_step(e, step))?;
-        match run_undo(undo, ctx).await {
+        match run_undo(undo, ctx.docker).await {
             Ok(()) => {
                 progress(&format!(
                     "  undo {} {} ... ok",
@@ -283,21 +302,21 @@ async fn compensate(
     Ok(left)
 }
 
-async fn run_undo(undo: &Undo, ctx: &Context<'_>) -> Result<(), String> {
+pub async fn run_undo(undo: &Undo, docker: &Docker) -> Result<(), String> {
     match undo {
         Undo::Nothing => Ok(()),
         Undo::RemoveContainers { names } => {
             for n in names {
-                ctx.docker.remove(n).await.map_err(|e| e.to_string())?;
+                docker.remove(n).await.map_err(|e| e.to_string())?;
             }
             Ok(())
         }
         Undo::RestoreContainers { started, retired } => {
-            service::remove_all(ctx, started).await;
-            service::restore(ctx, retired).await
+            service::remove_all(docker, started).await;
+            service::restore(docker, retired).await
         }
-        Undo::RestartRetired { retired } => service::restore(ctx, retired).await,
-        Undo::RemoveNetwork => ctx.docker.remove_network().await.map_err(|e| e.to_string()),
+        Undo::RestartRetired { retired } => service::restore(docker, retired).await,
+        Undo::RemoveNetwork => docker.remove_network().await.map_err(|e| e.to_string()),
         Undo::RestoreFile {
             path,
             previous,
@@ -456,7 +475,7 @@ async fn run_service_step(
                 let mut retired = Vec::new();
                 for r in (to + 1)..=*from {
                     let name = service::container_name(project, s.name.as_str(), *color, r);
-                    retired.push((service::retire(ctx, &name, 30).await?, name));
+                    retired.push((service::retire(ctx.docker, &name, 30).await?, name));
                 }
                 Ok(Undo::RestartRetired { retired })
             }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Context;
 use crate::health;
-use crate::live::docker::{self, ContainerSpec};
+use crate::live::docker::{self, ContainerSpec, Docker};
 use crate::live::Color;
 use crate::model::service::{Protocol, Strategy};
 use crate::model::{Attributes, Resource, Service};
@@ -169,7 +169,7 @@ pub async fn start_set(
         match start_one(ctx, s, color, r, &image).await {
             Ok(name) => started.push(name),
             Err(e) => {
-                remove_all(ctx, &started).await;
+                remove_all(ctx.docker, &started).await;
                 return Err(e);
             }
         }
@@ -177,20 +177,20 @@ pub async fn start_set(
     Ok(started)
 }
 
-pub async fn remove_all(ctx: &Context<'_>, names: &[String]) {
+pub async fn remove_all(docker: &Docker, names: &[String]) {
     for n in names {
-        let _ = ctx.docker.remove(n).await;
+        let _ = docker.remove(n).await;
     }
 }
 
 /// Moves a container out of the way (renamed `<name>.old-<ts>`, stopped); returns the new name.
-pub async fn retire(ctx: &Context<'_>, name: &str, grace_secs: i32) -> Result<String, String> {
+pub async fn retire(docker: &Docker, name: &str, grace_secs: i32) -> Result<String, String> {
     let retired = format!("{name}.old-{}", super::journal::now());
-    ctx.docker
+    docker
         .stop(name, grace_secs)
         .await
         .map_err(|e| e.to_string())?;
-    ctx.docker
+    docker
         .rename(name, &retired)
         .await
         .map_err(|e| e.to_string())?;
@@ -198,15 +198,15 @@ pub async fn retire(ctx: &Context<'_>, name: &str, grace_secs: i32) -> Result<St
 }
 
 /// Puts retired containers back under their names and starts them.
-pub async fn restore(ctx: &Context<'_>, retired: &[(String, String)]) -> Result<(), String> {
+pub async fn restore(docker: &Docker, retired: &[(String, String)]) -> Result<(), String> {
     let mut errors = Vec::new();
     for (old, original) in retired {
-        let _ = ctx.docker.remove(original).await;
-        if let Err(e) = ctx.docker.rename(old, original).await {
+        let _ = docker.remove(original).await;
+        if let Err(e) = docker.rename(old, original).await {
             errors.push(e.to_string());
             continue;
         }
-        if let Err(e) = ctx.docker.start(original).await {
+        if let Err(e) = docker.start(original).await {
             errors.push(e.to_string());
         }
     }
@@ -229,15 +229,15 @@ pub async fn replace(
     let mut retired: Vec<(String, String)> = Vec::new();
     let mut started: Vec<String> = Vec::new();
     let undo = |started: Vec<String>, retired: Vec<(String, String)>| async move {
-        remove_all(ctx, &started).await;
-        restore(ctx, &retired).await
+        remove_all(ctx.docker, &started).await;
+        restore(ctx.docker, &retired).await
     };
     let wanted: Vec<u32> = (1..=s.replicas).collect();
     if s.deploy.strategy == Strategy::Rolling {
         for &r in &wanted {
             let name = container_name(project, s.name.as_str(), None, r);
             if current.contains(&name) {
-                match retire(ctx, &name, 10).await {
+                match retire(ctx.docker, &name, 10).await {
                     Ok(old) => retired.push((old, name.clone())),
                     Err(e) => {
                         let _ = undo(started, retired).await;
@@ -255,7 +255,7 @@ pub async fn replace(
         }
     } else {
         for name in current {
-            match retire(ctx, name, 10).await {
+            match retire(ctx.docker, name, 10).await {
                 Ok(old) => retired.push((old, name.clone())),
                 Err(e) => {
                     let _ = undo(started, retired).await;
@@ -276,7 +276,7 @@ pub async fn replace(
     // Containers beyond the new replica count were not replaced one by one: retire them too.
     for name in current {
         if !retired.iter().any(|(_, n)| n == name) && !started.contains(name) {
-            if let Ok(old) = retire(ctx, name, 10).await {
+            if let Ok(old) = retire(ctx.docker, name, 10).await {
                 retired.push((old, name.clone()));
             }
         }

@@ -93,7 +93,12 @@ async fn apply_async(
     state_dir: PathBuf,
 ) -> anyhow::Result<Outcome> {
     let session = Session::open(desired, state_dir.clone()).await?;
+    let _lock =
+        crate::apply::journal::StateLock::acquire(&state_dir, desired.project.name.as_str())?;
     let mut journal = Journal::open(&state_dir, desired.project.name.as_str())?;
+    for line in crate::apply::recover::recover(&session.docker, &mut journal).await? {
+        println!("{line}");
+    }
     let mut live = session.observe(desired).await?;
     let plan = match saved {
         Some(plan) => {
@@ -140,6 +145,12 @@ async fn apply_async(
             eprintln!("\nApply failed at `{step}`: {error}\nRolled back: every completed step was undone; live state is as before.");
             Ok(Outcome::Failure)
         }
+        apply::Outcome::Interrupted { after } => {
+            eprintln!(
+                "\nApply interrupted after step {after}; the next run recovers from the journal."
+            );
+            Ok(Outcome::Failure)
+        }
         apply::Outcome::RollbackFailed { step, error, left } => {
             eprintln!("\nApply failed at `{step}`: {error}\nRollback failed; fix these by hand, then run `converge plan`:\n  - {}", left.join("\n  - "));
             Ok(Outcome::Failure)
@@ -160,6 +171,7 @@ fn context<'a>(
         live,
         revision: None,
         root: dir,
+        stop: None,
     }
 }
 

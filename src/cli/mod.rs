@@ -1,7 +1,8 @@
 //! The command line: one function per subcommand; errors become exit codes here.
 
+mod agent;
 mod apply;
-mod live;
+pub mod live;
 mod plan;
 mod render;
 mod rollback;
@@ -57,6 +58,8 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Converge live state to the desired state (or apply a saved plan).
     Apply(apply::ApplyArgs),
+    /// Run the agent: follow a git branch or a directory and converge continuously.
+    Agent(agent::AgentArgs),
     /// Switch a service back to its previous color, or redeploy its previous spec.
     Rollback(rollback::RollbackArgs),
     /// Render routers and config files without applying them.
@@ -86,12 +89,18 @@ pub enum Outcome {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let level = if matches!(cli.command, Command::Agent(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_tracing(cli.log_format, level);
     let result = match cli.command {
         Command::Validate { dir, env } => validate::run(&dir, env.as_deref()),
         Command::Plan(args) => plan::run(args, cli.state_dir.as_deref()),
         Command::Apply(args) => apply::run(args, cli.state_dir.as_deref()),
         Command::Rollback(args) => rollback::run(args, cli.state_dir.as_deref()),
+        Command::Agent(args) => agent::run(args, cli.state_dir.as_deref()),
         Command::Render { dir, env, out } => render::run(&dir, env.as_deref(), out.as_deref()),
         Command::Schema { out } => schema::run(out.as_deref()),
     };
@@ -106,11 +115,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CONVERGE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("CONVERGE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("converge={level},warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -68,6 +68,7 @@ async fn rollback(
     state_dir: PathBuf,
 ) -> anyhow::Result<Outcome> {
     let session = Session::open(desired, state_dir.clone()).await?;
+    let _lock = journal::StateLock::acquire(&state_dir, desired.project.name.as_str())?;
     let mut journal = Journal::open(&state_dir, desired.project.name.as_str())?;
     let live = session.observe(desired).await?;
     let id = ResourceId::new(Kind::Service, name);
@@ -294,6 +295,7 @@ async fn redeploy_previous(
         live,
         revision: None,
         root: dir,
+        stop: None,
     };
     let outcome = apply::execute(&p, &ctx, journal, &mut |l| println!("{l}")).await?;
     if outcome != apply::Outcome::Applied {

@@ -539,6 +539,24 @@ impl Docker {
         Ok(inspect.exit_code.unwrap_or(-1))
     }
 
+    /// Names of all this project's containers, retired ones included.
+    pub async fn all_names(&self) -> Result<Vec<String>, DockerError> {
+        let list = self
+            .client
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(self.filters(&[])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(api("list containers"))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect())
+    }
+
     /// Names of this project's containers for `resource`, retired ones included.
     pub async fn container_names(&self, resource: &str) -> Result<Vec<String>, DockerError> {
         let list = self

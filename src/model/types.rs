@@ -215,7 +215,7 @@ impl fmt::Display for Size {
             (1 << 20, "Mi"),
             (1 << 10, "Ki"),
         ] {
-            if self.bytes >= factor && self.bytes % factor == 0 {
+            if self.bytes >= factor && self.bytes.is_multiple_of(factor) {
                 return write!(f, "{}{}", self.bytes / factor, unit);
             }
         }

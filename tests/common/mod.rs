@@ -219,3 +219,179 @@ impl Drop for Nginx {
         let _ = Command::new("nginx").args(args).output();
     }
 }
+
+/// A raw HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    let _ = s.write_all(req.as_bytes());
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+/// Polls `cond` every 100 ms until it holds or `secs` pass.
+pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out after {secs}s waiting for: {what}");
+}
+
+/// A git repository to push desired states to: a bare remote and a working clone.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        git(d, &["init", "-q", "--bare", "remote.git"]);
+        git(d, &["init", "-q", "-b", "main", "work"]);
+        git(
+            &d.join("work"),
+            &["remote", "add", "origin", "../remote.git"],
+        );
+        Repo { dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.path().join("remote.git").display())
+    }
+
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// Writes `files` (relative path, content), commits and pushes.
+    pub fn push(&self, message: &str, files: &[(&str, &str)]) {
+        let w = self.work();
+        for (rel, content) in files {
+            let p = w.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        git(&w, &["add", "-A"]);
+        git(
+            &w,
+            &[
+                "-c",
+                "user.email=t@example.com",
+                "-c",
+                "user.name=test",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                message,
+            ],
+        );
+        git(&w, &["push", "-q", "origin", "main"]);
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running `converge agent`; killed (SIGKILL) when dropped.
+pub struct Agent {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(state: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let log = state.join(format!(
+            "agent-{port}-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
+        cmd.arg("--state-dir")
+            .arg(state)
+            .arg("agent")
+            .args(args)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"));
+        cmd.env("CVT_SECRET", "sup3r-s3cret-value");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let agent = Agent { child, port, log };
+        wait_until(30, "the agent's /health", || agent.get("/health").0 == 200);
+        agent
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(self.port, "GET", path, &[], "")
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/status").1).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,160 @@
+//! The agent's Prometheus metrics: reconciles (count and duration by outcome), the applied
+//! revision and when, drift, per-service color and running replicas, failures and rollbacks.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevisionLabel {
+    pub revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ColorLabel {
+    pub service: String,
+    pub color: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<Outcome, Counter>,
+    pub reconcile_seconds: Family<Outcome, Histogram, fn() -> Histogram>,
+    pub applied_revision: Family<RevisionLabel, Gauge>,
+    pub last_applied: Gauge<f64, AtomicU64>,
+    pub drift: Counter,
+    pub drifted_resources: Gauge,
+    pub apply_failures: Counter,
+    pub rollbacks: Counter,
+    pub active_color: Family<ColorLabel, Gauge>,
+    pub running: Family<ServiceLabel, Gauge>,
+    pub invalid_revisions: Counter,
+    pub up: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("converge");
+        let m = Metrics {
+            reconciles: Family::default(),
+            reconcile_seconds: Family::new_with_constructor(duration_histogram),
+            applied_revision: Family::default(),
+            last_applied: Gauge::default(),
+            drift: Counter::default(),
+            drifted_resources: Gauge::default(),
+            apply_failures: Counter::default(),
+            rollbacks: Counter::default(),
+            active_color: Family::default(),
+            running: Family::default(),
+            invalid_revisions: Counter::default(),
+            up: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("reconcile", "Reconciles by outcome", m.reconciles.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration by outcome",
+            m.reconcile_seconds.clone(),
+        );
+        registry.register(
+            "applied_revision",
+            "The revision last applied (value 1)",
+            m.applied_revision.clone(),
+        );
+        registry.register(
+            "last_applied_timestamp_seconds",
+            "When a revision was last applied",
+            m.last_applied.clone(),
+        );
+        registry.register("drift", "Reconciles that found drift", m.drift.clone());
+        registry.register(
+            "drifted_resources",
+            "Resources drifted at the last check",
+            m.drifted_resources.clone(),
+        );
+        registry.register(
+            "apply_failures",
+            "Applies that failed",
+            m.apply_failures.clone(),
+        );
+        registry.register("rollbacks", "Applies rolled back", m.rollbacks.clone());
+        registry.register(
+            "service_active_color",
+            "1 for the color that takes traffic",
+            m.active_color.clone(),
+        );
+        registry.register(
+            "service_running_replicas",
+            "Running containers per service",
+            m.running.clone(),
+        );
+        registry.register(
+            "invalid_revisions",
+            "Revisions rejected by validation",
+            m.invalid_revisions.clone(),
+        );
+        registry.register("agent_up", "1 while the agent runs", m.up.clone());
+        m.up.set(1);
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_in_prometheus_text() {
+        let m = Metrics::default();
+        m.reconciles
+            .get_or_create(&Outcome {
+                outcome: "applied".into(),
+            })
+            .inc();
+        m.reconcile_seconds
+            .get_or_create(&Outcome {
+                outcome: "applied".into(),
+            })
+            .observe(0.2);
+        let text = m.render();
+        assert!(
+            text.contains("converge_reconcile_total{outcome=\"applied\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("converge_reconcile_duration_seconds_count{outcome=\"applied\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("converge_agent_up 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

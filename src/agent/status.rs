@@ -1,0 +1,44 @@
+//! What `/status` reports: the source and revision, the last outcome, pending deferred steps,
+//! and each resource's state.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::live::PendingStep;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub project: Option<String>,
+    pub source: String,
+    /// The revision last fetched.
+    pub revision: Option<String>,
+    /// The last revision that was fully applied (live matched it).
+    pub applied_revision: Option<String>,
+    pub applied_at: Option<u64>,
+    pub last_outcome: Option<String>,
+    pub last_error: Option<String>,
+    /// A revision that failed validation and is not applied.
+    pub invalid_revision: Option<String>,
+    pub reconciles: u64,
+    pub ready: bool,
+    pub plan_only: bool,
+    pub pending: Vec<PendingStep>,
+    pub drift: Vec<String>,
+    pub notes: Vec<String>,
+    pub resources: BTreeMap<String, ResourceStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ResourceStatus {
+    /// `ok`, `changing`, `drift`, `backoff`, `not-reconciled`.
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_color: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
