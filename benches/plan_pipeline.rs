@@ -37,7 +37,7 @@ const TARGET_RSS_MB: f64 = 100.0;
 
 /// Blue-green services: every 25th (40), each with its own pair of host ports.
 fn is_blue_green(i: usize) -> bool {
-    i % 25 == 0
+    i.is_multiple_of(25)
 }
 
 /// Services publishing one fixed host port (40), replicas 1, on the web hosts.
@@ -60,7 +60,7 @@ fn service_yaml(i: usize, out: &mut String) {
     let _ = writeln!(out, "  LOG_FORMAT: json");
     let _ = writeln!(out, "  SERVICE_INDEX: \"{i}\"");
     let _ = writeln!(out, "  DATABASE_URL: \"${{env:DB_{db}_URL}}\"");
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         let _ = writeln!(
             out,
             "command: [/app/bin/{name}, --port, \"8080\", --workers, \"{}\"]",
@@ -112,7 +112,7 @@ fn service_yaml(i: usize, out: &mut String) {
             out,
             "ports: [{{container: 9000}}, {{container: 9001, protocol: udp}}]"
         );
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             let _ = writeln!(
                 out,
                 "volumes:\n  - {{source: cache-{}, target: /var/cache/app}}\n  - {{source: /srv/shared, target: /srv/shared, read_only: true}}",
@@ -125,9 +125,13 @@ fn service_yaml(i: usize, out: &mut String) {
         let _ = writeln!(
             out,
             "deploy: {{strategy: {}}}",
-            if i % 2 == 0 { "rolling" } else { "recreate" }
+            if i.is_multiple_of(2) {
+                "rolling"
+            } else {
+                "recreate"
+            }
         );
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             let _ = writeln!(out, "scale:");
             let _ = writeln!(out, "  min: 1");
             let _ = writeln!(out, "  max: 10");
