@@ -309,3 +309,138 @@ fn kill_9_at_any_point_of_a_blue_green_apply_is_recovered_without_orphans() {
         "no retired container is left"
     );
 }
+
+fn pg_url() -> String {
+    std::env::var("CONVERGE_TEST_PG_URL")
+        .expect("CONVERGE_TEST_PG_URL: run scripts/test (it starts PostgreSQL), or `export CONVERGE_TEST_PG_URL=$(scripts/pg start)`")
+}
+
+#[test]
+fn two_agents_share_one_cluster_lock_and_the_survivor_takes_it() {
+    let url = pg_url();
+    let p = Project::new("agentlock", "");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "kind: Project\nname: {}\nhosts: [{{name: a}}, {{name: b}}]\nproviders: {{postgres: {{url: \"${{env:CVT_PG_URL}}\"}}}}\nsync: {{interval: 1s}}\n---\nkind: Service\nname: worker\nimage: converge-test/worker:v1\nplacement: {{hosts: [a]}}\n",
+        p.name
+    );
+    std::fs::write(dir.path().join("converge.yaml"), yaml).unwrap();
+    let source = dir.path().to_str().unwrap().to_string();
+    let state_b = tempfile::tempdir().unwrap();
+    let env = [("CVT_PG_URL", url.as_str())];
+    let mut a = Agent::start(
+        p.state.path(),
+        19520,
+        &["--source", &source, "--host", "a"],
+        &env,
+    );
+    let mut b = Agent::start(
+        state_b.path(),
+        19521,
+        &["--source", &source, "--host", "b"],
+        &env,
+    );
+    let lock = |x: &Agent| {
+        x.status()["cluster_lock"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    wait_until(20, "both agents polled the lock", || {
+        !lock(&a).is_empty() && !lock(&b).is_empty()
+    });
+    wait_until(20, "exactly one holder", || {
+        let (la, lb) = (lock(&a), lock(&b));
+        (la == "held" && lb == "waiting") || (la == "waiting" && lb == "held")
+    });
+    assert!(!lock(&a).starts_with("error") && !lock(&b).starts_with("error"));
+    wait_until(30, "host a runs the worker", || running(&p) == 1);
+    let (holder, other) = if lock(&a) == "held" {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    assert!(holder
+        .get("/metrics")
+        .1
+        .contains("converge_cluster_lock_held 1"));
+    holder.kill9();
+    wait_until(20, "the survivor takes the lock", || lock(other) == "held");
+}
+
+#[test]
+fn notifiers_receive_slack_json_and_a_broken_one_never_blocks_an_apply() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+            }
+            sink.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&got).to_string());
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let p = Project::new("agentnotify", "");
+    let dir = tempfile::tempdir().unwrap();
+    let notifiers = format!(
+        "kind: Notifier\nname: slack\nwebhook: \"http://127.0.0.1:{port}/hook\"\nevents: [applied]\n---\nkind: Notifier\nname: broken\nwebhook: \"http://127.0.0.1:9/nothing\"\n---\n"
+    );
+    std::fs::write(
+        dir.path().join("converge.yaml"),
+        project(&p.name, "interval: 1h") + &notifiers + &worker(1),
+    )
+    .unwrap();
+    let source = dir.path().to_str().unwrap().to_string();
+    let agent = Agent::start(p.state.path(), 19530, &["--source", &source], &[]);
+    wait_until(30, "the worker", || running(&p) == 1);
+    wait_until(20, "the applied event", || {
+        !received.lock().unwrap().is_empty()
+    });
+    let request = received.lock().unwrap()[0].clone();
+    assert!(request.starts_with("POST /hook HTTP/1.1"), "{request}");
+    let body = request.split("\r\n\r\n").nth(1).unwrap();
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(json["event"], "applied");
+    assert!(
+        json["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}: applied", p.name)),
+        "{json}"
+    );
+    assert!(agent.status()["last_outcome"].as_str().is_some());
+    wait_until(10, "the broken notifier is logged", || {
+        agent.log().contains("notification failed")
+    });
+    assert!(
+        !agent.log().contains("127.0.0.1:9/nothing"),
+        "webhook URLs are not logged"
+    );
+}

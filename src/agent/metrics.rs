@@ -49,6 +49,7 @@ pub struct Metrics {
     pub running: Family<ServiceLabel, Gauge>,
     pub invalid_revisions: Counter,
     pub up: Gauge,
+    pub cluster_lock_held: Gauge,
 }
 
 impl Default for Metrics {
@@ -67,6 +68,7 @@ impl Default for Metrics {
             running: Family::default(),
             invalid_revisions: Counter::default(),
             up: Gauge::default(),
+            cluster_lock_held: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("reconcile", "Reconciles by outcome", m.reconciles.clone());
@@ -113,6 +115,11 @@ impl Default for Metrics {
             m.invalid_revisions.clone(),
         );
         registry.register("agent_up", "1 while the agent runs", m.up.clone());
+        registry.register(
+            "cluster_lock_held",
+            "1 while this agent holds the cluster lock",
+            m.cluster_lock_held.clone(),
+        );
         m.up.set(1);
         Metrics { registry, ..m }
     }

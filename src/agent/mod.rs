@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod http;
+pub mod lock;
 pub mod metrics;
 pub mod notify;
 pub mod source;
@@ -33,6 +34,9 @@ use crate::secrets::Secrets;
 use backoff::Backoff;
 use source::{Revision, Source};
 use status::{ResourceStatus, Status};
+
+/// Kinds whose work runs once per cluster, on the agent holding the cluster lock.
+pub const CLUSTER_KINDS: &[Kind] = &[Kind::Database, Kind::Bucket, Kind::Backup, Kind::Budget];
 
 /// Why a reconcile runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +110,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         backoff: Backoff::default(),
         recovered: false,
         lock: None,
+        cluster: None,
     };
     let mut trigger = Trigger::Startup;
     loop {
@@ -130,6 +135,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         if trigger == Trigger::Stop || stop.load(Ordering::SeqCst) {
             break;
         }
+    }
+    if let Some(c) = agent.cluster.as_mut() {
+        c.release().await;
     }
     info!("agent stopped");
     Ok(())
@@ -193,6 +201,7 @@ struct Agent {
     backoff: Backoff,
     recovered: bool,
     lock: Option<StateLock>,
+    cluster: Option<lock::ClusterLock>,
 }
 
 impl Agent {
@@ -304,6 +313,7 @@ impl Agent {
             }
             self.recovered = true;
         }
+        let cluster_work = self.poll_cluster_lock(&desired, &session).await;
         let mut live = session.observe(&desired).await?;
         if live.pending.iter().any(|p| p.due <= apply::journal::now()) {
             let ctx = self.context(&desired, &session, &live, &rev);
@@ -313,7 +323,7 @@ impl Agent {
             .await?;
             live = session.observe(&desired).await?;
         }
-        let plan = self.plan(&desired, &live, &session, &rev);
+        let plan = self.plan(&desired, &live, &session, &rev, cluster_work);
         self.report(&desired, &live, &plan);
         if plan.is_empty() {
             self.mark_applied(&rev);
@@ -425,11 +435,17 @@ impl Agent {
         live: &LiveState,
         session: &Session,
         rev: &Revision,
+        cluster_work: bool,
     ) -> plan::Plan {
+        let kinds: Vec<Kind> = RECONCILED
+            .iter()
+            .copied()
+            .filter(|k| cluster_work || !CLUSTER_KINDS.contains(k))
+            .collect();
         let opts = DiffOptions {
             host: self.opts.host.as_deref(),
             secrets: &session.secrets,
-            kinds: Some(RECONCILED),
+            kinds: Some(&kinds),
             retry_failed: false,
         };
         let mut d = diff(desired, live, &opts);
@@ -456,6 +472,40 @@ impl Agent {
                 pending: live.pending.clone(),
             },
         )
+    }
+
+    /// Polls the PostgreSQL advisory lock; returns whether this agent may do cluster-wide work.
+    async fn poll_cluster_lock(&mut self, desired: &DesiredState, session: &Session) -> bool {
+        let project = desired.project.name.as_str();
+        let url = match desired
+            .project
+            .providers
+            .postgres
+            .as_ref()
+            .map(|p| session.secrets.resolve(&p.url))
+        {
+            Some(Ok(u)) => Some(u),
+            Some(Err(e)) => {
+                warn!(error = %e, "the PostgreSQL provider's URL cannot be resolved; no cluster-wide work");
+                self.status(|s| s.cluster_lock = format!("error: {e}"));
+                return false;
+            }
+            None => None,
+        };
+        let cluster = self
+            .cluster
+            .get_or_insert_with(|| lock::ClusterLock::new(project));
+        let before = cluster.state.clone();
+        let state = cluster.poll(url.as_deref()).await.clone();
+        if state != before {
+            info!(lock = %state.label(), "cluster lock");
+        }
+        self.shared
+            .metrics
+            .cluster_lock_held
+            .set(i64::from(state == lock::LockState::Held));
+        self.status(|s| s.cluster_lock = state.label());
+        state.allows_cluster_work()
     }
 
     fn mark_applied(&mut self, rev: &Revision) {

@@ -22,6 +22,8 @@ pub struct Status {
     pub invalid_revision: Option<String>,
     pub reconciles: u64,
     pub ready: bool,
+    /// `held`, `waiting`, `not-configured` (no PostgreSQL provider: this agent does everything) or an error.
+    pub cluster_lock: String,
     pub plan_only: bool,
     pub pending: Vec<PendingStep>,
     pub drift: Vec<String>,
