@@ -95,6 +95,9 @@ pub struct Change {
     /// Pending migrations, by file name stem (`0002_add_channels`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<String>,
+    /// Warnings about dangerous statements in the pending migrations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lints: Vec<crate::lint::Lint>,
     /// Ids of changes this one must wait for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
@@ -111,6 +114,7 @@ impl Change {
             file: None,
             service: None,
             migrations: Vec::new(),
+            lints: Vec::new(),
             depends_on: Vec::new(),
         }
     }
@@ -123,6 +127,9 @@ pub struct Diff {
     pub notes: Vec<String>,
     /// The active color of each blue-green service once the changes are applied.
     pub colors: BTreeMap<String, ActiveColor>,
+    /// Problems that stop the plan (a changed applied migration, an encoding change).
+    #[serde(default)]
+    pub errors: Vec<String>,
 }
 
 pub struct DiffOptions<'a> {
@@ -529,15 +536,40 @@ fn diff_attributes(
 ) {
     let attrs = desired_attributes(resource, opts);
     let observed = live.resources.get(id);
-    let pending: Vec<String> = desired
+    let files = desired
         .migrations
         .get(id)
-        .into_iter()
-        .flatten()
-        .filter(|m| !observed.is_some_and(|o| o.applied_migrations.contains(&m.version)))
-        .map(|m| format!("{:04}_{}", m.version, m.name))
-        .collect();
-    let changes = attr_changes(observed.map(|o| &o.attributes), &attrs, &|_, _| true);
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let pending_files = match (resource, observed) {
+        (Resource::Database(db), Some(o)) => check_migrations(db, files, o, &mut out.errors),
+        _ => files.iter().collect(),
+    };
+    let pending: Vec<String> = pending_files.iter().map(|m| m.stem()).collect();
+    let lock_timeout = match resource {
+        Resource::Database(db) => db
+            .migrations
+            .as_ref()
+            .map(|m| m.lock_timeout)
+            .unwrap_or_default(),
+        _ => Default::default(),
+    };
+    let lints = crate::lint::lint(&pending_files, lock_timeout);
+    // converge's own migration settings have no live counterpart to compare with.
+    let observable = |k: &str, _: bool| observed.is_none() || !k.starts_with("migrations.");
+    let changes = attr_changes(observed.map(|o| &o.attributes), &attrs, &observable);
+    if let (Some(before), Some(after)) = (
+        observed.and_then(|o| o.attributes.get("encoding")),
+        attrs.get("encoding"),
+    ) {
+        if before.value != after.value {
+            out.errors.push(format!(
+                "{id}: the encoding is {} and the desired state says {}; converge never changes it in place: dump, create the database anew and restore",
+                before.value.display(),
+                after.value.display()
+            ));
+        }
+    }
     let (action, reason) = match (observed, changes.is_empty(), pending.is_empty()) {
         (None, _, _) => (ChangeAction::Create, "does not exist".to_string()),
         (Some(_), false, _) => {
@@ -553,7 +585,52 @@ fn diff_attributes(
     let mut c = Change::new(id.to_string(), Subject::Resource(id.kind), action, reason);
     c.attributes = changes;
     c.migrations = pending;
+    c.lints = lints;
     out.changes.push(c);
+}
+
+/// Applied migrations must match their files; returns the pending ones (errors when not).
+fn check_migrations<'a>(
+    db: &crate::model::Database,
+    files: &'a [crate::model::MigrationFile],
+    live: &crate::live::LiveResource,
+    errors: &mut Vec<String>,
+) -> Vec<&'a crate::model::MigrationFile> {
+    let id = format!("database/{}", db.name);
+    for (version, applied) in &live.applied_migrations {
+        match files.iter().find(|f| f.version == *version) {
+            Some(f) if f.checksum != applied.checksum => errors.push(format!(
+                "{id}: migration {} was applied, and its file {} has changed since (checksum {} then, {} now)\n  = hint: put the file back as it was; to accept the new file on purpose run `converge migrations repair {}`",
+                f.stem(),
+                f.up_path,
+                &applied.checksum[..applied.checksum.len().min(12)],
+                &f.checksum[..12.min(f.checksum.len())],
+                db.name
+            )),
+            Some(_) => {}
+            None => errors.push(format!(
+                "{id}: migration {:04}_{} is applied but its file is missing from {}\n  = hint: restore the file; applied migrations stay in the directory",
+                version,
+                applied.name,
+                db.migrations.as_ref().map(|m| m.dir.as_str()).unwrap_or("the migrations directory")
+            )),
+        }
+    }
+    let latest = live.applied_migrations.keys().max().copied().unwrap_or(0);
+    let allow = db.migrations.as_ref().is_some_and(|m| m.allow_out_of_order);
+    let pending: Vec<_> = files
+        .iter()
+        .filter(|f| !live.applied_migrations.contains_key(&f.version))
+        .collect();
+    for f in &pending {
+        if f.version < latest && !allow {
+            errors.push(format!(
+                "{id}: {} is older than the latest applied migration ({latest:04}) and has not run\n  = hint: give it a version above {latest:04}, or set `allow_out_of_order: true`",
+                f.up_path
+            ));
+        }
+    }
+    pending
 }
 
 /// The attributes a provider records for a non-service resource, `prune` included for the

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cli;
 pub mod diff;
 pub mod health;
+pub mod lint;
 pub mod live;
 pub mod load;
 pub mod model;

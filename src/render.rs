@@ -74,6 +74,8 @@ struct RouterContext<'a> {
     project: &'a str,
     environment: &'a str,
     listen: u16,
+    /// Seconds an idle client connection stays open (`keepalive_timeout`).
+    client_keepalive: u64,
     routes: Vec<RouteContext<'a>>,
 }
 
@@ -139,6 +141,7 @@ pub fn render_router(
         project: state.project.name.as_str(),
         environment: state.environment.as_deref().unwrap_or("default"),
         listen: router.listen.get(),
+        client_keepalive: router.client_keepalive.as_millis().div_ceil(1000),
         routes,
     };
     render_with(&router.template, source(state, &router.template)?, &ctx)

@@ -87,6 +87,25 @@ impl Secrets {
                     }
                 }
             }
+            if let (Resource::Database(db), Some(_)) = (r, &desired.project.providers.postgres) {
+                for role in &db.roles {
+                    if let Some(Err(e)) = role.password.as_ref().map(|p| self.resolve(p)) {
+                        problems.push(format!(
+                            "database/{} roles.{}.password: {e}",
+                            db.name, role.name
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(Err(e)) = desired
+            .project
+            .providers
+            .postgres
+            .as_ref()
+            .map(|p| self.resolve(&p.url))
+        {
+            problems.push(format!("providers.postgres.url: {e}"));
         }
         problems
     }

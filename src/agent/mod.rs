@@ -25,7 +25,6 @@ use crate::apply::journal::{Journal, StateLock};
 use crate::apply::{self, Context};
 use crate::cli::live::Session;
 use crate::diff::{diff, DiffOptions};
-use crate::live::observe::RECONCILED;
 use crate::live::LiveState;
 use crate::model::notifier::EventKind;
 use crate::model::{DesiredState, Kind, Resource, ResourceId};
@@ -308,7 +307,10 @@ impl Agent {
         }
         let mut journal = Journal::open(&self.opts.state_dir, &project)?;
         if !self.recovered {
-            for line in apply::recover::recover(&session.docker, &mut journal).await? {
+            for line in
+                apply::recover::recover(&session.docker, session.postgres.as_ref(), &mut journal)
+                    .await?
+            {
                 warn!("{line}");
             }
             self.recovered = true;
@@ -324,7 +326,13 @@ impl Agent {
             live = session.observe(&desired).await?;
         }
         let plan = self.plan(&desired, &live, &session, &rev, cluster_work);
-        self.report(&desired, &live, &plan);
+        self.report(&desired, &live, &plan, &session.kinds());
+        if !plan.errors.is_empty() {
+            let errors = plan.errors.join("\n");
+            error!("the plan cannot be applied:\n{errors}");
+            self.status(|s| s.last_error = Some(errors.clone()));
+            return Ok("blocked");
+        }
         if plan.is_empty() {
             self.mark_applied(&rev);
             return Ok("no-changes");
@@ -425,6 +433,8 @@ impl Agent {
             revision: Some(rev.short()),
             root: &rev.root,
             stop: None,
+            postgres: session.postgres.as_ref(),
+            state_dir: &session.state_dir,
         }
     }
 
@@ -437,9 +447,9 @@ impl Agent {
         rev: &Revision,
         cluster_work: bool,
     ) -> plan::Plan {
-        let kinds: Vec<Kind> = RECONCILED
-            .iter()
-            .copied()
+        let kinds: Vec<Kind> = session
+            .kinds()
+            .into_iter()
             .filter(|k| cluster_work || !CLUSTER_KINDS.contains(k))
             .collect();
         let opts = DiffOptions {
@@ -553,7 +563,13 @@ impl Agent {
     }
 
     /// Per-resource state for `/status` and the service gauges for `/metrics`.
-    fn report(&self, desired: &DesiredState, live: &LiveState, plan: &plan::Plan) {
+    fn report(
+        &self,
+        desired: &DesiredState,
+        live: &LiveState,
+        plan: &plan::Plan,
+        reconciled: &[Kind],
+    ) {
         let changing: std::collections::BTreeSet<&str> =
             plan.changes.iter().map(|c| c.id.as_str()).collect();
         let m = &self.shared.metrics;
@@ -563,7 +579,7 @@ impl Agent {
         for (id, r) in &desired.resources {
             let key = id.to_string();
             let mut st = ResourceStatus {
-                state: if !RECONCILED.contains(&id.kind) {
+                state: if !reconciled.contains(&id.kind) {
                     "not-reconciled".into()
                 } else if changing.contains(key.as_str()) {
                     "changing".into()

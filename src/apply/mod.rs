@@ -2,6 +2,7 @@
 //! before and after it runs, and when a step fails runs the compensations of the completed
 //! steps in reverse. The outcome is `applied`, `rolled-back` or `rollback-failed`.
 
+pub mod database;
 pub mod files;
 pub mod journal;
 pub mod recover;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diff::{Change, ServiceChange};
 use crate::live::docker::Docker;
+use crate::live::postgres::Postgres;
 use crate::live::{Color, LiveState};
 use crate::model::{Action, DesiredState, Kind, Resource, ResourceId};
 use crate::plan::{Plan, Step, StepAction};
@@ -32,6 +34,10 @@ pub struct Context<'a> {
     pub root: &'a Path,
     /// Set by a shutdown signal: the running step finishes, no other starts.
     pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+    /// The PostgreSQL provider, when the Project declares one.
+    pub postgres: Option<&'a Postgres>,
+    /// Where dumps go when no Backup destination is on local disk.
+    pub state_dir: &'a Path,
 }
 
 /// What undoes a completed step; recorded in the journal with the step.
@@ -50,6 +56,12 @@ pub enum Undo {
         retired: Vec<(String, String)>,
     },
     RemoveNetwork,
+    MigrateDown {
+        database: String,
+        files: Vec<database::DownFile>,
+        /// In prod: where a `pg_dump` goes before the down files run.
+        dump_to: Option<String>,
+    },
     RestoreFile {
         path: String,
         previous: Option<String>,
@@ -272,7 +284,7 @@ async fn compensate(
             continue;
         }
         journal.record("compensation-started", |e| fill_step(e, step))?;
-        match run_undo(undo, ctx.docker).await {
+        match run_undo(undo, ctx.docker, ctx.postgres).await {
             Ok(()) => {
                 progress(&format!(
                     "  undo {} {} ... ok",
@@ -302,7 +314,11 @@ async fn compensate(
     Ok(left)
 }
 
-pub async fn run_undo(undo: &Undo, docker: &Docker) -> Result<(), String> {
+pub async fn run_undo(
+    undo: &Undo,
+    docker: &Docker,
+    postgres: Option<&Postgres>,
+) -> Result<(), String> {
     match undo {
         Undo::Nothing => Ok(()),
         Undo::RemoveContainers { names } => {
@@ -317,6 +333,11 @@ pub async fn run_undo(undo: &Undo, docker: &Docker) -> Result<(), String> {
         }
         Undo::RestartRetired { retired } => service::restore(docker, retired).await,
         Undo::RemoveNetwork => docker.remove_network().await.map_err(|e| e.to_string()),
+        Undo::MigrateDown {
+            database,
+            files,
+            dump_to,
+        } => database::migrate_down(postgres, database, files, dump_to.as_deref()).await,
         Undo::RestoreFile {
             path,
             previous,
@@ -377,6 +398,21 @@ async fn run_step(
             .map(|_| Undo::Nothing)
             .map_err(|e| e.to_string()),
         ("service", _) => run_service_step(step, change, changes, ctx, journal).await,
+        ("database", action) => {
+            if action == StepAction::Delete {
+                return database::drop(ctx, name).await;
+            }
+            let Some(Resource::Database(db)) =
+                ctx.desired.get(&ResourceId::new(Kind::Database, name))
+            else {
+                return Err(format!("{} is not in the desired state", step.resource));
+            };
+            match action {
+                StepAction::Create | StepAction::Update => database::reconcile(ctx, db).await,
+                StepAction::Migrate => database::migrate(ctx, db, change).await,
+                other => Err(format!("cannot {} a database", other.as_str())),
+            }
+        }
         ("router" | "configfile", StepAction::Render | StepAction::Switch) => {
             let file = change
                 .and_then(|c| c.file.as_ref())
@@ -491,7 +527,7 @@ async fn run_service_step(
             Ok(Undo::Nothing)
         }
         (StepAction::Drain, Some(ServiceChange::Deploy { from, drain, .. })) if step.deferred => {
-            let due = journal::now() + drain.as_millis() / 1000;
+            let due = journal::now() + drain.as_millis().div_ceil(1000);
             let run = journal.run.clone();
             journal
                 .record("deferred", |e| {
@@ -613,6 +649,8 @@ pub async fn drain_color(ctx: &Context<'_>, id: &ResourceId, color: Color) -> Re
         .map_err(|e| e.to_string())?
     {
         if n.starts_with(&prefix) {
+            // A grace period for requests still in flight, then the container goes.
+            ctx.docker.stop(&n, 30).await.map_err(|e| e.to_string())?;
             ctx.docker.remove(&n).await.map_err(|e| e.to_string())?;
         }
     }

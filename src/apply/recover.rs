@@ -34,7 +34,11 @@ pub fn unfinished_runs(entries: &[Entry]) -> Vec<String> {
 }
 
 /// Undoes what unfinished runs completed; returns one line per action, for the log.
-pub async fn recover(docker: &Docker, journal: &mut Journal) -> Result<Vec<String>, JournalError> {
+pub async fn recover(
+    docker: &Docker,
+    postgres: Option<&crate::live::postgres::Postgres>,
+    journal: &mut Journal,
+) -> Result<Vec<String>, JournalError> {
     let entries = journal.read_all();
     let mut report = Vec::new();
     for run in unfinished_runs(&entries) {
@@ -60,7 +64,7 @@ pub async fn recover(docker: &Docker, journal: &mut Journal) -> Result<Vec<Strin
                 e.action.clone().unwrap_or_default(),
                 e.resource.clone().unwrap_or_default()
             );
-            match run_undo(&undo, docker).await {
+            match run_undo(&undo, docker, postgres).await {
                 Ok(()) => {
                     report.push(format!(
                         "recovery: undid `{what}` of the interrupted run {run}"

@@ -96,7 +96,10 @@ async fn apply_async(
     let _lock =
         crate::apply::journal::StateLock::acquire(&state_dir, desired.project.name.as_str())?;
     let mut journal = Journal::open(&state_dir, desired.project.name.as_str())?;
-    for line in crate::apply::recover::recover(&session.docker, &mut journal).await? {
+    for line in
+        crate::apply::recover::recover(&session.docker, session.postgres.as_ref(), &mut journal)
+            .await?
+    {
         println!("{line}");
     }
     let mut live = session.observe(desired).await?;
@@ -122,6 +125,9 @@ async fn apply_async(
         }
     };
     print!("{}", plan::text::render(&plan));
+    if !plan.errors.is_empty() {
+        return Ok(Outcome::Failure);
+    }
     if plan.is_empty() {
         return Ok(Outcome::Success);
     }
@@ -172,6 +178,8 @@ fn context<'a>(
         revision: None,
         root: dir,
         stop: None,
+        postgres: session.postgres.as_ref(),
+        state_dir: &session.state_dir,
     }
 }
 

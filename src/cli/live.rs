@@ -8,9 +8,11 @@ use crate::apply::journal::Journal;
 use crate::diff::{diff, DiffOptions};
 use crate::live::docker::Docker;
 use crate::live::observe::{observe, RECONCILED};
+use crate::live::postgres::Postgres;
 use crate::live::LiveState;
 use crate::model::attributes::ReferenceDigest;
 use crate::model::DesiredState;
+use crate::model::Kind;
 use crate::plan::{self, Plan, PlanContext};
 use crate::secrets::Secrets;
 
@@ -45,6 +47,8 @@ pub struct Session {
     pub docker: Docker,
     pub secrets: Secrets,
     pub state_dir: PathBuf,
+    /// Connected when the Project declares a PostgreSQL provider.
+    pub postgres: Option<Postgres>,
 }
 
 impl Session {
@@ -66,11 +70,25 @@ impl Session {
                 missing.join("\n  ")
             );
         }
+        let postgres = match &desired.project.providers.postgres {
+            Some(p) => Some(Postgres::connect(&secrets.resolve(&p.url)?).await?),
+            None => None,
+        };
         Ok(Session {
             docker,
             secrets,
             state_dir,
+            postgres,
         })
+    }
+
+    /// Kinds that have a provider in this session.
+    pub fn kinds(&self) -> Vec<Kind> {
+        let mut k = RECONCILED.to_vec();
+        if self.postgres.is_some() {
+            k.push(Kind::Database);
+        }
+        k
     }
 
     pub async fn observe(&self, desired: &DesiredState) -> anyhow::Result<LiveState> {
@@ -80,6 +98,11 @@ impl Session {
             .await
             .context("observing live state")?;
         live.failed = Journal::failed(&self.state_dir, project);
+        if let Some(pg) = &self.postgres {
+            pg.observe(desired, &self.secrets, &mut live)
+                .await
+                .context("observing PostgreSQL")?;
+        }
         Ok(live)
     }
 
@@ -94,7 +117,7 @@ impl Session {
         let opts = DiffOptions {
             host,
             secrets: &self.secrets,
-            kinds: Some(RECONCILED),
+            kinds: Some(&self.kinds()),
             retry_failed,
         };
         plan::plan(

@@ -3,6 +3,7 @@
 mod agent;
 mod apply;
 pub mod live;
+mod migrations;
 mod plan;
 mod render;
 mod rollback;
@@ -58,6 +59,9 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Converge live state to the desired state (or apply a saved plan).
     Apply(apply::ApplyArgs),
+    /// Database migrations.
+    #[command(subcommand)]
+    Migrations(migrations::MigrationsCommand),
     /// Run the agent: follow a git branch or a directory and converge continuously.
     Agent(agent::AgentArgs),
     /// Switch a service back to its previous color, or redeploy its previous spec.
@@ -101,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(args, cli.state_dir.as_deref()),
         Command::Rollback(args) => rollback::run(args, cli.state_dir.as_deref()),
         Command::Agent(args) => agent::run(args, cli.state_dir.as_deref()),
+        Command::Migrations(cmd) => migrations::run(cmd, cli.state_dir.as_deref()),
         Command::Render { dir, env, out } => render::run(&dir, env.as_deref(), out.as_deref()),
         Command::Schema { out } => schema::run(out.as_deref()),
     };

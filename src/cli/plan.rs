@@ -33,6 +33,9 @@ pub struct PlanArgs {
     /// Plan again a deploy whose spec failed and was rolled back.
     #[arg(long)]
     pub retry_failed: bool,
+    /// Fail (exit 1) when a pending migration has lint warnings.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
@@ -79,6 +82,14 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
             out.display(),
             out.display()
         );
+    }
+    if !plan.errors.is_empty() {
+        return Ok(Outcome::Failure);
+    }
+    let lints = plan.lints().count();
+    if args.strict && lints > 0 {
+        eprintln!("error: {lints} migration lint warning(s) and --strict: fix them, or drop --strict to accept them");
+        return Ok(Outcome::Failure);
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
         Outcome::Changes

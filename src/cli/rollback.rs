@@ -13,7 +13,6 @@ use super::Outcome;
 use crate::apply::journal::{self, Journal};
 use crate::apply::{self, files, Context};
 use crate::diff::{diff, Diff, DiffOptions};
-use crate::live::observe::RECONCILED;
 use crate::live::{Color, LiveService, LiveState};
 use crate::load::{self, SourceTree};
 use crate::model::service::Strategy;
@@ -148,7 +147,7 @@ async fn instant(
         switched.push(format!("router/{}", router.name));
     }
     let resource = format!("service/{}", s.name);
-    let due = journal::now() + s.deploy.drain.as_millis() / 1000;
+    let due = journal::now() + s.deploy.drain.as_millis().div_ceil(1000);
     let run = journal.run.clone();
     journal.record("spec-failed", |e| {
         e.resource = Some(resource.clone());
@@ -247,7 +246,7 @@ async fn redeploy_previous(
     let opts = DiffOptions {
         host,
         secrets: &session.secrets,
-        kinds: Some(RECONCILED),
+        kinds: Some(&session.kinds()),
         retry_failed: true,
     };
     let full = diff(&target, live, &opts);
@@ -269,6 +268,7 @@ async fn redeploy_previous(
             .collect(),
         notes: Vec::new(),
         colors: full.colors,
+        errors: full.errors,
     };
     let p = plan::plan(
         &target,
@@ -296,6 +296,8 @@ async fn redeploy_previous(
         revision: None,
         root: dir,
         stop: None,
+        postgres: session.postgres.as_ref(),
+        state_dir: &session.state_dir,
     };
     let outcome = apply::execute(&p, &ctx, journal, &mut |l| println!("{l}")).await?;
     if outcome != apply::Outcome::Applied {

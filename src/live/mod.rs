@@ -3,6 +3,7 @@
 
 pub mod docker;
 pub mod observe;
+pub mod postgres;
 pub mod synthetic;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,9 +80,16 @@ pub struct LiveResource {
     pub attributes: Attributes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<LiveService>,
-    /// Versions of the migrations recorded as applied (databases only).
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub applied_migrations: BTreeSet<u64>,
+    /// Migrations recorded as applied in `converge.schema_migrations`, by version (databases only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied_migrations: BTreeMap<u64, AppliedMigration>,
+}
+
+/// A row of `converge.schema_migrations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedMigration {
+    pub name: String,
+    pub checksum: String,
 }
 
 /// A named volume converge created.

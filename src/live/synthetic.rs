@@ -88,7 +88,16 @@ fn apply_change(desired: &DesiredState, c: &Change, opts: &DiffOptions, live: &m
                     entry.attributes = crate::diff::desired_attributes(resource, opts);
                     if kind == Kind::Database {
                         if let Some(ms) = desired.migrations.get(&id) {
-                            entry.applied_migrations = ms.iter().map(|m| m.version).collect();
+                            entry.applied_migrations = ms
+                                .iter()
+                                .map(|m| {
+                                    let applied = super::AppliedMigration {
+                                        name: m.name.clone(),
+                                        checksum: m.checksum.clone(),
+                                    };
+                                    (m.version, applied)
+                                })
+                                .collect();
                         }
                     }
                 }

@@ -783,6 +783,25 @@ fn check_database(d: &Database, n: &Node, ctx: &mut Ctx) -> Option<Vec<Migration
                 ctx,
             );
         }
+        for (gi, g) in r.grants.iter().enumerate() {
+            for p in &g.privileges {
+                if *p != crate::model::database::Privilege::All
+                    && !g.on.privileges().contains(&p.sql())
+                {
+                    ctx.diags.push(
+                        Diagnostic::at(
+                            &span_at(n, &["roles", &idx, "grants", &gi.to_string(), "privileges"]),
+                            format!("privilege {} does not apply to {}", p.sql(), g.on.as_str()),
+                        )
+                        .hint(format!(
+                            "{} takes: {}",
+                            g.on.as_str(),
+                            g.on.privileges().join(", ")
+                        )),
+                    );
+                }
+            }
+        }
         if r.connection_limit < -1 {
             ctx.diags.push(Diagnostic::at(
                 &span_at(n, &["roles", &idx, "connection_limit"]),
@@ -856,6 +875,7 @@ fn migrations(dir: &str, span: &Span, ctx: &mut Ctx) -> Option<Vec<MigrationFile
             .get(path)
             .map(|b| b.as_slice())
             .unwrap_or_default();
+        let sql = String::from_utf8_lossy(text).replace("\r\n", "\n");
         ups.insert(
             version,
             MigrationFile {
@@ -864,12 +884,27 @@ fn migrations(dir: &str, span: &Span, ctx: &mut Ctx) -> Option<Vec<MigrationFile
                 up_path: path.to_string(),
                 down_path: None,
                 checksum: checksum(text),
+                no_transaction: sql
+                    .lines()
+                    .next()
+                    .is_some_and(|l| l.trim() == "-- converge:no-transaction"),
+                up_sql: sql,
+                down_sql: None,
             },
         );
     }
     for (version, path) in downs {
         match ups.get_mut(&version) {
-            Some(m) => m.down_path = Some(path),
+            Some(m) => {
+                let text = ctx
+                    .tree
+                    .files
+                    .get(&path)
+                    .map(|b| b.as_slice())
+                    .unwrap_or_default();
+                m.down_sql = Some(String::from_utf8_lossy(text).replace("\r\n", "\n"));
+                m.down_path = Some(path);
+            }
             None => {
                 ctx.diags.push(Diagnostic::at(
                     span,

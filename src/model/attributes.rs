@@ -270,6 +270,28 @@ fn configfile_attributes(c: &ConfigFile) -> Attributes {
     a
 }
 
+/// How a role's flags read in a plan; the PostgreSQL provider describes live roles the same way.
+pub fn role_flags(
+    login: bool,
+    createdb: bool,
+    connection_limit: i32,
+    member_of: &[String],
+) -> String {
+    let mut flags = vec![if login { "login" } else { "nologin" }.to_string()];
+    if createdb {
+        flags.push("createdb".into());
+    }
+    if connection_limit >= 0 {
+        flags.push(format!("connection limit {connection_limit}"));
+    }
+    if !member_of.is_empty() {
+        let mut m = member_of.to_vec();
+        m.sort();
+        flags.push(format!("member of {}", m.join(", ")));
+    }
+    flags.join(", ")
+}
+
 fn database_attributes(db: &Database, d: &dyn SecretDigest) -> Attributes {
     let mut a = Attributes::default();
     if let Some(o) = &db.owner {
@@ -283,33 +305,17 @@ fn database_attributes(db: &Database, d: &dyn SecretDigest) -> Attributes {
     }
     for r in &db.roles {
         let key = format!("roles.{}", r.name);
-        let mut flags = vec![if r.login { "login" } else { "nologin" }.to_string()];
-        if r.createdb {
-            flags.push("createdb".into());
-        }
-        if r.connection_limit >= 0 {
-            flags.push(format!("connection limit {}", r.connection_limit));
-        }
-        if !r.member_of.is_empty() {
-            flags.push(format!("member of {}", r.member_of.join(", ")));
-        }
-        a.text(key.clone(), flags.join(", "));
+        a.text(
+            key.clone(),
+            role_flags(r.login, r.createdb, r.connection_limit, &r.member_of),
+        );
         if let Some(p) = &r.password {
             a.secret(format!("{key}.password"), p, d, false);
         }
         for (i, g) in r.grants.iter().enumerate() {
-            let privs: Vec<String> = g
-                .privileges
-                .iter()
-                .map(|p| format!("{p:?}").to_uppercase())
-                .collect();
-            let on = serde_json::to_value(g.on)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
             a.text(
                 format!("{key}.grants[{i}]"),
-                format!("{} on {on} in {}", privs.join(", "), g.schema),
+                g.describe(&g.canonical_privileges()),
             );
         }
     }

@@ -83,6 +83,52 @@ pub enum Privilege {
     Create,
     Connect,
     Temporary,
+    Execute,
+}
+
+impl Privilege {
+    pub fn sql(&self) -> &'static str {
+        match self {
+            Privilege::All => "ALL",
+            Privilege::Select => "SELECT",
+            Privilege::Insert => "INSERT",
+            Privilege::Update => "UPDATE",
+            Privilege::Delete => "DELETE",
+            Privilege::Truncate => "TRUNCATE",
+            Privilege::References => "REFERENCES",
+            Privilege::Trigger => "TRIGGER",
+            Privilege::Usage => "USAGE",
+            Privilege::Create => "CREATE",
+            Privilege::Connect => "CONNECT",
+            Privilege::Temporary => "TEMPORARY",
+            Privilege::Execute => "EXECUTE",
+        }
+    }
+}
+
+impl Grant {
+    /// The privileges, `ALL` expanded for the target, in PostgreSQL's order, so `ALL` and its
+    /// expansion compare equal and never diff forever.
+    pub fn canonical_privileges(&self) -> Vec<&'static str> {
+        let all = self.on.privileges();
+        if self.privileges.contains(&Privilege::All) {
+            return all.to_vec();
+        }
+        all.iter()
+            .copied()
+            .filter(|p| self.privileges.iter().any(|x| x.sql() == *p))
+            .collect()
+    }
+
+    /// `SELECT, INSERT on all-tables in public`.
+    pub fn describe(&self, privileges: &[&str]) -> String {
+        format!(
+            "{} on {} in {}",
+            privileges.join(", "),
+            self.on.as_str(),
+            self.schema
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -93,6 +139,37 @@ pub enum GrantTarget {
     AllFunctions,
     Schema,
     Database,
+}
+
+impl GrantTarget {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GrantTarget::AllTables => "all-tables",
+            GrantTarget::AllSequences => "all-sequences",
+            GrantTarget::AllFunctions => "all-functions",
+            GrantTarget::Schema => "schema",
+            GrantTarget::Database => "database",
+        }
+    }
+
+    /// Every privilege that applies to the target, in PostgreSQL's order.
+    pub fn privileges(&self) -> &'static [&'static str] {
+        match self {
+            GrantTarget::AllTables => &[
+                "SELECT",
+                "INSERT",
+                "UPDATE",
+                "DELETE",
+                "TRUNCATE",
+                "REFERENCES",
+                "TRIGGER",
+            ],
+            GrantTarget::AllSequences => &["SELECT", "UPDATE", "USAGE"],
+            GrantTarget::AllFunctions => &["EXECUTE"],
+            GrantTarget::Schema => &["CREATE", "USAGE"],
+            GrantTarget::Database => &["CREATE", "TEMPORARY", "CONNECT"],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -274,6 +274,17 @@ pub struct MigrationFile {
     pub down_path: Option<String>,
     /// sha256 of the up file with line endings normalised to LF.
     pub checksum: String,
+    pub up_sql: String,
+    pub down_sql: Option<String>,
+    /// The file's first line is `-- converge:no-transaction` (for `CREATE INDEX CONCURRENTLY`).
+    pub no_transaction: bool,
+}
+
+impl MigrationFile {
+    /// `0002_add_channels`.
+    pub fn stem(&self) -> String {
+        format!("{:04}_{}", self.version, self.name)
+    }
 }
 
 /// A desired state that passed validation: every reference resolves, no cycles, values in range.

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::action::Action;
-use super::types::{Name, Port};
+use super::types::{Duration, Name, Port};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +18,12 @@ pub struct Router {
     /// The port the proxy listens on (the built-in nginx template's `listen`).
     #[serde(default = "http_port")]
     pub listen: Port,
+    /// How long the proxy keeps an idle client connection open. `0s` (the default) closes it
+    /// after each response: nginx before 1.27.4 resets idle keep-alive connections when it
+    /// reloads, so a client that reuses one at that moment loses its request. Raise it when the
+    /// clients (a load balancer, a browser) retry such requests.
+    #[serde(default)]
+    pub client_keepalive: Duration,
     /// Validates the new file before reload, e.g. `[nginx, -t]`.
     #[serde(default)]
     pub check: Option<Action>,

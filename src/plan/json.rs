@@ -21,6 +21,7 @@ struct PlanJson<'a> {
     steps: &'a [Step],
     notes: &'a [String],
     pending: &'a [PendingStep],
+    errors: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -35,6 +36,8 @@ struct ChangeJson<'a> {
     service: Option<&'a crate::diff::ServiceChange>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     migrations: &'a [String],
+    #[serde(skip_serializing_if = "<[crate::lint::Lint]>::is_empty")]
+    lints: &'a [crate::lint::Lint],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     depends_on: &'a [String],
 }
@@ -93,6 +96,7 @@ fn change(c: &Change) -> ChangeJson<'_> {
         }),
         service: c.service.as_ref(),
         migrations: &c.migrations,
+        lints: &c.lints,
         depends_on: &c.depends_on,
     }
 }
@@ -110,6 +114,7 @@ pub fn render(plan: &Plan) -> String {
         steps: &plan.steps,
         notes: &plan.notes,
         pending: &plan.pending,
+        errors: &plan.errors,
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan serializes");
     s.push('\n');

@@ -90,6 +90,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Deferred steps from earlier applies that have not run yet.
     pub pending: Vec<PendingStep>,
+    /// Problems that stop this plan from being applied.
+    #[serde(default)]
+    pub errors: Vec<String>,
 }
 
 impl Plan {
@@ -112,6 +115,11 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+
+    /// Lint warnings of every pending migration.
+    pub fn lints(&self) -> impl Iterator<Item = &crate::lint::Lint> {
+        self.changes.iter().flat_map(|c| c.lints.iter())
+    }
 }
 
 /// Where a plan comes from, for its header.
@@ -128,6 +136,7 @@ pub fn plan(desired: &DesiredState, diff: Diff, ctx: PlanContext) -> Plan {
         changes,
         notes,
         colors: _,
+        errors,
     } = diff;
     let (deletes, others): (Vec<Change>, Vec<Change>) = changes
         .into_iter()
@@ -157,6 +166,7 @@ pub fn plan(desired: &DesiredState, diff: Diff, ctx: PlanContext) -> Plan {
         steps: builder.steps,
         notes,
         pending: ctx.pending,
+        errors,
     }
 }
 
@@ -355,7 +365,8 @@ impl StepBuilder {
                 let has_attr_change = action == ChangeAction::Create || !c.attributes.is_empty();
                 if has_attr_change {
                     let undo = match (action, kind) {
-                        (ChangeAction::Create, Kind::Database | Kind::Bucket) => None,
+                        // Data-holding resources are never removed or reverted by a compensation.
+                        (_, Kind::Database | Kind::Bucket) => None,
                         (ChangeAction::Create, _) => comp(StepAction::Delete, "remove it"),
                         _ => comp(StepAction::Update, "restore the previous settings"),
                     };

@@ -12,6 +12,17 @@ pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", header(plan));
     out.push('\n');
+    if !plan.errors.is_empty() {
+        for e in &plan.errors {
+            let _ = writeln!(out, "error: {e}");
+        }
+        let _ = writeln!(
+            out,
+            "\nThis plan cannot be applied: {} problem(s) above; nothing was changed.",
+            plan.errors.len()
+        );
+        return out;
+    }
     if plan.is_empty() {
         notes(plan, &mut out);
         out.push_str("No changes. Live state matches the desired state.\n");
@@ -89,6 +100,9 @@ fn change(c: &Change, out: &mut String) {
         let _ = writeln!(out, "      migrations to apply:");
         for m in &c.migrations {
             let _ = writeln!(out, "        + {m}");
+        }
+        for l in &c.lints {
+            let _ = writeln!(out, "      warning: {l}");
         }
     }
     if let Some(f) = &c.file {

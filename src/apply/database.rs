@@ -1,0 +1,172 @@
+//! Database steps: roles, the database, its extensions and grants made as declared; pending
+//! migrations run, and undone with their down files; a `pg_dump` before anything destructive.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Context, Undo};
+use crate::diff::Change;
+use crate::live::postgres::Postgres;
+use crate::model::{Database, MigrationFile, Resource, SecretDigest};
+
+/// A down file kept with the step that ran its up file, so the step can be undone later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownFile {
+    pub version: u64,
+    pub name: String,
+    pub path: String,
+    pub sql: String,
+}
+
+fn pg<'a>(ctx: &Context<'a>) -> Result<&'a Postgres, String> {
+    ctx.postgres
+        .ok_or_else(|| "no PostgreSQL provider is configured (providers.postgres)".to_string())
+}
+
+/// Create or update: roles, database, extensions and grants as declared.
+pub async fn reconcile(ctx: &Context<'_>, db: &Database) -> Result<Undo, String> {
+    let password = |p: &crate::model::types::SecretString| -> Result<(String, String), String> {
+        let value = ctx.secrets.resolve(p).map_err(|e| e.to_string())?;
+        Ok((value, ctx.secrets.digest(p)))
+    };
+    pg(ctx)?
+        .reconcile(db, ctx.desired.project.name.as_str(), &password)
+        .await?;
+    Ok(Undo::Nothing)
+}
+
+/// Runs the change's pending migrations; the undo runs their down files when all have one.
+pub async fn migrate(
+    ctx: &Context<'_>,
+    db: &Database,
+    change: Option<&Change>,
+) -> Result<Undo, String> {
+    let id = crate::model::ResourceId::new(crate::model::Kind::Database, db.name.as_str());
+    let files = ctx
+        .desired
+        .migrations
+        .get(&id)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let wanted: Vec<&MigrationFile> = files
+        .iter()
+        .filter(|f| change.is_some_and(|c| c.migrations.contains(&f.stem())))
+        .collect();
+    let applied = pg(ctx)?.migrate(db, &wanted, &runner()).await?;
+    let ran: Vec<&&MigrationFile> = wanted
+        .iter()
+        .filter(|f| applied.contains(&f.version))
+        .collect();
+    if ran.is_empty() || !ran.iter().all(|f| f.down_sql.is_some()) {
+        return Ok(Undo::Nothing);
+    }
+    let prod = ctx.desired.environment.as_deref() == Some("prod");
+    Ok(Undo::MigrateDown {
+        database: db.name.to_string(),
+        files: ran
+            .iter()
+            .map(|f| DownFile {
+                version: f.version,
+                name: f.name.clone(),
+                path: f.down_path.clone().unwrap_or_default(),
+                sql: f.down_sql.clone().unwrap_or_default(),
+            })
+            .collect(),
+        dump_to: prod.then(|| dump_dir(ctx, db.name.as_str()).display().to_string()),
+    })
+}
+
+/// Runs down files in reverse; in prod a `pg_dump` is taken first.
+pub async fn migrate_down(
+    pg: Option<&Postgres>,
+    database: &str,
+    files: &[DownFile],
+    dump_to: Option<&str>,
+) -> Result<(), String> {
+    let pg = pg.ok_or("no PostgreSQL provider is configured (providers.postgres)")?;
+    if let Some(dir) = dump_to {
+        dump(pg, database, Path::new(dir)).await?;
+    }
+    let as_files: Vec<MigrationFile> = files
+        .iter()
+        .map(|d| MigrationFile {
+            version: d.version,
+            name: d.name.clone(),
+            up_path: String::new(),
+            down_path: Some(d.path.clone()),
+            checksum: String::new(),
+            up_sql: String::new(),
+            down_sql: Some(d.sql.clone()),
+            no_transaction: false,
+        })
+        .collect();
+    let refs: Vec<&MigrationFile> = as_files.iter().collect();
+    pg.migrate_down(database, &refs).await
+}
+
+/// Drops a database whose `prune: true` allowed it, after a fresh dump when a Backup covers it.
+pub async fn drop(ctx: &Context<'_>, name: &str) -> Result<Undo, String> {
+    let pg = pg(ctx)?;
+    let covered =
+        ctx.desired.resources.values().any(
+            |r| matches!(r, Resource::Backup(b) if b.source.database.as_deref() == Some(name)),
+        );
+    if covered {
+        dump(pg, name, &dump_dir(ctx, name)).await?;
+    }
+    pg.drop_database(name).await?;
+    Ok(Undo::Nothing)
+}
+
+/// The first `file://` destination of a Backup of `db`, else `<state-dir>/dumps`.
+fn dump_dir(ctx: &Context<'_>, db: &str) -> PathBuf {
+    for r in ctx.desired.resources.values() {
+        if let Resource::Backup(b) = r {
+            if b.source.database.as_deref() == Some(db) {
+                if let Some(dir) = b
+                    .destinations
+                    .iter()
+                    .find_map(|d| d.url.strip_prefix("file://"))
+                {
+                    return PathBuf::from(dir);
+                }
+            }
+        }
+    }
+    ctx.state_dir.join("dumps")
+}
+
+/// `pg_dump -Fc` of `db` into `dir`; the password goes through the environment, never argv.
+pub async fn dump(pg: &Postgres, db: &str, dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let file = dir.join(format!(
+        "{db}-{}-before-rollback.dump",
+        super::journal::now()
+    ));
+    let mut cmd = tokio::process::Command::new("pg_dump");
+    cmd.arg("-Fc")
+        .arg("-f")
+        .arg(&file)
+        .arg("-d")
+        .arg(pg.dsn(db));
+    if let Some(pw) = pg.password() {
+        cmd.env("PGPASSWORD", pw);
+    }
+    let out = cmd.output().await.map_err(|e| format!("pg_dump: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_dump of {db} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(file)
+}
+
+/// Who applied a migration: `converge@<host>`.
+fn runner() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("converge@{host}")
+}

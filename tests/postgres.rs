@@ -1,0 +1,431 @@
+//! The PostgreSQL provider against a real server (started by scripts/test, see scripts/pg):
+//! create from empty, no-op, role and grant drift, changed checksums rejected then repaired,
+//! CRLF files, concurrent runners, failing migrations, CONCURRENTLY indexes, rollback of
+//! migrations when a later step fails, and the lints.
+
+mod common;
+
+use std::process::Command;
+
+use common::{text, Project};
+
+fn pg_url() -> String {
+    std::env::var("CONVERGE_TEST_PG_URL")
+        .expect("CONVERGE_TEST_PG_URL: run scripts/test (it starts PostgreSQL), or `export CONVERGE_TEST_PG_URL=$(scripts/pg start)`")
+}
+
+fn psql(db: &str, sql: &str) -> String {
+    let url = pg_url()
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{db}"))
+        .unwrap();
+    let out = Command::new("psql")
+        .args(["-qAt", "-v", "ON_ERROR_STOP=1", &url, "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A project with one database `<prefix>` and roles `<prefix>_app`, `<prefix>_ro`, dropped afterwards.
+struct Db {
+    p: Project,
+    name: String,
+}
+
+impl Db {
+    fn new(test: &str) -> Db {
+        let name = format!("cvt_{test}_{}", std::process::id());
+        let p = Project::new(&format!("pg{test}"), "");
+        std::fs::create_dir_all(p.path().join("migrations")).unwrap();
+        let db = Db { p, name };
+        db.write("");
+        db
+    }
+
+    /// Writes the database document; `extra` is appended to it (YAML fields or more documents).
+    fn write(&self, extra: &str) {
+        let n = &self.name;
+        let body = format!(
+            "kind: Database\nname: {n}\nowner: {n}_app\nextensions: [pgcrypto]\nroles:\n  - {{name: {n}_app, login: true, password: \"${{env:CVT_SECRET}}\"}}\n  - {{name: {n}_ro, login: true, grants: [{{privileges: [SELECT], on: all-tables, schema: public}}, {{privileges: [USAGE], on: schema}}]}}\nmigrations: {{dir: migrations, lock_timeout: 2s}}\n{extra}"
+        );
+        let project = format!(
+            "kind: Project\nname: {}\nhosts: [{{name: local}}]\nproviders: {{postgres: {{url: \"{}\"}}}}\nsync: {{prune: true}}\n---\n",
+            self.p.name,
+            pg_url()
+        );
+        std::fs::write(self.p.path().join("converge.yaml"), project + &body).unwrap();
+    }
+
+    fn migration(&self, file: &str, sql: &str) {
+        std::fs::write(self.p.path().join("migrations").join(file), sql).unwrap();
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        psql(&self.name, sql)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let Ok(url) = std::env::var("CONVERGE_TEST_PG_URL") else {
+            return;
+        };
+        let n = &self.name;
+        let _ = Command::new("psql")
+            .args([
+                &url,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"),
+            ])
+            .output();
+        for r in [format!("{n}_app"), format!("{n}_ro")] {
+            let _ = Command::new("psql")
+                .args([&url, "-qc", &format!("DROP ROLE IF EXISTS {r}")])
+                .output();
+        }
+    }
+}
+
+#[test]
+fn create_from_empty_then_no_op_then_role_and_grant_drift_repaired() {
+    let d = Db::new("create");
+    d.migration(
+        "0001_items.up.sql",
+        "CREATE TABLE items (id bigserial PRIMARY KEY, name text NOT NULL);\n",
+    );
+    d.migration("0001_items.down.sql", "DROP TABLE items;\n");
+    let o = d.p.apply();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(d.sql("SELECT count(*) FROM items"), "0");
+    assert_eq!(
+        d.sql("SELECT version || ' ' || name FROM converge.schema_migrations"),
+        "1 items"
+    );
+    assert_eq!(
+        d.sql(&format!(
+            "SELECT has_table_privilege('{}_ro', 'items', 'SELECT')",
+            d.name
+        )),
+        "t"
+    );
+    assert_eq!(
+        d.sql("SELECT extname FROM pg_extension WHERE extname = 'pgcrypto'"),
+        "pgcrypto"
+    );
+    assert_eq!(
+        psql(
+            "postgres",
+            &format!(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{}'",
+                d.name
+            )
+        ),
+        format!("{}_app", d.name)
+    );
+    assert_eq!(
+        d.p.plan_exit(),
+        0,
+        "{}",
+        text(&d.p.converge(&["plan", "DIR"]))
+    );
+
+    d.sql(&format!(
+        "REVOKE SELECT ON items FROM {0}_ro; ALTER ROLE {0}_ro NOLOGIN CONNECTION LIMIT 3",
+        d.name
+    ));
+    let plan = text(&d.p.converge(&["plan", "DIR"]));
+    assert!(
+        plan.contains(&format!(
+            "~ roles.{}_ro           = \"nologin, connection limit 3\" -> \"login\"",
+            d.name
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "+ roles.{}_ro.grants[0] = \"SELECT on all-tables in public\"",
+            d.name
+        )),
+        "{plan}"
+    );
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    assert_eq!(d.p.plan_exit(), 0);
+    assert_eq!(
+        d.sql(&format!(
+            "SELECT has_table_privilege('{}_ro', 'items', 'SELECT')",
+            d.name
+        )),
+        "t"
+    );
+
+    // A password changed by hand is drift too: the server's SCRAM verifier is checked.
+    d.sql(&format!(
+        "ALTER ROLE {}_app PASSWORD 'changed-by-hand'",
+        d.name
+    ));
+    let plan = text(&d.p.converge(&["plan", "DIR"]));
+    assert!(
+        plan.contains(&format!("~ roles.{}_app.password = (sensitive)", d.name)),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("changed-by-hand") && !plan.contains("sup3r-s3cret-value"),
+        "{plan}"
+    );
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    assert_eq!(d.p.plan_exit(), 0);
+}
+
+#[test]
+fn a_changed_applied_migration_stops_the_plan_until_repaired_and_crlf_is_not_a_change() {
+    let d = Db::new("checksum");
+    d.migration(
+        "0001_items.up.sql",
+        "CREATE TABLE items (id int);\nCREATE TABLE more (id int);\n",
+    );
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    d.migration(
+        "0001_items.up.sql",
+        "CREATE TABLE items (id int);\r\nCREATE TABLE more (id int);\r\n",
+    );
+    assert_eq!(d.p.plan_exit(), 0, "CRLF line endings are the same file");
+    d.migration("0001_items.up.sql", "CREATE TABLE items (id bigint);\n");
+    let o = d.p.converge(&["plan", "DIR"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o);
+    assert!(out.contains("migration 0001_items was applied, and its file migrations/0001_items.up.sql has changed since"), "{out}");
+    assert!(
+        out.contains(&format!("converge migrations repair {}", d.name)),
+        "{out}"
+    );
+    assert!(out.contains("This plan cannot be applied"), "{out}");
+    assert_eq!(d.p.apply().status.code(), Some(1), "apply refuses too");
+    let o = d.p.converge(&["migrations", "repair", &d.name, "DIR"]);
+    assert!(
+        text(&o).contains("Accepted the current checksum of 1 applied migration(s)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(d.p.plan_exit(), 0);
+}
+
+#[test]
+fn a_failing_migration_leaves_the_database_as_it_was_before_it() {
+    let d = Db::new("failing");
+    d.migration("0001_items.up.sql", "CREATE TABLE items (id int);\n");
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    d.migration(
+        "0002_broken.up.sql",
+        "CREATE TABLE half (id int);\nINSERT INTO items VALUES (1);\nSELECT no_such_function();\n",
+    );
+    let o = d.p.apply();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o)
+            .contains("migrations/0002_broken.up.sql: function no_such_function() does not exist"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(d.sql("SELECT to_regclass('half') IS NULL"), "t");
+    assert_eq!(d.sql("SELECT count(*) FROM items"), "0");
+    assert_eq!(
+        d.sql("SELECT max(version) FROM converge.schema_migrations"),
+        "1"
+    );
+}
+
+#[test]
+fn a_no_transaction_migration_builds_its_index_concurrently() {
+    let d = Db::new("concurrently");
+    d.migration(
+        "0001_items.up.sql",
+        "CREATE TABLE items (id int, name text);\n",
+    );
+    d.migration(
+        "0002_index.up.sql",
+        "-- converge:no-transaction\nCREATE INDEX CONCURRENTLY items_name ON items (name);\n",
+    );
+    let o = d.p.apply();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        d.sql("SELECT indexname FROM pg_indexes WHERE indexname = 'items_name'"),
+        "items_name"
+    );
+    assert_eq!(
+        d.sql("SELECT count(*) FROM converge.schema_migrations"),
+        "2"
+    );
+}
+
+#[test]
+fn two_runners_migrating_one_database_run_each_migration_once() {
+    let d = Db::new("concurrent");
+    // The database and roles first, so both runners plan only migrations.
+    d.migration("0001_init.up.sql", "CREATE TABLE t1 (id int);\n");
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    for i in 2..=20 {
+        d.migration(
+            &format!("{i:04}_t{i}.up.sql"),
+            &format!("CREATE TABLE t{i} (id int); SELECT pg_sleep(0.02);\n"),
+        );
+    }
+    let other_state = tempfile::tempdir().unwrap();
+    let spawn = |state: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_converge"))
+            .arg("--state-dir")
+            .arg(state)
+            .args(["apply", d.p.path().to_str().unwrap(), "--auto-approve"])
+            .env("CVT_SECRET", "sup3r-s3cret-value")
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn(d.p.state.path()).unwrap());
+        let b = s.spawn(|| spawn(other_state.path()).unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b));
+    assert_eq!(
+        d.sql("SELECT count(*) FROM converge.schema_migrations"),
+        "20"
+    );
+    assert_eq!(
+        d.sql("SELECT count(DISTINCT version) FROM converge.schema_migrations"),
+        "20"
+    );
+    assert_eq!(d.p.plan_exit(), 0);
+}
+
+#[test]
+fn when_a_later_step_fails_the_migrations_of_that_apply_are_rolled_back() {
+    let d = Db::new("rollback");
+    d.migration("0001_items.up.sql", "CREATE TABLE items (id int);\n");
+    d.migration("0001_items.down.sql", "DROP TABLE items;\n");
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    d.migration(
+        "0002_views.up.sql",
+        "ALTER TABLE items ADD COLUMN views bigint;\n",
+    );
+    d.migration(
+        "0002_views.down.sql",
+        "ALTER TABLE items DROP COLUMN views;\n",
+    );
+    let broken = format!("---\nkind: Service\nname: web\nimage: converge-test/httpd:broken\nports: [{{container: 8000}}]\ndepends_on: [database/{}]\nhealth: {{http: {{path: /health, port: 8000}}, interval: 200ms, retries: 5}}\n", d.name);
+    d.write(&broken);
+    let plan = text(&d.p.converge(&["plan", "DIR"]));
+    assert!(
+        plan.contains("apply 1 migration(s): 0002_views\n"),
+        "no warning: the migration can be rolled back: {plan}"
+    );
+    let o = d.p.apply();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("undo migrate database/{} ... ok", d.name)),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(d.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'views'"), "0");
+    assert_eq!(
+        d.sql("SELECT max(version) FROM converge.schema_migrations"),
+        "1"
+    );
+}
+
+#[test]
+fn in_prod_a_dump_is_taken_before_down_migrations_run() {
+    let d = Db::new("proddump");
+    d.migration("0001_items.up.sql", "CREATE TABLE items (id int);\n");
+    d.migration("0001_items.down.sql", "DROP TABLE items;\n");
+    let apply = |d: &Db| {
+        d.p.converge(&["apply", "DIR", "--env", "prod", "--auto-approve"])
+    };
+    assert_eq!(apply(&d).status.code(), Some(0));
+    d.sql("INSERT INTO items VALUES (42)");
+    d.migration(
+        "0002_views.up.sql",
+        "ALTER TABLE items ADD COLUMN views bigint;\n",
+    );
+    d.migration(
+        "0002_views.down.sql",
+        "ALTER TABLE items DROP COLUMN views;\n",
+    );
+    d.write(&format!("---\nkind: Service\nname: web\nimage: converge-test/httpd:broken\nports: [{{container: 8000}}]\ndepends_on: [database/{}]\nhealth: {{http: {{path: /health, port: 8000}}, interval: 200ms, retries: 3}}\n", d.name));
+    let o = apply(&d);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let dumps: Vec<_> = std::fs::read_dir(d.p.state.path().join("dumps"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(dumps.len(), 1, "one dump before the down migration");
+    let list = Command::new("pg_restore")
+        .arg("--list")
+        .arg(dumps[0].path())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("TABLE public items"),
+        "a real custom-format dump"
+    );
+    assert_eq!(d.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'views'"), "0");
+}
+
+#[test]
+fn dangerous_migrations_are_linted_and_strict_fails_on_them() {
+    let d = Db::new("lint");
+    d.migration("0001_items.up.sql", "CREATE TABLE items (id int);\n");
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    d.migration("0002_bad.up.sql", "CREATE INDEX items_id ON items (id);\nALTER TABLE items ADD COLUMN price int NOT NULL;\nALTER TABLE items RENAME COLUMN id TO item_id;\n");
+    let o = d.p.converge(&["plan", "DIR"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = text(&o);
+    assert!(out.contains("warning: migrations/0002_bad.up.sql:1: CREATE INDEX without CONCURRENTLY blocks writes to `items`"), "{out}");
+    assert!(
+        out.contains(
+            "warning: migrations/0002_bad.up.sql:2: ADD COLUMN … NOT NULL without a default"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "warning: migrations/0002_bad.up.sql:3: RENAME breaks the version still running"
+        ),
+        "{out}"
+    );
+    let strict = d.p.converge(&["plan", "DIR", "--strict"]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(text(&strict).contains("3 migration lint warning(s) and --strict"));
+}
+
+#[test]
+fn out_of_order_migrations_are_refused_unless_allowed() {
+    let d = Db::new("order");
+    d.migration("0002_b.up.sql", "CREATE TABLE b (id int);\n");
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    d.migration("0001_a.up.sql", "CREATE TABLE a (id int);\n");
+    let o = d.p.converge(&["plan", "DIR"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o)
+            .contains("migrations/0001_a.up.sql is older than the latest applied migration (0002)"),
+        "{}",
+        text(&o)
+    );
+    let allowed = std::fs::read_to_string(d.p.path().join("converge.yaml"))
+        .unwrap()
+        .replace(
+            "lock_timeout: 2s}",
+            "lock_timeout: 2s, allow_out_of_order: true}",
+        );
+    std::fs::write(d.p.path().join("converge.yaml"), allowed).unwrap();
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    assert_eq!(
+        d.sql("SELECT count(*) FROM converge.schema_migrations"),
+        "2"
+    );
+}
