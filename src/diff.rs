@@ -171,6 +171,10 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
         }
     }
     for (id, resource) in &desired.resources {
+        if matches!(id.kind, Kind::Backup | Kind::Budget | Kind::Notifier) && opts.kinds.is_some() {
+            // Schedules and routing that the agent and `converge backup` act on: nothing to create.
+            continue;
+        }
         if !opts.reconciles(id.kind) {
             out.notes.push(format!("{id} is not reconciled: this version of converge has no provider for {} resources yet", id.kind));
             continue;

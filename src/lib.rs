@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod backup;
 pub mod cli;
 pub mod diff;
 pub mod health;

@@ -98,6 +98,15 @@ impl Secrets {
                 }
             }
         }
+        if let Some(Some(Err(e))) = desired
+            .project
+            .providers
+            .s3
+            .as_ref()
+            .map(|p| p.endpoint.as_ref().map(|e| self.resolve(e)))
+        {
+            problems.push(format!("providers.s3.endpoint: {e}"));
+        }
         if let Some(Err(e)) = desired
             .project
             .providers

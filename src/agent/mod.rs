@@ -434,6 +434,7 @@ impl Agent {
             root: &rev.root,
             stop: None,
             postgres: session.postgres.as_ref(),
+            s3: session.s3.as_ref(),
             state_dir: &session.state_dir,
         }
     }

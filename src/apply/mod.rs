@@ -36,6 +36,8 @@ pub struct Context<'a> {
     pub stop: Option<&'a std::sync::atomic::AtomicBool>,
     /// The PostgreSQL provider, when the Project declares one.
     pub postgres: Option<&'a Postgres>,
+    /// The S3 provider, when the Project declares one.
+    pub s3: Option<&'a crate::live::s3::S3>,
     /// Where dumps go when no Backup destination is on local disk.
     pub state_dir: &'a Path,
 }
@@ -398,6 +400,21 @@ async fn run_step(
             .map(|_| Undo::Nothing)
             .map_err(|e| e.to_string()),
         ("service", _) => run_service_step(step, change, changes, ctx, journal).await,
+        ("bucket", action) => {
+            let s3 = ctx
+                .s3
+                .ok_or("no S3 provider is configured (providers.s3)")?;
+            if action == StepAction::Delete {
+                s3.delete_bucket(name).await?;
+                return Ok(Undo::Nothing);
+            }
+            let Some(Resource::Bucket(b)) = ctx.desired.get(&ResourceId::new(Kind::Bucket, name))
+            else {
+                return Err(format!("{} is not in the desired state", step.resource));
+            };
+            s3.reconcile(b, ctx.desired.project.name.as_str()).await?;
+            Ok(Undo::Nothing)
+        }
         ("database", action) => {
             if action == StepAction::Delete {
                 return database::drop(ctx, name).await;

@@ -179,6 +179,7 @@ fn context<'a>(
         root: dir,
         stop: None,
         postgres: session.postgres.as_ref(),
+        s3: session.s3.as_ref(),
         state_dir: &session.state_dir,
     }
 }

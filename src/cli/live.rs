@@ -9,6 +9,7 @@ use crate::diff::{diff, DiffOptions};
 use crate::live::docker::Docker;
 use crate::live::observe::{observe, RECONCILED};
 use crate::live::postgres::Postgres;
+use crate::live::s3::S3;
 use crate::live::LiveState;
 use crate::model::attributes::ReferenceDigest;
 use crate::model::DesiredState;
@@ -49,6 +50,8 @@ pub struct Session {
     pub state_dir: PathBuf,
     /// Connected when the Project declares a PostgreSQL provider.
     pub postgres: Option<Postgres>,
+    /// Set up when the Project declares an S3 provider.
+    pub s3: Option<S3>,
 }
 
 impl Session {
@@ -74,11 +77,22 @@ impl Session {
             Some(p) => Some(Postgres::connect(&secrets.resolve(&p.url)?).await?),
             None => None,
         };
+        let s3 = match &desired.project.providers.s3 {
+            Some(p) => {
+                let endpoint = match &p.endpoint {
+                    Some(e) => Some(secrets.resolve(e)?),
+                    None => None,
+                };
+                Some(S3::connect(endpoint.as_deref(), &p.region).await)
+            }
+            None => None,
+        };
         Ok(Session {
             docker,
             secrets,
             state_dir,
             postgres,
+            s3,
         })
     }
 
@@ -87,6 +101,9 @@ impl Session {
         let mut k = RECONCILED.to_vec();
         if self.postgres.is_some() {
             k.push(Kind::Database);
+        }
+        if self.s3.is_some() {
+            k.push(Kind::Bucket);
         }
         k
     }
@@ -98,6 +115,12 @@ impl Session {
             .await
             .context("observing live state")?;
         live.failed = Journal::failed(&self.state_dir, project);
+        if let Some(s3) = &self.s3 {
+            s3.observe(desired, &mut live)
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("observing S3")?;
+        }
         if let Some(pg) = &self.postgres {
             pg.observe(desired, &self.secrets, &mut live)
                 .await

@@ -2,6 +2,7 @@
 
 mod agent;
 mod apply;
+pub mod backup;
 pub mod live;
 mod migrations;
 mod plan;
@@ -59,6 +60,11 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Converge live state to the desired state (or apply a saved plan).
     Apply(apply::ApplyArgs),
+    /// Take, list and verify backups.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Restore a backup: `converge restore NAME@latest --to DATABASE`.
+    Restore(backup::RestoreArgs),
     /// Database migrations.
     #[command(subcommand)]
     Migrations(migrations::MigrationsCommand),
@@ -106,6 +112,8 @@ pub fn main() -> ExitCode {
         Command::Rollback(args) => rollback::run(args, cli.state_dir.as_deref()),
         Command::Agent(args) => agent::run(args, cli.state_dir.as_deref()),
         Command::Migrations(cmd) => migrations::run(cmd, cli.state_dir.as_deref()),
+        Command::Backup(cmd) => backup::run(cmd, cli.state_dir.as_deref()),
+        Command::Restore(args) => backup::restore(args, cli.state_dir.as_deref()),
         Command::Render { dir, env, out } => render::run(&dir, env.as_deref(), out.as_deref()),
         Command::Schema { out } => schema::run(out.as_deref()),
     };

@@ -297,6 +297,7 @@ async fn redeploy_previous(
         root: dir,
         stop: None,
         postgres: session.postgres.as_ref(),
+        s3: session.s3.as_ref(),
         state_dir: &session.state_dir,
     };
     let outcome = apply::execute(&p, &ctx, journal, &mut |l| println!("{l}")).await?;

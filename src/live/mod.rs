@@ -4,6 +4,7 @@
 pub mod docker;
 pub mod observe;
 pub mod postgres;
+pub mod s3;
 pub mod synthetic;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -592,6 +592,51 @@ impl Postgres {
         Ok(repaired)
     }
 
+    /// Creates database `name` when missing; returns how many tables it holds.
+    pub async fn ensure_database(&self, name: &str) -> Result<i64, String> {
+        let exists = self
+            .admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .map_err(|e| message(&e))?
+            .is_some();
+        if !exists {
+            self.admin
+                .batch_execute(&format!(
+                    "CREATE DATABASE {} TEMPLATE template0",
+                    ident(name)
+                ))
+                .await
+                .map_err(|e| format!("CREATE DATABASE {name}: {}", message(&e)))?;
+            return Ok(0);
+        }
+        Ok(self.count_rows(name).await?.0)
+    }
+
+    /// (tables, rows) in the user schemas of `name`.
+    pub async fn count_rows(&self, name: &str) -> Result<(i64, i64), String> {
+        let conn = self.connect_db(name).await.map_err(|e| e.to_string())?;
+        let tables = conn
+            .query(
+                "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables \
+                 WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+                &[],
+            )
+            .await
+            .map_err(|e| message(&e))?;
+        let mut rows = 0i64;
+        for t in &tables {
+            let name: String = t.get(0);
+            let n: i64 = conn
+                .query_one(&format!("SELECT count(*) FROM {name}"), &[])
+                .await
+                .map_err(|e| message(&e))?
+                .get(0);
+            rows += n;
+        }
+        Ok((tables.len() as i64, rows))
+    }
+
     pub async fn drop_database(&self, name: &str) -> Result<(), String> {
         self.admin
             .batch_execute(&format!(

@@ -342,23 +342,7 @@ fn bucket_attributes(b: &Bucket) -> Attributes {
         },
     );
     for (i, r) in b.lifecycle.iter().enumerate() {
-        let mut parts = Vec::new();
-        if let Some(t) = &r.transition {
-            parts.push(
-                format!("to {:?} after {}", t.storage_class, t.after).replace("Glacier", "GLACIER"),
-            );
-        }
-        if let Some(e) = r.expire_after {
-            parts.push(format!("expire after {e}"));
-        }
-        if let Some(e) = r.abort_incomplete_uploads_after {
-            parts.push(format!("abort uploads after {e}"));
-        }
-        let prefix = if r.prefix.is_empty() { "*" } else { &r.prefix };
-        a.text(
-            format!("lifecycle[{i}]"),
-            format!("{prefix}: {}", parts.join(", ")),
-        );
+        a.text(format!("lifecycle[{i}]"), r.text());
     }
     a
 }

@@ -82,3 +82,56 @@ pub enum StorageClass {
     GlacierIr,
     DeepArchive,
 }
+
+impl StorageClass {
+    /// The name S3 uses.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StorageClass::StandardIa => "STANDARD_IA",
+            StorageClass::OnezoneIa => "ONEZONE_IA",
+            StorageClass::IntelligentTiering => "INTELLIGENT_TIERING",
+            StorageClass::Glacier => "GLACIER",
+            StorageClass::GlacierIr => "GLACIER_IR",
+            StorageClass::DeepArchive => "DEEP_ARCHIVE",
+        }
+    }
+}
+
+/// Whole days, rounded up: S3 lifecycle rules count in days.
+pub fn days(d: Duration) -> u64 {
+    d.as_millis().div_ceil(86_400_000)
+}
+
+/// How a lifecycle rule reads in a plan; the S3 provider describes live rules the same way.
+pub fn lifecycle_text(
+    prefix: &str,
+    transition: Option<(&str, u64)>,
+    expire_days: Option<u64>,
+    abort_days: Option<u64>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some((class, d)) = transition {
+        parts.push(format!("to {class} after {d}d"));
+    }
+    if let Some(d) = expire_days {
+        parts.push(format!("expire after {d}d"));
+    }
+    if let Some(d) = abort_days {
+        parts.push(format!("abort uploads after {d}d"));
+    }
+    let prefix = if prefix.is_empty() { "*" } else { prefix };
+    format!("{prefix}: {}", parts.join(", "))
+}
+
+impl LifecycleRule {
+    pub fn text(&self) -> String {
+        lifecycle_text(
+            &self.prefix,
+            self.transition
+                .as_ref()
+                .map(|t| (t.storage_class.as_str(), days(t.after))),
+            self.expire_after.map(days),
+            self.abort_incomplete_uploads_after.map(days),
+        )
+    }
+}

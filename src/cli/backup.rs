@@ -1,0 +1,327 @@
+//! `converge backup run|list|verify NAME [DIR]` and `converge restore BACKUP_ID --to DATABASE`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail};
+use clap::{Args, Subcommand};
+
+use super::live::{runtime, state_dir, Session};
+use super::Outcome;
+use crate::apply::journal::Journal;
+use crate::backup::{self, Tools};
+use crate::load::{self, SourceTree};
+use crate::model::backup::VerifyMode;
+use crate::model::{Backup, DesiredState, Kind, Resource, ResourceId};
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Take a backup now (then verify it as declared and apply retention).
+    Run(NameArgs),
+    /// Every copy at every destination, with age, size and what retention will delete.
+    List(NameArgs),
+    /// Check a copy (default: the newest): `checksum`, or `restore` into a scratch database.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    pub name: String,
+    #[arg(default_value = "desired-state")]
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    pub name: String,
+    /// A copy id (`database-20261128T143800Z`), or the desired-state directory.
+    pub id_or_dir: Option<String>,
+    pub dir: Option<PathBuf>,
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Override the Backup's `verify`.
+    #[arg(long, value_parser = ["checksum", "restore"])]
+    pub mode: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// A copy id, or `NAME@latest`.
+    pub backup_id: String,
+    #[arg(default_value = "desired-state")]
+    pub dir: PathBuf,
+    /// The database to restore into (created when missing).
+    #[arg(long, conflicts_with = "to_dir")]
+    pub to: Option<String>,
+    /// The directory to restore a files backup into.
+    #[arg(long)]
+    pub to_dir: Option<PathBuf>,
+    /// Restore over a database that already holds tables.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+fn load_backup(
+    dir: &Path,
+    env: Option<&str>,
+    name: &str,
+) -> anyhow::Result<(DesiredState, Backup)> {
+    let tree = SourceTree::read_dir(dir)?;
+    let desired = load::load(&tree, env).map_err(|d| anyhow!("{d}"))?;
+    let id = ResourceId::new(Kind::Backup, name);
+    let Some(Resource::Backup(b)) = desired.get(&id).cloned() else {
+        let names: Vec<String> = desired
+            .resources
+            .keys()
+            .filter(|k| k.kind == Kind::Backup)
+            .map(|k| k.name.clone())
+            .collect();
+        bail!(
+            "unknown backup `{name}`\n  = hint: backups in {}: {}",
+            tree.root,
+            names.join(", ")
+        );
+    };
+    Ok((desired, b))
+}
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+fn age(secs: u64) -> String {
+    let d = backup::now().saturating_sub(secs);
+    match d {
+        0..=119 => format!("{d}s"),
+        120..=7199 => format!("{}m", d / 60),
+        7200..=172_799 => format!("{}h", d / 3600),
+        _ => format!("{}d", d / 86_400),
+    }
+}
+
+pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> {
+    let rt = runtime()?;
+    match cmd {
+        BackupCommand::Run(a) => {
+            let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &a.name)?;
+            let session = rt.block_on(Session::open(&desired, state_dir(state)))?;
+            let tools = tools(&desired, &session, &rt);
+            match run_now(&tools, &b, &session.state_dir) {
+                Ok(lines) => {
+                    lines.iter().for_each(|l| println!("{l}"));
+                    Ok(Outcome::Success)
+                }
+                Err(e) => {
+                    eprintln!("error: backup/{} failed: {e}\nNothing was kept that looks like a good backup.", b.name);
+                    Ok(Outcome::Failure)
+                }
+            }
+        }
+        BackupCommand::List(a) => {
+            let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &a.name)?;
+            let session = rt.block_on(Session::open(&desired, state_dir(state)))?;
+            let tools = tools(&desired, &session, &rt);
+            println!(
+                "{:<34} {:<44} {:>6} {:>10}  retention",
+                "ID", "DESTINATION", "AGE", "SIZE"
+            );
+            for (store, keep) in tools.stores(&b).map_err(anyhow::Error::msg)? {
+                let ms = store
+                    .manifests(b.name.as_str(), &rt.handle().clone())
+                    .map_err(anyhow::Error::msg)?;
+                let expired: Vec<String> = backup::expired(&ms, keep.as_millis() / 1000)
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect();
+                for m in &ms {
+                    let note = if expired.contains(&m.id) {
+                        format!("older than {keep}: deleted after the next backup")
+                    } else {
+                        format!("kept ({keep})")
+                    };
+                    println!(
+                        "{:<34} {:<44} {:>6} {:>10}  {note}",
+                        m.id,
+                        store.describe(),
+                        age(m.started_at),
+                        human(m.stored_bytes)
+                    );
+                }
+                if ms.is_empty() {
+                    println!(
+                        "{:<34} {:<44} {:>6} {:>10}",
+                        "(none)",
+                        store.describe(),
+                        "-",
+                        "-"
+                    );
+                }
+            }
+            Ok(Outcome::Success)
+        }
+        BackupCommand::Verify(a) => {
+            let (id, dir) = match (&a.id_or_dir, &a.dir) {
+                (Some(x), d) if x == "latest" || backup::parse_id(x).is_some() => (
+                    x.clone(),
+                    d.clone().unwrap_or_else(|| "desired-state".into()),
+                ),
+                (Some(x), _) => ("latest".into(), PathBuf::from(x)),
+                (None, _) => ("latest".into(), "desired-state".into()),
+            };
+            let (desired, b) = load_backup(&dir, a.env.as_deref(), &a.name)?;
+            let session = rt.block_on(Session::open(&desired, state_dir(state)))?;
+            let tools = tools(&desired, &session, &rt);
+            let mode = match a.mode.as_deref() {
+                Some("restore") => VerifyMode::Restore,
+                Some(_) => VerifyMode::Checksum,
+                None => b.verify,
+            };
+            match verify(&tools, &b, &id, mode) {
+                Ok(line) => {
+                    println!("{line}");
+                    Ok(Outcome::Success)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(Outcome::Failure)
+                }
+            }
+        }
+    }
+}
+
+pub fn restore(a: RestoreArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
+    let (name, id) = backup::parse_id(&a.backup_id)
+        .ok_or_else(|| anyhow!("`{}` is not a backup id\n  = hint: write NAME@latest, or an id from `converge backup list NAME`", a.backup_id))?;
+    let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &name)?;
+    let rt = runtime()?;
+    let session = rt.block_on(Session::open(&desired, state_dir(state)))?;
+    let tools = tools(&desired, &session, &rt);
+    let (store, m) = backup::find(&tools, &b, &id).map_err(anyhow::Error::msg)?;
+    let started = std::time::Instant::now();
+    let result = match (&a.to, &a.to_dir) {
+        (Some(db), _) => backup::restore_database(&tools, &b, &store, &m, db, a.force)
+            .map(|_| format!("database {db}")),
+        (None, Some(dir)) => {
+            backup::restore_files(&tools, &b, &store, &m, dir).map(|_| dir.display().to_string())
+        }
+        (None, None) => bail!("say where to restore: --to DATABASE or --to-dir DIR"),
+    };
+    match result {
+        Ok(target) => {
+            println!(
+                "Restored {} from {} into {target} in {:.1}s.",
+                m.id,
+                store.describe(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(Outcome::Success)
+        }
+        Err(e) => {
+            eprintln!("error: restore of {} failed: {e}", m.id);
+            Ok(Outcome::Failure)
+        }
+    }
+}
+
+fn tools<'a>(
+    desired: &'a DesiredState,
+    session: &'a Session,
+    rt: &tokio::runtime::Runtime,
+) -> Tools<'a> {
+    Tools {
+        desired,
+        secrets: &session.secrets,
+        postgres: session.postgres.as_ref(),
+        s3: session.s3.as_ref(),
+        rt: rt.handle().clone(),
+    }
+}
+
+/// A backup, its verification and retention, recorded in the journal; lines to print.
+pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String>, String> {
+    let project = tools.desired.project.name.as_str();
+    let mut journal = Journal::open(state_dir, project).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let outcome = backup::run(tools, b);
+    let m = match outcome {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = journal.record("backup-failed", |x| {
+                x.resource = Some(format!("backup/{}", b.name));
+                x.error = Some(e.clone());
+            });
+            return Err(e);
+        }
+    };
+    let mut lines = vec![format!(
+        "Backed up backup/{} as {}: {} raw, {} stored ({}, {}) in {:.1}s",
+        b.name,
+        m.id,
+        human(m.raw_bytes),
+        human(m.stored_bytes),
+        m.compression,
+        m.encryption,
+        started.elapsed().as_secs_f64()
+    )];
+    for d in &b.destinations {
+        lines.push(format!("  -> {}", d.url));
+    }
+    let verified = if b.verify == VerifyMode::None {
+        Ok("not verified (verify: none)".to_string())
+    } else {
+        verify(tools, b, &m.id, b.verify)
+    };
+    let _ = journal.record(if verified.is_ok() { "backup-done" } else { "backup-failed" }, |x| {
+        x.resource = Some(format!("backup/{}", b.name));
+        x.detail = Some(m.id.clone());
+        x.error = verified.as_ref().err().cloned();
+        x.data = serde_json::json!({"id": m.id, "stored_bytes": m.stored_bytes, "seconds": started.elapsed().as_secs_f64()});
+    });
+    lines.push(verified?);
+    match backup::retention(tools, b) {
+        Ok(deleted) if deleted.is_empty() => {}
+        Ok(deleted) => lines.push(format!(
+            "Retention deleted {} old copy(ies): {}",
+            deleted.len(),
+            deleted.join(", ")
+        )),
+        Err(e) => lines.push(format!("warning: retention failed: {e}")),
+    }
+    Ok(lines)
+}
+
+fn verify(tools: &Tools, b: &Backup, id: &str, mode: VerifyMode) -> Result<String, String> {
+    let (store, m) = backup::find(tools, b, id)?;
+    backup::verify_checksum(tools, b, &store, &m)?;
+    if mode != VerifyMode::Restore {
+        return Ok(format!(
+            "Verified {} at {}: checksum and every chunk authenticate.",
+            m.id,
+            store.describe()
+        ));
+    }
+    let d = backup::verify_restore(tools, b, &store, &m)?;
+    Ok(format!(
+        "Verified {} at {}: restored {} table(s), {} row(s) into a scratch database and dropped it; restore took {:.1}s (the measured RTO).",
+        m.id,
+        store.describe(),
+        d.tables,
+        d.rows,
+        d.seconds
+    ))
+}
