@@ -292,3 +292,34 @@ fn a_failed_upload_leaves_no_manifest_anywhere() {
     assert!(s.copies().is_empty(), "{:?}", s.copies());
     assert!(s.p.journal().contains("\"event\":\"backup-failed\""));
 }
+
+#[test]
+fn the_agent_runs_a_backup_when_its_schedule_fires() {
+    let s = Setup::new("schedule", "7d", None);
+    s.seed();
+    let yaml = std::fs::read_to_string(s.p.path().join("converge.yaml"))
+        .unwrap()
+        .replace("schedule: \"0 * * * *\"", "schedule: \"* * * * *\"")
+        .replace(
+            "hosts: [{name: local}]",
+            "hosts: [{name: local}]\nsync: {interval: 1s}",
+        );
+    std::fs::write(s.p.path().join("converge.yaml"), yaml).unwrap();
+    let source = s.p.path().to_str().unwrap().to_string();
+    let agent = common::Agent::start(
+        s.p.state.path(),
+        19540,
+        &["--source", &source],
+        &[("CVT_BACKUP_KEY", "k1")],
+    );
+    common::wait_until(90, "a scheduled backup", || {
+        s.copies().iter().any(|c| c.ends_with(".manifest.json"))
+    });
+    common::wait_until(10, "the backup metric", || {
+        agent
+            .get("/metrics")
+            .1
+            .contains("converge_backup_last_success_timestamp_seconds{backup=\"db\"}")
+    });
+    assert!(agent.log().contains("scheduled backup"), "{}", agent.log());
+}

@@ -26,6 +26,11 @@ pub struct ServiceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackupLabel {
+    pub backup: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ColorLabel {
     pub service: String,
     pub color: String,
@@ -50,6 +55,8 @@ pub struct Metrics {
     pub invalid_revisions: Counter,
     pub up: Gauge,
     pub cluster_lock_held: Gauge,
+    pub backup_last_success: Family<BackupLabel, Gauge<f64, AtomicU64>>,
+    pub backup_rpo_breached: Family<BackupLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -69,6 +76,8 @@ impl Default for Metrics {
             invalid_revisions: Counter::default(),
             up: Gauge::default(),
             cluster_lock_held: Gauge::default(),
+            backup_last_success: Family::default(),
+            backup_rpo_breached: Family::default(),
             registry: Registry::default(),
         };
         registry.register("reconcile", "Reconciles by outcome", m.reconciles.clone());
@@ -119,6 +128,16 @@ impl Default for Metrics {
             "cluster_lock_held",
             "1 while this agent holds the cluster lock",
             m.cluster_lock_held.clone(),
+        );
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When each backup last succeeded",
+            m.backup_last_success.clone(),
+        );
+        registry.register(
+            "backup_rpo_breached",
+            "1 while a backup is older than its RPO",
+            m.backup_rpo_breached.clone(),
         );
         m.up.set(1);
         Metrics { registry, ..m }

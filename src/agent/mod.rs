@@ -8,6 +8,7 @@ pub mod http;
 pub mod lock;
 pub mod metrics;
 pub mod notify;
+pub mod schedule;
 pub mod source;
 pub mod status;
 
@@ -110,6 +111,8 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         recovered: false,
         lock: None,
         cluster: None,
+        schedules: Default::default(),
+        breached: Default::default(),
     };
     let mut trigger = Trigger::Startup;
     loop {
@@ -201,6 +204,10 @@ struct Agent {
     recovered: bool,
     lock: Option<StateLock>,
     cluster: Option<lock::ClusterLock>,
+    /// Per backup: the time its schedule was last looked at (it fires for occurrences after it).
+    schedules: std::collections::BTreeMap<String, u64>,
+    /// Backups whose RPO breach was already notified.
+    breached: std::collections::BTreeSet<String>,
 }
 
 impl Agent {
@@ -324,6 +331,9 @@ impl Agent {
             })
             .await?;
             live = session.observe(&desired).await?;
+        }
+        if cluster_work {
+            self.run_schedules(&desired, &session, &rev).await;
         }
         let plan = self.plan(&desired, &live, &session, &rev, cluster_work);
         self.report(&desired, &live, &plan, &session.kinds());
@@ -483,6 +493,106 @@ impl Agent {
                 pending: live.pending.clone(),
             },
         )
+    }
+
+    /// Runs the backups whose schedule came due since it was last looked at, then checks RPOs.
+    async fn run_schedules(&mut self, desired: &DesiredState, session: &Session, rev: &Revision) {
+        let now = apply::journal::now();
+        let backups: Vec<crate::model::Backup> = desired
+            .resources
+            .values()
+            .filter_map(|r| match r {
+                Resource::Backup(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect();
+        let secrets = match Secrets::load_or_create(&self.opts.state_dir) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                error!(error = %e, "cannot read the digest key; backups skipped");
+                return;
+            }
+        };
+        for b in &backups {
+            let id = format!("backup/{}", b.name);
+            let since = *self.schedules.entry(id.clone()).or_insert(now);
+            let due = schedule::next_after(b.schedule.as_str(), since).is_some_and(|t| t <= now);
+            if !due {
+                continue;
+            }
+            self.schedules.insert(id.clone(), now);
+            info!(backup = %b.name, "scheduled backup");
+            let tools = crate::backup::Tools {
+                desired,
+                secrets: &session.secrets,
+                postgres: session.postgres.as_ref(),
+                s3: session.s3.as_ref(),
+                rt: tokio::runtime::Handle::current(),
+            };
+            let state_dir = self.opts.state_dir.clone();
+            let result =
+                tokio::task::block_in_place(|| crate::cli::backup::run_now(&tools, b, &state_dir));
+            match result {
+                Ok(lines) => lines.iter().for_each(|l| info!("{l}")),
+                Err(e) => {
+                    error!(backup = %b.name, error = %e, "backup failed");
+                    self.event(
+                        desired,
+                        &secrets,
+                        rev,
+                        EventKind::BackupFailed,
+                        format!("{}: backup/{} failed: {e}", desired.project.name, b.name),
+                    );
+                }
+            }
+        }
+        let last = schedule::last_success(&Journal::entries(
+            &self.opts.state_dir,
+            desired.project.name.as_str(),
+        ));
+        for b in &backups {
+            let id = format!("backup/{}", b.name);
+            let at = last.get(&id).copied();
+            if let Some(t) = at {
+                self.shared
+                    .metrics
+                    .backup_last_success
+                    .get_or_create(&metrics::BackupLabel {
+                        backup: b.name.to_string(),
+                    })
+                    .set(t as f64);
+            }
+            let Some(rpo) = b.rpo else { continue };
+            let age = now.saturating_sub(at.unwrap_or(0));
+            let known = self.schedules.get(&id).copied().unwrap_or(now);
+            // A backup never taken breaches once the agent has watched it for longer than the RPO.
+            let breached = match at {
+                Some(_) => age > rpo.as_millis() / 1000,
+                None => now.saturating_sub(known) > rpo.as_millis() / 1000,
+            };
+            if breached && self.breached.insert(id.clone()) {
+                warn!(backup = %b.name, "RPO breached");
+                self.event(
+                    desired,
+                    &secrets,
+                    rev,
+                    EventKind::RpoBreach,
+                    format!(
+                        "{}: backup/{} is older than its RPO of {rpo}",
+                        desired.project.name, b.name
+                    ),
+                );
+            } else if !breached {
+                self.breached.remove(&id);
+            }
+            self.shared
+                .metrics
+                .backup_rpo_breached
+                .get_or_create(&metrics::BackupLabel {
+                    backup: b.name.to_string(),
+                })
+                .set(i64::from(breached));
+        }
     }
 
     /// Polls the PostgreSQL advisory lock; returns whether this agent may do cluster-wide work.
