@@ -325,7 +325,7 @@ impl Agent {
         let cluster_work = self.poll_cluster_lock(&desired, &session).await;
         let mut live = session.observe(&desired).await?;
         if live.pending.iter().any(|p| p.due <= apply::journal::now()) {
-            let ctx = self.context(&desired, &session, &live, &rev);
+            let ctx = session.context(&desired, &live, &rev.root, Some(rev.short()));
             apply::run_due_deferred(&ctx, &mut journal, &self.opts.state_dir, &mut |l| {
                 info!("{}", l.trim())
             })
@@ -372,7 +372,7 @@ impl Agent {
         let stop = self.stop.clone();
         let ctx = Context {
             stop: Some(&stop),
-            ..self.context(&desired, &session, &live, &rev)
+            ..session.context(&desired, &live, &rev.root, Some(rev.short()))
         };
         let outcome =
             apply::execute(&plan, &ctx, &mut journal, &mut |l| info!("{}", l.trim())).await?;
@@ -426,27 +426,6 @@ impl Agent {
             apply::Outcome::Interrupted { .. } => {}
         }
         Ok(outcome.name())
-    }
-
-    fn context<'a>(
-        &self,
-        desired: &'a DesiredState,
-        session: &'a Session,
-        live: &'a LiveState,
-        rev: &'a Revision,
-    ) -> Context<'a> {
-        Context {
-            desired,
-            docker: &session.docker,
-            secrets: &session.secrets,
-            live,
-            revision: Some(rev.short()),
-            root: &rev.root,
-            stop: None,
-            postgres: session.postgres.as_ref(),
-            s3: session.s3.as_ref(),
-            state_dir: &session.state_dir,
-        }
     }
 
     /// The plan, less the resources still backing off after a failure.

@@ -197,36 +197,17 @@ impl Journal {
     }
 }
 
-/// A deferred entry is identified by its run and step; `deferred-done` closes it.
+/// Deferred steps still open, as the plan shows them.
 pub fn pending_of(entries: &[Entry]) -> Vec<PendingStep> {
-    let mut open: Vec<(&Entry, PendingStep)> = Vec::new();
-    for e in entries {
-        match e.event.as_str() {
-            "deferred" => {
-                let due = e.data.get("due").and_then(|d| d.as_u64()).unwrap_or(e.ts);
-                open.push((
-                    e,
-                    PendingStep {
-                        resource: e.resource.clone().unwrap_or_default(),
-                        action: e.action.clone().unwrap_or_default(),
-                        detail: e.detail.clone().unwrap_or_default(),
-                        due,
-                    },
-                ));
-            }
-            "deferred-done" => {
-                let run = e.data.get("run").and_then(|r| r.as_str()).unwrap_or("");
-                let step = e
-                    .data
-                    .get("step")
-                    .and_then(|s| s.as_u64())
-                    .map(|s| s as usize);
-                open.retain(|(d, _)| !(d.run == run && d.step == step));
-            }
-            _ => {}
-        }
-    }
-    open.into_iter().map(|(_, p)| p).collect()
+    open_deferred(entries)
+        .into_iter()
+        .map(|e| PendingStep {
+            due: e.data.get("due").and_then(|d| d.as_u64()).unwrap_or(e.ts),
+            resource: e.resource.unwrap_or_default(),
+            action: e.action.unwrap_or_default(),
+            detail: e.detail.unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The deferred entries still open, with what identifies them.

@@ -9,8 +9,8 @@ use clap::Args;
 
 use super::live::{check_host, runtime, state_dir, SavedPlan, Session};
 use super::Outcome;
+use crate::apply;
 use crate::apply::journal::Journal;
-use crate::apply::{self, Context};
 use crate::load::{self, SourceTree};
 use crate::model::DesiredState;
 use crate::plan::{self, Plan};
@@ -116,7 +116,7 @@ async fn apply_async(
                 .iter()
                 .any(|p| p.due <= crate::apply::journal::now())
             {
-                let ctx = context(desired, &session, &live, dir);
+                let ctx = session.context(desired, &live, dir, None);
                 apply::run_due_deferred(&ctx, &mut journal, &state_dir, &mut |l| println!("{l}"))
                     .await?;
                 live = session.observe(desired).await?;
@@ -136,7 +136,7 @@ async fn apply_async(
         return Ok(Outcome::Failure);
     }
     println!("\nApplying {} step(s):", plan.steps.len());
-    let ctx = context(desired, &session, &live, dir);
+    let ctx = session.context(desired, &live, dir, None);
     let outcome = apply::execute(&plan, &ctx, &mut journal, &mut |l| println!("{l}")).await?;
     let s = plan.summary();
     match &outcome {
@@ -161,26 +161,6 @@ async fn apply_async(
             eprintln!("\nApply failed at `{step}`: {error}\nRollback failed; fix these by hand, then run `converge plan`:\n  - {}", left.join("\n  - "));
             Ok(Outcome::Failure)
         }
-    }
-}
-
-fn context<'a>(
-    desired: &'a DesiredState,
-    session: &'a Session,
-    live: &'a crate::live::LiveState,
-    dir: &'a Path,
-) -> Context<'a> {
-    Context {
-        desired,
-        docker: &session.docker,
-        secrets: &session.secrets,
-        live,
-        revision: None,
-        root: dir,
-        stop: None,
-        postgres: session.postgres.as_ref(),
-        s3: session.s3.as_ref(),
-        state_dir: &session.state_dir,
     }
 }
 

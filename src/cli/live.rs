@@ -96,6 +96,28 @@ impl Session {
         })
     }
 
+    /// What apply's steps need, from this session's providers.
+    pub fn context<'a>(
+        &'a self,
+        desired: &'a DesiredState,
+        live: &'a LiveState,
+        root: &'a Path,
+        revision: Option<&'a str>,
+    ) -> crate::apply::Context<'a> {
+        crate::apply::Context {
+            desired,
+            docker: &self.docker,
+            secrets: &self.secrets,
+            live,
+            revision,
+            root,
+            stop: None,
+            postgres: self.postgres.as_ref(),
+            s3: self.s3.as_ref(),
+            state_dir: &self.state_dir,
+        }
+    }
+
     /// Kinds that have a provider in this session.
     pub fn kinds(&self) -> Vec<Kind> {
         let mut k = RECONCILED.to_vec();

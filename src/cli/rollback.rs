@@ -11,7 +11,7 @@ use clap::Args;
 use super::live::{runtime, state_dir, Session};
 use super::Outcome;
 use crate::apply::journal::{self, Journal};
-use crate::apply::{self, files, Context};
+use crate::apply::{self, files};
 use crate::diff::{diff, Diff, DiffOptions};
 use crate::live::{Color, LiveService, LiveState};
 use crate::load::{self, SourceTree};
@@ -288,18 +288,7 @@ async fn redeploy_previous(
         crate::plan::text::utc(entry.ts)
     );
     print!("{}", plan::text::render(&p));
-    let ctx = Context {
-        desired: &target,
-        docker: &session.docker,
-        secrets: &session.secrets,
-        live,
-        revision: None,
-        root: dir,
-        stop: None,
-        postgres: session.postgres.as_ref(),
-        s3: session.s3.as_ref(),
-        state_dir: &session.state_dir,
-    };
+    let ctx = session.context(&target, live, dir, None);
     let outcome = apply::execute(&p, &ctx, journal, &mut |l| println!("{l}")).await?;
     if outcome != apply::Outcome::Applied {
         eprintln!("\nRollback failed: {outcome:?}");
