@@ -99,6 +99,8 @@ pub async fn http_request(host: &str, port: u16, method: &str, path: &str) -> Re
 pub async fn gate(docker: &Docker, container: &str, h: &Health) -> Result<(), GateError> {
     let mut streak = 0;
     let mut last = String::new();
+    // A process needs a moment to listen: a first probe at once would cost a whole interval.
+    tokio::time::sleep(h.interval.to_std().min(Duration::from_millis(250))).await;
     for attempt in 1..=h.retries {
         let status = docker.status(container).await.ok().flatten();
         match &status {

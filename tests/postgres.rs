@@ -429,3 +429,33 @@ fn out_of_order_migrations_are_refused_unless_allowed() {
         "2"
     );
 }
+
+#[test]
+fn grants_on_a_schema_a_migration_creates_and_database_grants_converge_in_one_apply() {
+    let d = Db::new("schemagrant");
+    d.migration(
+        "0001_reports.up.sql",
+        "CREATE SCHEMA reports; CREATE TABLE reports.daily (d date);\n",
+    );
+    let n = &d.name;
+    let yaml = format!(
+        "kind: Project\nname: {}\nhosts: [{{name: local}}]\nproviders: {{postgres: {{url: \"{}\"}}}}\n---\nkind: Database\nname: {n}\nroles:\n  - name: {n}_ro\n    login: true\n    grants:\n      - {{privileges: [CONNECT], on: database}}\n      - {{privileges: [USAGE], on: schema, schema: reports}}\n      - {{privileges: [SELECT], on: all-tables, schema: reports}}\nmigrations: {{dir: migrations}}\n",
+        d.p.name,
+        pg_url()
+    );
+    std::fs::write(d.p.path().join("converge.yaml"), yaml).unwrap();
+    let o = d.p.apply();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        d.sql(&format!(
+            "SELECT has_table_privilege('{n}_ro', 'reports.daily', 'SELECT')"
+        )),
+        "t"
+    );
+    assert_eq!(
+        d.p.plan_exit(),
+        0,
+        "{}",
+        text(&d.p.converge(&["plan", "DIR"]))
+    );
+}

@@ -173,7 +173,8 @@ fn spawn_signals(stop: Arc<AtomicBool>, tx: mpsc::Sender<Trigger>) {
 fn spawn_watcher(dir: PathBuf, tx: mpsc::Sender<Trigger>) {
     use ::notify::{RecursiveMode, Watcher};
     let handler = move |res: ::notify::Result<::notify::Event>| {
-        if res.is_ok() {
+        // Reading the files (an access) is what every reconcile does: only changes count.
+        if res.is_ok_and(|e| !matches!(e.kind, ::notify::EventKind::Access(_))) {
             let _ = tx.try_send(Trigger::Changed);
         }
     };
@@ -395,7 +396,7 @@ impl Agent {
                     ),
                 );
             }
-            apply::Outcome::RolledBack { step, error }
+            apply::Outcome::RolledBack { step, error, .. }
             | apply::Outcome::RollbackFailed { step, error, .. } => {
                 let resource = step.split_whitespace().nth(1).unwrap_or("").to_string();
                 self.backoff.failed(&resource, Instant::now());

@@ -54,6 +54,8 @@ pub async fn migrate(
         .filter(|f| change.is_some_and(|c| c.migrations.contains(&f.stem())))
         .collect();
     let applied = pg(ctx)?.migrate(db, &wanted, &runner()).await?;
+    // Grants on schemas the migrations created can be given now.
+    pg(ctx)?.apply_grants(db).await?;
     let ran: Vec<&&MigrationFile> = wanted
         .iter()
         .filter(|f| applied.contains(&f.version))

@@ -81,6 +81,8 @@ pub enum Outcome {
     RolledBack {
         step: String,
         error: String,
+        /// Completed steps that are kept by design (a database or bucket is never undone).
+        kept: Vec<String>,
     },
     RollbackFailed {
         step: String,
@@ -176,8 +178,22 @@ pub async fn execute(
                 }
                 let left = compensate(&done, ctx, journal, progress).await?;
                 let what = format!("{} {}", step.action.as_str(), step.resource);
+                let kept: Vec<String> = done
+                    .iter()
+                    .filter(|(s, u)| {
+                        *u == Undo::Nothing
+                            && !s.deferred
+                            && s.compensation.is_none()
+                            && s.action != StepAction::Drain
+                    })
+                    .map(|(s, _)| format!("{} {}", s.action.as_str(), s.resource))
+                    .collect();
                 let outcome = if left.is_empty() {
-                    Outcome::RolledBack { step: what, error }
+                    Outcome::RolledBack {
+                        step: what,
+                        error,
+                        kept,
+                    }
                 } else {
                     Outcome::RollbackFailed {
                         step: what,

@@ -147,8 +147,15 @@ async fn apply_async(
             );
             Ok(Outcome::Success)
         }
-        apply::Outcome::RolledBack { step, error } => {
-            eprintln!("\nApply failed at `{step}`: {error}\nRolled back: every completed step was undone; live state is as before.");
+        apply::Outcome::RolledBack { step, error, kept } => {
+            if kept.is_empty() {
+                eprintln!("\nApply failed at `{step}`: {error}\nRolled back: every completed step was undone; live state is as before.");
+            } else {
+                eprintln!(
+                    "\nApply failed at `{step}`: {error}\nRolled back the steps that can be undone. Kept, as data-holding or harmless to keep:\n  - {}",
+                    kept.join("\n  - ")
+                );
+            }
             Ok(Outcome::Failure)
         }
         apply::Outcome::Interrupted { after } => {

@@ -1,4 +1,6 @@
 //! `converge plan`: load, observe (or assume nothing exists with --offline), diff, plan, print.
+//! With `--base REV` it also shows what a change does: the desired state at `--head` (or the
+//! working tree) planned against the state that `REV` would have left.
 
 use std::path::{Path, PathBuf};
 
@@ -7,8 +9,14 @@ use clap::Args;
 
 use super::live::{check_host, offline_plan, runtime, state_dir, SavedPlan, Session};
 use super::{Outcome, PlanFormat};
+use crate::agent::source::at_revision;
+use crate::diff::{diff, DiffOptions};
+use crate::live::synthetic::after_apply;
+use crate::live::LiveState;
 use crate::load::{self, SourceTree};
-use crate::plan::{self, Plan};
+use crate::model::attributes::ReferenceDigest;
+use crate::model::DesiredState;
+use crate::plan::{self, Plan, PlanContext};
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -36,10 +44,22 @@ pub struct PlanArgs {
     /// Fail (exit 1) when a pending migration has lint warnings.
     #[arg(long)]
     pub strict: bool,
+    /// Show what the change from this git revision does (read from git objects, no checkout).
+    #[arg(long, value_name = "GIT_REV")]
+    pub base: Option<String>,
+    /// With --base: the revision to compare (default: the working tree).
+    #[arg(long, value_name = "GIT_REV", requires = "base")]
+    pub head: Option<String>,
 }
 
 pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
-    let tree = SourceTree::read_dir(&args.dir)?;
+    let (head_rev, tree) = match &args.head {
+        Some(rev) => {
+            let (id, t) = at_revision(&args.dir, rev)?;
+            (Some(id), t)
+        }
+        None => (None, SourceTree::read_dir(&args.dir)?),
+    };
     let desired = match load::load(&tree, args.env.as_deref()) {
         Ok(d) => d,
         Err(diags) => {
@@ -48,31 +68,60 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         }
     };
     check_host(&desired, args.host.as_deref())?;
-    let plan = if args.offline {
-        offline_plan(&desired, args.host.as_deref())
+    let change = match &args.base {
+        Some(base) => Some(change_plan(&args, base, head_rev.as_deref(), &desired)?),
+        None => None,
+    };
+    let live = if args.offline && change.is_some() {
+        None
+    } else if args.offline {
+        Some(offline_plan(&desired, args.host.as_deref()))
     } else {
         let rt = runtime()?;
-        rt.block_on(async {
+        Some(rt.block_on(async {
             let session = Session::open(&desired, state_dir(state)).await?;
             let live = session.observe(&desired).await?;
             anyhow::Ok(session.plan(
                 &desired,
                 &live,
                 args.host.as_deref(),
-                None,
+                head_rev.as_deref(),
                 args.retry_failed,
             ))
-        })?
+        })?)
     };
-    print!("{}", render(&plan, args.format));
-    if let Some(out) = &args.out {
+    match (&change, &live) {
+        (Some((title, c)), Some(l)) => {
+            print!(
+                "{}",
+                section(&format!("What this change does ({title})"), c, args.format)
+            );
+            print!(
+                "{}",
+                section(
+                    "What apply would do now, against live state",
+                    l,
+                    args.format
+                )
+            );
+        }
+        (Some((_, c)), None) => print!("{}", render(c, args.format)),
+        (None, Some(l)) => print!("{}", render(l, args.format)),
+        (None, None) => unreachable!("one of the two plans is always made"),
+    }
+    let main = change
+        .as_ref()
+        .map(|(_, c)| c)
+        .or(live.as_ref())
+        .expect("a plan");
+    if let (Some(out), Some(l)) = (&args.out, &live) {
         let saved = SavedPlan {
             format_version: plan::json::FORMAT_VERSION.into(),
             dir: std::fs::canonicalize(&args.dir).unwrap_or(args.dir.clone()),
             env: args.env.clone(),
             host: args.host.clone(),
             desired_digest: tree.digest(),
-            plan: plan.clone(),
+            plan: l.clone(),
         };
         let json = serde_json::to_string_pretty(&saved)?;
         std::fs::write(out, json)
@@ -83,19 +132,72 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
             out.display()
         );
     }
-    if !plan.errors.is_empty() {
+    if !main.errors.is_empty() || live.as_ref().is_some_and(|l| !l.errors.is_empty()) {
         return Ok(Outcome::Failure);
     }
-    let lints = plan.lints().count();
+    let lints = main.lints().count();
     if args.strict && lints > 0 {
         eprintln!("error: {lints} migration lint warning(s) and --strict: fix them, or drop --strict to accept them");
         return Ok(Outcome::Failure);
     }
-    Ok(if args.detailed_exitcode && !plan.is_empty() {
+    Ok(if args.detailed_exitcode && !main.is_empty() {
         Outcome::Changes
     } else {
         Outcome::Success
     })
+}
+
+/// The head's desired state planned against what the base revision would have left.
+fn change_plan(
+    args: &PlanArgs,
+    base: &str,
+    head_rev: Option<&str>,
+    head: &DesiredState,
+) -> anyhow::Result<(String, Plan)> {
+    let (base_id, base_tree) = at_revision(&args.dir, base)?;
+    let opts = DiffOptions {
+        host: args.host.as_deref(),
+        secrets: &ReferenceDigest,
+        kinds: None,
+        retry_failed: true,
+    };
+    let mut notes = Vec::new();
+    let before = match load::load(&base_tree, args.env.as_deref()) {
+        Ok(b) => after_apply(&b, &LiveState::default(), &opts),
+        Err(_) => {
+            notes.push(format!(
+                "the desired state at {} does not load; the change is planned against nothing",
+                &base_id[..12]
+            ));
+            LiveState::default()
+        }
+    };
+    let mut d = diff(head, &before, &opts);
+    d.notes.extend(notes);
+    let title = format!(
+        "{} → {}",
+        &base_id[..12],
+        head_rev.map(|h| &h[..12]).unwrap_or("working tree")
+    );
+    let p = plan::plan(
+        head,
+        d,
+        PlanContext {
+            revision: head_rev,
+            host: args.host.as_deref(),
+            fingerprint: before.fingerprint(),
+            pending: Vec::new(),
+        },
+    );
+    Ok((title, p))
+}
+
+fn section(title: &str, p: &Plan, format: PlanFormat) -> String {
+    match format {
+        PlanFormat::Markdown => format!("### {title}\n\n{}\n", render(p, format)),
+        PlanFormat::Json => render(p, format),
+        PlanFormat::Text => format!("=== {title}\n\n{}\n", render(p, format)),
+    }
 }
 
 pub fn render(plan: &Plan, format: PlanFormat) -> String {

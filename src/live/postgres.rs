@@ -194,6 +194,7 @@ impl Postgres {
             .await
             .map_err(q("list roles"))?;
         let conn = self.connect_db(db.name.as_str()).await?;
+        let held = all_held(&conn, db).await?;
         for row in roles {
             let name: String = row.get(0);
             let Some(role) = db.roles.iter().find(|r| r.name.as_str() == name) else {
@@ -230,7 +231,7 @@ impl Postgres {
                 }
             }
             for (i, g) in role.grants.iter().enumerate() {
-                let held = held_privileges(&conn, db.name.as_str(), &name, g).await?;
+                let held = held.get(&(name.clone(), i)).cloned().unwrap_or_default();
                 if !held.is_empty() {
                     a.text(format!("roles.{name}.grants[{i}]"), g.describe(&held));
                 }
@@ -434,15 +435,54 @@ impl Postgres {
                 .await
                 .map_err(e(&format!("CREATE EXTENSION {ext}")))?;
         }
+        self.apply_grants_on(&conn, db, true).await?;
+        Ok(())
+    }
+
+    /// Grants and revokes so that each declared grant holds exactly its privileges.
+    pub async fn apply_grants(&self, db: &Database) -> Result<(), String> {
+        let conn = self
+            .connect_db(db.name.as_str())
+            .await
+            .map_err(|x| x.to_string())?;
+        self.apply_grants_on(&conn, db, false).await
+    }
+
+    /// `skip_missing_schemas`: before migrations run, a schema they create does not exist yet;
+    /// its grants are applied after them.
+    async fn apply_grants_on(
+        &self,
+        conn: &Client,
+        db: &Database,
+        skip_missing_schemas: bool,
+    ) -> Result<(), String> {
+        let held = all_held(conn, db).await.map_err(|x| x.to_string())?;
+        let schemas: BTreeSet<String> = conn
+            .query("SELECT nspname::text FROM pg_namespace", &[])
+            .await
+            .map_err(|e| message(&e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         for role in &db.roles {
-            for g in &role.grants {
+            for (i, g) in role.grants.iter().enumerate() {
+                if g.on != GrantTarget::Database && !schemas.contains(&g.schema) {
+                    if skip_missing_schemas {
+                        continue;
+                    }
+                    return Err(format!(
+                        "grant on schema {} for role {}: the schema does not exist",
+                        g.schema, role.name
+                    ));
+                }
                 let want = g.canonical_privileges();
-                let held = held_privileges(&conn, db.name.as_str(), role.name.as_str(), g)
-                    .await
-                    .map_err(|x| x.to_string())?;
-                let add: Vec<&str> = want.iter().copied().filter(|p| !held.contains(p)).collect();
+                let have = held
+                    .get(&(role.name.to_string(), i))
+                    .cloned()
+                    .unwrap_or_default();
+                let add: Vec<&str> = want.iter().copied().filter(|p| !have.contains(p)).collect();
                 let remove: Vec<&str> =
-                    held.iter().copied().filter(|p| !want.contains(p)).collect();
+                    have.iter().copied().filter(|p| !want.contains(p)).collect();
                 for (verb, privs) in [("GRANT", add), ("REVOKE", remove)] {
                     if privs.is_empty() {
                         continue;
@@ -450,7 +490,7 @@ impl Postgres {
                     for sql in grant_sql(verb, &privs, g, db.name.as_str(), role.name.as_str()) {
                         conn.batch_execute(&sql)
                             .await
-                            .map_err(e(&format!("{verb} on {}", g.on.as_str())))?;
+                            .map_err(|e| format!("{verb} on {}: {}", g.on.as_str(), message(&e)))?;
                     }
                 }
             }
@@ -785,76 +825,81 @@ async fn run_one(
     }
 }
 
-/// The privileges `role` holds on a grant's target, in canonical order. For all tables (or
-/// sequences, functions) of a schema: those held on every existing one and granted by default
-/// to future ones.
-async fn held_privileges(
+/// The privileges each declared grant holds, keyed by (role, grant index), in canonical order:
+/// the role's own ACL entries (not PUBLIC's, not inherited). For all tables (or sequences,
+/// functions) of a schema: held on every existing one and granted by default to future ones.
+/// One query for the whole database.
+async fn all_held(
     conn: &Client,
-    db: &str,
-    role: &str,
-    g: &Grant,
-) -> Result<Vec<&'static str>, PgError> {
-    let mut held = Vec::new();
-    let exists: bool = conn
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
-            &[&role],
-        )
-        .await
-        .map_err(q("look up role"))?
-        .get(0);
-    if !exists {
-        return Ok(held);
-    }
-    for p in g.on.privileges() {
-        let p_text = p.to_string();
-        let has: bool = match g.on {
-            GrantTarget::Schema => conn
-                .query_one(
-                    "SELECT has_schema_privilege($1, $2, $3)",
-                    &[&role, &g.schema, &p_text],
-                )
-                .await
-                .map(|r| r.get(0))
-                .unwrap_or(false),
-            GrantTarget::Database => conn
-                .query_one(
-                    "SELECT has_database_privilege($1, $2, $3)",
-                    &[&role, &db, &p_text],
-                )
-                .await
-                .map(|r| r.get(0))
-                .unwrap_or(false),
-            GrantTarget::AllTables | GrantTarget::AllSequences | GrantTarget::AllFunctions => {
-                let (check, kinds, objtype) = match g.on {
-                    GrantTarget::AllTables => (
-                        "has_table_privilege($2, c.oid, $3)",
-                        "('r','p','v','m','f')",
-                        "r",
-                    ),
-                    GrantTarget::AllSequences => {
-                        ("has_sequence_privilege($2, c.oid, $3)", "('S')", "S")
-                    }
-                    _ => ("true", "('x')", "f"),
-                };
-                let sql = format!(
-                    "SELECT coalesce((SELECT bool_and({check}) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname = $1 AND c.relkind IN {kinds}), true) \
-                     AND EXISTS (SELECT 1 FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a \
-                     WHERE n.nspname = $1 AND d.defaclobjtype = '{objtype}' AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $2) \
-                     AND a.privilege_type = $3)"
-                );
-                conn.query_one(&sql, &[&g.schema, &role, &p_text])
-                    .await
-                    .map(|r| r.get(0))
-                    .map_err(q("read grants"))?
+    db: &Database,
+) -> Result<BTreeMap<(String, usize), Vec<&'static str>>, PgError> {
+    let (mut roles, mut targets, mut schemas, mut privs, mut keys) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for role in &db.roles {
+        for (i, g) in role.grants.iter().enumerate() {
+            for p in g.on.privileges() {
+                roles.push(role.name.to_string());
+                targets.push(g.on.as_str().to_string());
+                schemas.push(g.schema.clone());
+                privs.push(p.to_string());
+                keys.push((role.name.to_string(), i, *p));
             }
-        };
-        if has {
-            held.push(*p);
         }
     }
-    Ok(held)
+    let mut out: BTreeMap<(String, usize), Vec<&'static str>> = BTreeMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let own = |acl: &str| {
+        format!("EXISTS (SELECT 1 FROM aclexplode({acl}) a WHERE a.grantee = x.ro AND a.privilege_type = x.p)")
+    };
+    let default_acl = |objtype: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a \
+             WHERE n.nspname = x.s AND d.defaclobjtype = '{objtype}' AND a.grantee = x.ro AND a.privilege_type = x.p)"
+        )
+    };
+    let every = |kinds: &str| {
+        format!(
+            "coalesce((SELECT bool_and({}) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = x.s AND c.relkind IN {kinds}), true)",
+            own("c.relacl")
+        )
+    };
+    let sql = format!(
+        "SELECT x.i, CASE x.t \
+           WHEN 'database' THEN (SELECT {db_acl} FROM pg_database WHERE datname = current_database()) \
+           WHEN 'schema' THEN coalesce((SELECT {ns_acl} FROM pg_namespace WHERE nspname = x.s), false) \
+           WHEN 'all-tables' THEN {tables} AND {tables_default} \
+           WHEN 'all-sequences' THEN {seqs} AND {seqs_default} \
+           ELSE {funcs_default} END \
+         FROM (SELECT u.*, (SELECT oid FROM pg_roles WHERE rolname = u.r) AS ro \
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) AS u(r, t, s, p, i)) x",
+        db_acl = own("datacl"),
+        ns_acl = own("nspacl"),
+        tables = every("('r','p','v','m','f')"),
+        tables_default = default_acl("r"),
+        seqs = every("('S')"),
+        seqs_default = default_acl("S"),
+        funcs_default = default_acl("f"),
+    );
+    let idx: Vec<i32> = (0..keys.len() as i32).collect();
+    let rows = conn
+        .query(&sql, &[&roles, &targets, &schemas, &privs, &idx])
+        .await
+        .map_err(q("read grants"))?;
+    let mut held = vec![false; keys.len()];
+    for r in rows {
+        let i: i32 = r.get(0);
+        held[i as usize] = r.get::<_, Option<bool>>(1).unwrap_or(false);
+    }
+    for ((role, gi, p), h) in keys.into_iter().zip(held) {
+        let entry = out.entry((role, gi)).or_default();
+        if h {
+            entry.push(p);
+        }
+    }
+    Ok(out)
 }
 
 fn grant_sql(verb: &str, privs: &[&str], g: &Grant, db: &str, role: &str) -> Vec<String> {
