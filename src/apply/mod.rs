@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::diff::{Change, ServiceChange};
@@ -117,10 +118,14 @@ pub async fn execute(
     let total = plan.steps.len();
     let mut done: Vec<(&Step, Undo)> = Vec::new();
     let mut retired_on_success: Vec<String> = Vec::new();
-    for step in &plan.steps {
+    // Independent service creations start together (like compose), at most 4 at a time.
+    let mut ahead: BTreeMap<usize, (Result<Undo, String>, f64)> = BTreeMap::new();
+    let mut completed: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+    for (pos, step) in plan.steps.iter().enumerate() {
         if ctx
             .stop
             .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+            && !ahead.contains_key(&step.id)
         {
             progress(&format!(
                 "  stopping before step {}: shutdown requested",
@@ -129,11 +134,47 @@ pub async fn execute(
             journal.record("apply-interrupted", |e| e.step = Some(step.id))?;
             return Ok(Outcome::Interrupted { after: step.id - 1 });
         }
-        journal.record("step-started", |e| fill_step(e, step))?;
-        let started = Instant::now();
-        let change = changes.get(step.resource.as_str()).copied();
-        let result = run_step(step, change, &changes, ctx, journal).await;
-        let secs = started.elapsed().as_secs_f64();
+        if !ahead.contains_key(&step.id) && parallel(step, &changes) {
+            let batch: Vec<&Step> = plan.steps[pos..]
+                .iter()
+                .take_while(|s| parallel(s, &changes))
+                .filter(|s| s.waits_for.iter().all(|w| completed.contains(w)))
+                .collect();
+            if batch.len() > 1 {
+                for s in &batch {
+                    journal.record("step-started", |e| fill_step(e, s))?;
+                }
+                let results: Vec<(usize, Result<Undo, String>, f64)> =
+                    futures_util::stream::iter(batch)
+                        .map(|s| async move {
+                            let t = Instant::now();
+                            (
+                                s.id,
+                                create_service(s, ctx).await,
+                                t.elapsed().as_secs_f64(),
+                            )
+                        })
+                        .buffer_unordered(4)
+                        .collect()
+                        .await;
+                for (id, r, secs) in results {
+                    ahead.insert(id, (r, secs));
+                }
+            }
+        }
+        let (result, secs) = match ahead.remove(&step.id) {
+            Some(precomputed) => precomputed,
+            None => {
+                journal.record("step-started", |e| fill_step(e, step))?;
+                let started = Instant::now();
+                let change = changes.get(step.resource.as_str()).copied();
+                let result = run_step(step, change, &changes, ctx, journal).await;
+                (result, started.elapsed().as_secs_f64())
+            }
+        };
+        if result.is_ok() {
+            completed.insert(step.id);
+        }
         match result {
             Ok(undo) => {
                 progress(&format!(
@@ -167,6 +208,16 @@ pub async fn execute(
                     fill_step(e, step);
                     e.error = Some(error.clone());
                 })?;
+                // Creations that ran alongside and succeeded are undone with the rest.
+                for (id, (r, _)) in std::mem::take(&mut ahead) {
+                    if let (Ok(undo), Some(s)) = (r, plan.steps.iter().find(|s| s.id == id)) {
+                        journal.record("step-done", |e| {
+                            fill_step(e, s);
+                            e.data = serde_json::to_value(&undo).unwrap_or_default();
+                        })?;
+                        done.push((s, undo));
+                    }
+                }
                 for resource in deploys_implicated(step, &changes, ctx.desired) {
                     if let Some(s) = ctx.desired.service(name_of(&resource)) {
                         let hash = service::spec_attributes(ctx, s).spec_hash();
@@ -280,6 +331,28 @@ fn record_deployed(
         })?;
     }
     Ok(())
+}
+
+/// A plain service creation: needs nothing from the journal, can run beside others.
+fn parallel(step: &Step, changes: &BTreeMap<&str, &Change>) -> bool {
+    step.action == StepAction::Create
+        && step.resource.starts_with("service/")
+        && matches!(
+            changes
+                .get(step.resource.as_str())
+                .and_then(|c| c.service.as_ref()),
+            Some(ServiceChange::Start { color: None, .. })
+        )
+}
+
+async fn create_service(step: &Step, ctx: &Context<'_>) -> Result<Undo, String> {
+    let s = ctx
+        .desired
+        .service(name_of(&step.resource))
+        .ok_or("the service is not in the desired state")?;
+    let replicas: Vec<u32> = (1..=s.replicas).collect();
+    let names = service::start_set(ctx, s, None, &replicas).await?;
+    Ok(Undo::RemoveContainers { names })
 }
 
 fn fill_step(e: &mut journal::Entry, step: &Step) {

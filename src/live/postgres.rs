@@ -850,48 +850,52 @@ async fn all_held(
     if keys.is_empty() {
         return Ok(out);
     }
-    let own = |acl: &str| {
-        format!("EXISTS (SELECT 1 FROM aclexplode({acl}) a WHERE a.grantee = x.ro AND a.privilege_type = x.p)")
-    };
-    let default_acl = |objtype: &str| {
-        format!(
-            "EXISTS (SELECT 1 FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a \
-             WHERE n.nspname = x.s AND d.defaclobjtype = '{objtype}' AND a.grantee = x.ro AND a.privilege_type = x.p)"
-        )
-    };
-    let every = |kinds: &str| {
-        format!(
-            "coalesce((SELECT bool_and({}) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = x.s AND c.relkind IN {kinds}), true)",
-            own("c.relacl")
-        )
-    };
-    let sql = format!(
-        "SELECT x.i, CASE x.t \
-           WHEN 'database' THEN (SELECT {db_acl} FROM pg_database WHERE datname = current_database()) \
-           WHEN 'schema' THEN coalesce((SELECT {ns_acl} FROM pg_namespace WHERE nspname = x.s), false) \
-           WHEN 'all-tables' THEN {tables} AND {tables_default} \
-           WHEN 'all-sequences' THEN {seqs} AND {seqs_default} \
-           ELSE {funcs_default} END \
-         FROM (SELECT u.*, (SELECT oid FROM pg_roles WHERE rolname = u.r) AS ro \
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) AS u(r, t, s, p, i)) x",
-        db_acl = own("datacl"),
-        ns_acl = own("nspacl"),
-        tables = every("('r','p','v','m','f')"),
-        tables_default = default_acl("r"),
-        seqs = every("('S')"),
-        seqs_default = default_acl("S"),
-        funcs_default = default_acl("f"),
-    );
+    // Set-based: every ACL is expanded once and joined to the declared (role, target, privilege)
+    // rows, so the cost grows with the catalog, not with roles × grants × tables.
+    let sql = "WITH x AS (
+            SELECT u.*, r.oid AS ro,
+                   CASE u.t WHEN 'all-tables' THEN 'r' WHEN 'all-sequences' THEN 'S' ELSE 'f' END AS o
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) AS u(r, t, s, p, i)
+            LEFT JOIN pg_roles r ON r.rolname = u.r),
+        rel AS (
+            SELECT n.nspname::text AS s, CASE WHEN c.relkind = 'S' THEN 'S' ELSE 'r' END AS o, c.oid, c.relacl
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r','p','v','m','f','S')),
+        total AS (SELECT s, o, count(*) AS n FROM rel GROUP BY 1, 2),
+        granted AS (
+            SELECT rel.s, rel.o, a.grantee, a.privilege_type AS p, count(DISTINCT rel.oid) AS n
+            FROM rel, aclexplode(rel.relacl) a GROUP BY 1, 2, 3, 4),
+        dft AS (
+            SELECT DISTINCT n.nspname::text AS s, d.defaclobjtype::text AS o, a.grantee, a.privilege_type AS p
+            FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a),
+        nsp AS (
+            SELECT DISTINCT n.nspname::text AS s, a.grantee, a.privilege_type AS p
+            FROM pg_namespace n, aclexplode(n.nspacl) a),
+        dba AS (
+            SELECT DISTINCT a.grantee, a.privilege_type AS p
+            FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database())
+        SELECT x.i, CASE x.t
+            WHEN 'database' THEN dba.p IS NOT NULL
+            WHEN 'schema' THEN nsp.p IS NOT NULL
+            WHEN 'all-functions' THEN dft.p IS NOT NULL
+            ELSE dft.p IS NOT NULL AND coalesce(granted.n, 0) = coalesce(total.n, 0)
+        END
+        FROM x
+        LEFT JOIN dba ON x.t = 'database' AND dba.grantee = x.ro AND dba.p = x.p
+        LEFT JOIN nsp ON x.t = 'schema' AND nsp.s = x.s AND nsp.grantee = x.ro AND nsp.p = x.p
+        LEFT JOIN dft ON x.t LIKE 'all-%' AND dft.s = x.s AND dft.o = x.o AND dft.grantee = x.ro AND dft.p = x.p
+        LEFT JOIN total ON x.t IN ('all-tables', 'all-sequences') AND total.s = x.s AND total.o = x.o
+        LEFT JOIN granted ON x.t IN ('all-tables', 'all-sequences') AND granted.s = x.s AND granted.o = x.o
+            AND granted.grantee = x.ro AND granted.p = x.p";
     let idx: Vec<i32> = (0..keys.len() as i32).collect();
     let rows = conn
-        .query(&sql, &[&roles, &targets, &schemas, &privs, &idx])
+        .query(sql, &[&roles, &targets, &schemas, &privs, &idx])
         .await
         .map_err(q("read grants"))?;
     let mut held = vec![false; keys.len()];
     for r in rows {
         let i: i32 = r.get(0);
-        held[i as usize] = r.get::<_, Option<bool>>(1).unwrap_or(false);
+        held[i as usize] |= r.get::<_, Option<bool>>(1).unwrap_or(false);
     }
     for ((role, gi, p), h) in keys.into_iter().zip(held) {
         let entry = out.entry((role, gi)).or_default();
