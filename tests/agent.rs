@@ -175,7 +175,7 @@ fn sigterm_finishes_the_current_step_and_a_restart_recovers() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("converge.yaml"),
-        project(&p.name, "interval: 1h") + slow + &worker(1),
+        project(&p.name, "interval: 1h") + slow + &worker(1) + "depends_on: [service/aaa-slow]\n",
     )
     .unwrap();
     let source = dir.path().to_str().unwrap().to_string();
