@@ -106,6 +106,9 @@ impl Journal {
             source,
         };
         std::fs::create_dir_all(path.parent().expect("journal has a parent")).map_err(err)?;
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > COMPACT_AT) {
+            compact(&path).map_err(err)?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -197,6 +200,66 @@ impl Journal {
     }
 }
 
+/// Past this size the journal is compacted when opened (callers hold the state lock).
+const COMPACT_AT: u64 = 1 << 20;
+
+/// Keeps what recovery, drains, rollbacks, failed specs and RPO checks still need, plus the
+/// most recent history; the previous file is kept beside it as `<project>.jsonl.old`.
+fn compact(path: &Path) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let entries: Vec<Entry> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut out = String::new();
+    for e in compacted(&entries) {
+        out.push_str(&serde_json::to_string(e).expect("entry serializes"));
+        out.push('\n');
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, out)?;
+    std::fs::rename(path, path.with_extension("jsonl.old"))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The entries a compacted journal keeps, in their order.
+pub fn compacted(entries: &[Entry]) -> Vec<&Entry> {
+    const RECENT: usize = 500;
+    let unfinished: std::collections::BTreeSet<String> = super::recover::unfinished_runs(entries)
+        .into_iter()
+        .collect();
+    let open: Vec<(String, Option<usize>)> = open_deferred(entries)
+        .into_iter()
+        .map(|e| (e.run, e.step))
+        .collect();
+    let mut last_of: std::collections::BTreeMap<(String, String), Vec<usize>> = Default::default();
+    for (i, e) in entries.iter().enumerate() {
+        if matches!(e.event.as_str(), "deployed" | "backup-done") {
+            last_of
+                .entry((e.event.clone(), e.resource.clone().unwrap_or_default()))
+                .or_default()
+                .push(i);
+        }
+    }
+    let recent_deploys: std::collections::BTreeSet<usize> = last_of
+        .values()
+        .flat_map(|v| v.iter().rev().take(3).copied())
+        .collect();
+    let start_recent = entries.len().saturating_sub(RECENT);
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| {
+            *i >= start_recent
+                || unfinished.contains(&e.run)
+                || e.event == "spec-failed"
+                || recent_deploys.contains(i)
+                || (e.event == "deferred" && open.contains(&(e.run.clone(), e.step)))
+        })
+        .map(|(_, e)| e)
+        .collect()
+}
+
 /// Deferred steps still open, as the plan shows them.
 pub fn pending_of(entries: &[Entry]) -> Vec<PendingStep> {
     open_deferred(entries)
@@ -234,6 +297,48 @@ pub fn open_deferred(entries: &[Entry]) -> Vec<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compaction_keeps_what_is_still_needed_and_recent_history() {
+        let e = |run: &str, event: &str, resource: &str| Entry {
+            ts: 0,
+            run: run.into(),
+            event: event.into(),
+            step: Some(1),
+            resource: Some(resource.into()),
+            action: Some("drain".into()),
+            detail: None,
+            error: None,
+            data: serde_json::Value::Null,
+        };
+        let mut entries = vec![
+            e("old-deferred", "deferred", "service/api"),
+            e("crashed", "apply-started", ""),
+            e("crashed", "step-done", "service/api"),
+            e("x", "spec-failed", "service/api"),
+            e("d1", "deployed", "service/api"),
+        ];
+        for i in 0..2000 {
+            entries.push(e(&format!("r{i}"), "apply-started", ""));
+            entries.push(e(&format!("r{i}"), "apply-finished", ""));
+        }
+        let kept = compacted(&entries);
+        assert_eq!(kept.len(), 5 + 500);
+        assert_eq!(kept[0].run, "old-deferred", "an open deferred drain stays");
+        assert!(
+            kept.iter()
+                .any(|k| k.run == "crashed" && k.event == "step-done"),
+            "an unfinished run stays"
+        );
+        assert!(kept.iter().any(|k| k.event == "spec-failed"));
+        assert!(kept.iter().any(|k| k.event == "deployed"));
+        let owned: Vec<Entry> = kept.into_iter().cloned().collect();
+        assert_eq!(pending_of(&entries), pending_of(&owned));
+        assert_eq!(
+            crate::apply::recover::unfinished_runs(&owned),
+            vec!["crashed".to_string()]
+        );
+    }
 
     #[test]
     fn deferred_steps_stay_pending_until_done() {
