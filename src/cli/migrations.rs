@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 
 use super::live::{runtime, state_dir, Session};
 use super::Outcome;
-use crate::load::{self, SourceTree};
 use crate::model::{Kind, ResourceId};
 
 #[derive(Subcommand, Debug)]
@@ -28,20 +27,15 @@ pub struct RepairArgs {
 
 pub fn run(cmd: MigrationsCommand, state: Option<&Path>) -> anyhow::Result<Outcome> {
     let MigrationsCommand::Repair(args) = cmd;
-    let tree = SourceTree::read_dir(&args.dir)?;
-    let desired = match load::load(&tree, args.env.as_deref()) {
-        Ok(d) => d,
-        Err(diags) => {
-            eprintln!("{diags}");
-            return Ok(Outcome::Failure);
-        }
+    let Some(desired) = super::load_or_report(&args.dir, args.env.as_deref())? else {
+        return Ok(Outcome::Failure);
     };
     let name = args.database.trim_start_matches("database/").to_string();
     let id = ResourceId::new(Kind::Database, &name);
     if desired.get(&id).is_none() {
         bail!(
             "unknown database `{name}`\n  = hint: it must be declared as `kind: Database` in {}",
-            tree.root
+            args.dir.display()
         );
     }
     let files = desired.migrations.get(&id).cloned().unwrap_or_default();

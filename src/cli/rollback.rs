@@ -14,7 +14,6 @@ use crate::apply::journal::{self, Journal};
 use crate::apply::{self, files};
 use crate::diff::{diff, Diff, DiffOptions};
 use crate::live::{Color, LiveService, LiveState};
-use crate::load::{self, SourceTree};
 use crate::model::service::Strategy;
 use crate::model::{DesiredState, Kind, Resource, ResourceId, Service};
 use crate::plan::{self, PlanContext};
@@ -33,13 +32,8 @@ pub struct RollbackArgs {
 }
 
 pub fn run(args: RollbackArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
-    let tree = SourceTree::read_dir(&args.dir)?;
-    let desired = match load::load(&tree, args.env.as_deref()) {
-        Ok(d) => d,
-        Err(diags) => {
-            eprintln!("{diags}");
-            return Ok(Outcome::Failure);
-        }
+    let Some(desired) = super::load_or_report(&args.dir, args.env.as_deref())? else {
+        return Ok(Outcome::Failure);
     };
     let name = args.service.trim_start_matches("service/").to_string();
     if desired.service(&name).is_none() {
