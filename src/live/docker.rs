@@ -164,15 +164,7 @@ impl Docker {
 
     /// Fills `live` with this project's containers (grouped by service), network and volumes.
     pub async fn observe(&self, live: &mut LiveState) -> Result<(), DockerError> {
-        let containers = self
-            .client
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(self.filters(&[])),
-                ..Default::default()
-            }))
-            .await
-            .map_err(api("list containers"))?;
+        let containers = self.list(&[]).await?;
         let mut by_service: BTreeMap<ResourceId, Vec<(i64, LiveContainer, Option<String>)>> =
             BTreeMap::new();
         for c in containers {
@@ -539,42 +531,41 @@ impl Docker {
         Ok(inspect.exit_code.unwrap_or(-1))
     }
 
-    /// Names of all this project's containers, retired ones included.
-    pub async fn all_names(&self) -> Result<Vec<String>, DockerError> {
-        let list = self
-            .client
+    /// This project's containers (with `extra` label filters), stopped ones included.
+    async fn list(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
+        self.client
             .list_containers(Some(ListContainersOptions {
                 all: true,
-                filters: Some(self.filters(&[])),
+                filters: Some(self.filters(extra)),
                 ..Default::default()
             }))
             .await
-            .map_err(api("list containers"))?;
-        Ok(list
-            .into_iter()
-            .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
-            .map(|n| n.trim_start_matches('/').to_string())
-            .collect())
+            .map_err(api("list containers"))
     }
 
-    /// Names of this project's containers for `resource`, retired ones included.
-    pub async fn container_names(&self, resource: &str) -> Result<Vec<String>, DockerError> {
-        let list = self
-            .client
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(self.filters(&[(RESOURCE, resource)])),
-                ..Default::default()
-            }))
-            .await
-            .map_err(api("list containers"))?;
-        let mut names: Vec<String> = list
+    async fn names(&self, extra: &[(&str, &str)]) -> Result<Vec<String>, DockerError> {
+        let mut names: Vec<String> = self
+            .list(extra)
+            .await?
             .into_iter()
             .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
             .map(|n| n.trim_start_matches('/').to_string())
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// Names of all this project's containers, retired ones included.
+    pub async fn all_names(&self) -> Result<Vec<String>, DockerError> {
+        self.names(&[]).await
+    }
+
+    /// Names of this project's containers for `resource`, retired ones included.
+    pub async fn container_names(&self, resource: &str) -> Result<Vec<String>, DockerError> {
+        self.names(&[(RESOURCE, resource)]).await
     }
 }
 
