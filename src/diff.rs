@@ -101,6 +101,13 @@ pub struct Change {
     /// Ids of changes this one must wait for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// Set when the replica count comes from the autoscaler or a budget, not from Git: such a
+    /// change is not drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::scale::Origin>,
+    /// Projected monthly cost before and after, when a Budget declares rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::CostDelta>,
 }
 
 impl Change {
@@ -116,6 +123,8 @@ impl Change {
             migrations: Vec::new(),
             lints: Vec::new(),
             depends_on: Vec::new(),
+            origin: None,
+            cost: None,
         }
     }
 }
@@ -130,6 +139,9 @@ pub struct Diff {
     /// Problems that stop the plan (a changed applied migration, an encoding change).
     #[serde(default)]
     pub errors: Vec<String>,
+    /// Projected monthly cost before and after, when a Budget declares rates.
+    #[serde(default)]
+    pub cost: Option<crate::cost::CostSummary>,
 }
 
 pub struct DiffOptions<'a> {
@@ -223,6 +235,11 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
             change.depends_on.dedup();
         }
     }
+    let in_scope = |s: &Service| match opts.host {
+        Some(h) => hosts_of(s, &desired.project).contains(&h),
+        None => true,
+    };
+    out.cost = crate::cost::estimate(desired, live, &in_scope, &mut out.changes);
     out
 }
 
@@ -327,9 +344,17 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
             "{id}: this spec ({hash}) failed and was rolled back; it is not retried until the desired state changes or --retry-failed is given"
         )
     };
+    let overridden = live.overrides.get(s.name.as_str());
     let Some(ls) = ls else {
         if spec_failed {
             out.notes.push(failed_note());
+            return;
+        }
+        if s.replicas == 0 {
+            let why = overridden
+                .map(|o| o.reason.as_str())
+                .unwrap_or("replicas: 0");
+            out.notes.push(format!("{id}: not running ({why})"));
             return;
         }
         let color = bg.then_some(Color::Blue);
@@ -432,9 +457,13 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
             ServiceChange::Repair { stopped },
         );
     } else if current.len() as u32 != s.replicas || running != current.len() as u32 {
+        let mut reason = format!("replicas {} → {}", current.len(), s.replicas);
+        if let Some(o) = overridden.filter(|o| o.replicas == s.replicas) {
+            reason = format!("{reason}: {}", o.reason);
+        }
         change(
             ChangeAction::Update,
-            format!("replicas {} → {}", current.len(), s.replicas),
+            reason,
             ServiceChange::Scale {
                 from: current.len() as u32,
                 to: s.replicas,
@@ -455,6 +484,14 @@ fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Dif
                 format!("idle color {idle} is still running with no drain pending"),
                 ServiceChange::Drain { color: idle },
             );
+        }
+    }
+    if let Some(o) = overridden.filter(|o| o.replicas == s.replicas) {
+        let id = id.to_string();
+        for c in out.changes.iter_mut().filter(|c| c.id == id) {
+            if matches!(c.service, Some(ServiceChange::Scale { .. })) {
+                c.origin = Some(o.origin);
+            }
         }
     }
 }

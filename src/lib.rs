@@ -6,7 +6,9 @@
 pub mod agent;
 pub mod apply;
 pub mod backup;
+pub mod budget;
 pub mod cli;
+pub mod cost;
 pub mod diff;
 pub mod health;
 pub mod lint;
@@ -15,5 +17,6 @@ pub mod load;
 pub mod model;
 pub mod plan;
 pub mod render;
+pub mod scale;
 pub mod schema;
 pub mod secrets;

@@ -336,6 +336,8 @@ impl Agent {
         if cluster_work {
             self.run_schedules(&desired, &session, &rev).await;
         }
+        // The autoscaler's and the budgets' replica counts stand in for the declared ones.
+        let desired = crate::scale::with_overrides(&desired, &live.overrides);
         let plan = self.plan(&desired, &live, &session, &rev, cluster_work);
         self.report(&desired, &live, &plan, &session.kinds());
         if !plan.errors.is_empty() {
@@ -348,7 +350,9 @@ impl Agent {
             self.mark_applied(&rev);
             return Ok("no-changes");
         }
-        let drift = self.applied.as_deref() == Some(rev.id.as_str());
+        // Scaling chosen by the autoscaler or a budget is not drift from Git.
+        let drift = self.applied.as_deref() == Some(rev.id.as_str())
+            && plan.changes.iter().any(|c| c.origin.is_none());
         let secrets = Arc::new(Secrets::load_or_create(&self.opts.state_dir)?);
         if drift {
             let ids: Vec<String> = plan.changes.iter().map(|c| c.id.clone()).collect();

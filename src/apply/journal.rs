@@ -1,6 +1,7 @@
 //! The durable journal: one JSON line per event, appended and fsynced before the next action, so
 //! a crash leaves a record of what ran, what undoes it, and which deferred steps are still due.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -200,6 +201,82 @@ impl Journal {
     }
 }
 
+/// The autoscaler's last choice per service name (`scaled` entries).
+pub fn autoscaled_of(entries: &[Entry]) -> BTreeMap<String, crate::scale::Autoscaled> {
+    let mut out = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.event == "scaled") {
+        let (Some(r), Some(to)) = (&e.resource, e.data.get("to").and_then(|v| v.as_u64())) else {
+            continue;
+        };
+        let name = r.strip_prefix("service/").unwrap_or(r).to_string();
+        out.insert(
+            name,
+            crate::scale::Autoscaled {
+                replicas: to as u32,
+                reason: e.detail.clone().unwrap_or_default(),
+                at: e.ts,
+            },
+        );
+    }
+    out
+}
+
+/// What each service ran and since when (`usage` entries), in time order.
+pub fn usage_of(entries: &[Entry]) -> Vec<crate::budget::UsageRecord> {
+    entries
+        .iter()
+        .filter(|e| e.event == "usage")
+        .filter_map(|e| {
+            Some(crate::budget::UsageRecord {
+                at: e.ts,
+                resource: e.resource.clone()?,
+                usage: serde_json::from_value(e.data.clone()).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The alert thresholds of `budget` already notified in `period` (`budget-alert` entries).
+pub fn budget_alerts_of(entries: &[Entry], budget: &str, period: &str) -> BTreeSet<String> {
+    entries
+        .iter()
+        .filter(|e| e.event == "budget-alert" && e.resource.as_deref() == Some(budget))
+        .filter(|e| e.data.get("period").and_then(|p| p.as_str()) == Some(period))
+        .filter_map(|e| {
+            e.data
+                .get("threshold")
+                .and_then(|t| t.as_str())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The last evaluation of each budget, kept beside the journal (overwritten each time).
+pub fn budget_statuses(state_dir: &Path, project: &str) -> Vec<crate::budget::BudgetStatus> {
+    std::fs::read(budgets_path(state_dir, project))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn write_budget_statuses(
+    state_dir: &Path,
+    project: &str,
+    statuses: &[crate::budget::BudgetStatus],
+) -> std::io::Result<()> {
+    let path = budgets_path(state_dir, project);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(statuses)?)?;
+    std::fs::rename(tmp, path)
+}
+
+fn budgets_path(state_dir: &Path, project: &str) -> PathBuf {
+    state_dir.join("budgets").join(format!("{project}.json"))
+}
+
 /// Past this size the journal is compacted when opened (callers hold the state lock).
 const COMPACT_AT: u64 = 1 << 20;
 
@@ -234,7 +311,10 @@ pub fn compacted(entries: &[Entry]) -> Vec<&Entry> {
         .collect();
     let mut last_of: std::collections::BTreeMap<(String, String), Vec<usize>> = Default::default();
     for (i, e) in entries.iter().enumerate() {
-        if matches!(e.event.as_str(), "deployed" | "backup-done") {
+        if matches!(
+            e.event.as_str(),
+            "deployed" | "backup-done" | "scaled" | "usage"
+        ) {
             last_of
                 .entry((e.event.clone(), e.resource.clone().unwrap_or_default()))
                 .or_default()
@@ -246,6 +326,15 @@ pub fn compacted(entries: &[Entry]) -> Vec<&Entry> {
         .flat_map(|v| v.iter().rev().take(3).copied())
         .collect();
     let start_recent = entries.len().saturating_sub(RECENT);
+    // Budgets price the current period from usage records and notify once per period.
+    const PERIOD_KEEP: u64 = 40 * 86_400;
+    let newest = entries.iter().map(|e| e.ts).max().unwrap_or(0);
+    let budget_history = |e: &Entry| {
+        matches!(
+            e.event.as_str(),
+            "usage" | "budget-alert" | "budget-limit" | "scaled"
+        ) && e.ts + PERIOD_KEEP >= newest
+    };
     entries
         .iter()
         .enumerate()
@@ -254,6 +343,7 @@ pub fn compacted(entries: &[Entry]) -> Vec<&Entry> {
                 || unfinished.contains(&e.run)
                 || e.event == "spec-failed"
                 || recent_deploys.contains(i)
+                || budget_history(e)
                 || (e.event == "deferred" && open.contains(&(e.run.clone(), e.step)))
         })
         .map(|(_, e)| e)

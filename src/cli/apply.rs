@@ -103,6 +103,9 @@ async fn apply_async(
         println!("{line}");
     }
     let mut live = session.observe(desired).await?;
+    // The autoscaler's and the budgets' replica counts stand in for the declared ones.
+    let effective = crate::scale::with_overrides(desired, &live.overrides);
+    let desired = &effective;
     let plan = match saved {
         Some(plan) => {
             if plan.fingerprint != live.fingerprint() {

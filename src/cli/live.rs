@@ -132,11 +132,18 @@ impl Session {
 
     pub async fn observe(&self, desired: &DesiredState) -> anyhow::Result<LiveState> {
         let project = desired.project.name.as_str();
-        let pending = Journal::pending(&self.state_dir, project);
+        let entries = Journal::entries(&self.state_dir, project);
+        let pending = crate::apply::journal::pending_of(&entries);
         let mut live = observe(desired, &self.docker, pending)
             .await
             .context("observing live state")?;
         live.failed = Journal::failed(&self.state_dir, project);
+        live.overrides = crate::scale::overrides(
+            desired,
+            &crate::apply::journal::autoscaled_of(&entries),
+            &crate::apply::journal::budget_statuses(&self.state_dir, project),
+            crate::apply::journal::now(),
+        );
         if let Some(s3) = &self.s3 {
             s3.observe(desired, &mut live)
                 .await

@@ -81,8 +81,9 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         Some(rt.block_on(async {
             let session = Session::open(&desired, state_dir(state)).await?;
             let live = session.observe(&desired).await?;
+            let effective = crate::scale::with_overrides(&desired, &live.overrides);
             anyhow::Ok(session.plan(
-                &desired,
+                &effective,
                 &live,
                 args.host.as_deref(),
                 head_rev.as_deref(),

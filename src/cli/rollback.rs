@@ -263,6 +263,7 @@ async fn redeploy_previous(
         notes: Vec::new(),
         colors: full.colors,
         errors: full.errors,
+        cost: None,
     };
     let p = plan::plan(
         &target,

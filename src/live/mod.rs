@@ -84,6 +84,10 @@ pub struct LiveResource {
     /// Migrations recorded as applied in `converge.schema_migrations`, by version (databases only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub applied_migrations: BTreeMap<u64, AppliedMigration>,
+    /// Bytes stored (buckets only): what storage rates price. Not part of the fingerprint:
+    /// backups write to buckets between a plan and its apply.
+    #[serde(skip)]
+    pub stored_bytes: Option<u64>,
 }
 
 /// A row of `converge.schema_migrations`.
@@ -128,6 +132,9 @@ pub struct LiveState {
     /// Spec hashes per service that failed their deploy and were rolled back (from the journal).
     #[serde(default)]
     pub failed: BTreeMap<String, BTreeSet<String>>,
+    /// Replica counts the autoscaler or a budget chose, by service name (from the journal).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, crate::scale::ReplicaOverride>,
 }
 
 impl LiveState {

@@ -108,7 +108,12 @@ impl S3 {
             if !self.exists(&name).await {
                 continue;
             }
-            let r = self.describe(&name).await?;
+            let mut r = self.describe(&name).await?;
+            r.stored_bytes = self
+                .list(&name, "")
+                .await
+                .ok()
+                .map(|objects| objects.iter().map(|o| o.size).sum());
             live.resources
                 .insert(ResourceId::new(Kind::Bucket, &name), r);
         }

@@ -22,6 +22,8 @@ struct PlanJson<'a> {
     notes: &'a [String],
     pending: &'a [PendingStep],
     errors: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<&'a crate::cost::CostSummary>,
 }
 
 #[derive(Serialize)]
@@ -40,6 +42,10 @@ struct ChangeJson<'a> {
     lints: &'a [crate::lint::Lint],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     depends_on: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<crate::scale::Origin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cost: Option<crate::cost::CostDelta>,
 }
 
 #[derive(Serialize)]
@@ -98,6 +104,8 @@ fn change(c: &Change) -> ChangeJson<'_> {
         migrations: &c.migrations,
         lints: &c.lints,
         depends_on: &c.depends_on,
+        origin: c.origin,
+        cost: c.cost,
     }
 }
 
@@ -115,6 +123,7 @@ pub fn render(plan: &Plan) -> String {
         notes: &plan.notes,
         pending: &plan.pending,
         errors: &plan.errors,
+        cost: plan.cost.as_ref(),
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan serializes");
     s.push('\n');

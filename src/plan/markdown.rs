@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::text::{change_block, summary_line, symbol};
 use super::Plan;
+use crate::cost::{money, signed, CostSummary};
 
 /// A hidden line a bot uses to find and update its own comment.
 pub const MARKER: &str = "<!-- converge-plan -->";
@@ -79,6 +80,9 @@ fn blocks(plan: &Plan) -> Vec<String> {
         }
         head.push('\n');
     }
+    if let Some(cost) = plan.cost.as_ref().filter(|_| !plan.is_empty()) {
+        cost_table(plan, cost, &mut head);
+    }
     let lints: Vec<_> = plan.lints().collect();
     if !lints.is_empty() {
         head.push_str("**Migration warnings**\n\n");
@@ -93,7 +97,7 @@ fn blocks(plan: &Plan) -> Vec<String> {
     }
     out.push(head);
     for c in &plan.changes {
-        let block = change_block(c);
+        let block = change_block(c, plan.cost.as_ref().map(|x| x.currency.as_str()));
         let lines = block.lines().count();
         let b = if lines > FOLD_LINES {
             format!("<details><summary><code>{}</code> {} lines</summary>\n\n```diff\n{}```\n\n</details>\n\n", c.id, lines, block)
@@ -111,6 +115,46 @@ fn blocks(plan: &Plan) -> Vec<String> {
         out.push(n);
     }
     out
+}
+
+/// Infracost-style: each changed resource's monthly cost before, after and the delta, then the
+/// whole desired state's.
+fn cost_table(plan: &Plan, cost: &CostSummary, out: &mut String) {
+    let cur = cost.currency.as_str();
+    let _ = writeln!(
+        out,
+        "**Monthly cost** (rates of `{}`): {} → {} (**{}/month**)\n",
+        cost.budget,
+        money(cost.before, cur),
+        money(cost.after, cur),
+        signed(cost.delta(), cur)
+    );
+    let rows: Vec<_> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.cost.map(|d| (c, d)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("| resource | before | after | delta |\n|---|---:|---:|---:|\n");
+    for (c, d) in rows {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            c.id,
+            money(d.before, cur),
+            money(d.after, cur),
+            signed(d.delta(), cur)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| **total** | {} | {} | **{}** |\n",
+        money(cost.before, cur),
+        money(cost.after, cur),
+        signed(cost.delta(), cur)
+    );
 }
 
 /// Cuts a block inside its code fence and closes what it opened.

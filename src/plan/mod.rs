@@ -93,6 +93,9 @@ pub struct Plan {
     /// Problems that stop this plan from being applied.
     #[serde(default)]
     pub errors: Vec<String>,
+    /// Projected monthly cost before and after, when a Budget declares rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::CostSummary>,
 }
 
 impl Plan {
@@ -137,6 +140,7 @@ pub fn plan(desired: &DesiredState, diff: Diff, ctx: PlanContext) -> Plan {
         notes,
         colors: _,
         errors,
+        cost,
     } = diff;
     let (deletes, others): (Vec<Change>, Vec<Change>) = changes
         .into_iter()
@@ -167,6 +171,7 @@ pub fn plan(desired: &DesiredState, diff: Diff, ctx: PlanContext) -> Plan {
         notes,
         pending: ctx.pending,
         errors,
+        cost,
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use similar::TextDiff;
 
 use super::{Plan, Step};
+use crate::cost::{money, signed};
 use crate::diff::{AttrChange, Change, ChangeAction, ServiceChange};
 use crate::model::AttrValue;
 
@@ -29,11 +30,15 @@ pub fn render(plan: &Plan) -> String {
         return out;
     }
     out.push_str("converge will perform the following actions:\n\n");
+    let currency = plan.cost.as_ref().map(|c| c.currency.as_str());
     for c in &plan.changes {
-        change(c, &mut out);
+        change(c, currency, &mut out);
     }
     steps(&plan.steps, &mut out);
     notes(plan, &mut out);
+    if let Some(cost) = &plan.cost {
+        let _ = writeln!(out, "{}", cost.line());
+    }
     let _ = writeln!(out, "{}", summary_line(plan));
     out
 }
@@ -78,15 +83,24 @@ pub fn verb(action: ChangeAction) -> &'static str {
 }
 
 /// One resource's block: header with the reason, attribute lines, file diff, migrations.
-pub fn change_block(c: &Change) -> String {
+pub fn change_block(c: &Change, currency: Option<&str>) -> String {
     let mut out = String::new();
-    change(c, &mut out);
+    change(c, currency, &mut out);
     out
 }
 
-fn change(c: &Change, out: &mut String) {
+fn change(c: &Change, currency: Option<&str>, out: &mut String) {
     let _ = writeln!(out, "  # {} {}: {}", c.id, verb(c.action), c.reason);
     let _ = writeln!(out, "{:>3} {} {{", symbol(c.action), c.id);
+    if let (Some(d), Some(cur)) = (&c.cost, currency) {
+        let _ = writeln!(
+            out,
+            "      # cost: {} → {} a month ({}/month)",
+            money(d.before, cur),
+            money(d.after, cur),
+            signed(d.delta(), cur)
+        );
+    }
     let width = c.attributes.iter().map(|a| a.key.len()).max().unwrap_or(0);
     let forces = match (&c.action, &c.service) {
         (ChangeAction::Replace, _) => " # forces replacement",
