@@ -31,6 +31,17 @@ pub struct BackupLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabel {
+    pub budget: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub budget: String,
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ColorLabel {
     pub service: String,
     pub color: String,
@@ -56,6 +67,13 @@ pub struct Metrics {
     pub up: Gauge,
     pub cluster_lock_held: Gauge,
     pub backup_last_success: Family<BackupLabel, Gauge<f64, AtomicU64>>,
+    pub desired_replicas: Family<ServiceLabel, Gauge>,
+    pub autoscaled_replicas: Family<ServiceLabel, Gauge>,
+    pub scaling_decisions: Family<ServiceLabel, Counter>,
+    pub budget_spend: Family<BudgetLabel, Gauge<f64, AtomicU64>>,
+    pub budget_spend_ratio: Family<BudgetLabel, Gauge<f64, AtomicU64>>,
+    pub budget_projected: Family<BudgetLabel, Gauge<f64, AtomicU64>>,
+    pub budget_limit_active: Family<LimitLabel, Gauge>,
     pub backup_rpo_breached: Family<BackupLabel, Gauge>,
 }
 
@@ -78,8 +96,50 @@ impl Default for Metrics {
             cluster_lock_held: Gauge::default(),
             backup_last_success: Family::default(),
             backup_rpo_breached: Family::default(),
+            desired_replicas: Family::default(),
+            autoscaled_replicas: Family::default(),
+            scaling_decisions: Family::default(),
+            budget_spend: Family::default(),
+            budget_spend_ratio: Family::default(),
+            budget_projected: Family::default(),
+            budget_limit_active: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "service_desired_replicas",
+            "Replicas declared in Git",
+            m.desired_replicas.clone(),
+        );
+        registry.register(
+            "service_autoscaled_replicas",
+            "Replicas after the autoscaler and budgets",
+            m.autoscaled_replicas.clone(),
+        );
+        registry.register(
+            "scaling_decisions",
+            "Replica changes the autoscaler made",
+            m.scaling_decisions.clone(),
+        );
+        registry.register(
+            "budget_spend",
+            "Spend so far this period (infrastructure accrued + spend.sql)",
+            m.budget_spend.clone(),
+        );
+        registry.register(
+            "budget_spend_ratio",
+            "Spend so far over the budget's amount",
+            m.budget_spend_ratio.clone(),
+        );
+        registry.register(
+            "budget_projected",
+            "Spend projected to the period's end",
+            m.budget_projected.clone(),
+        );
+        registry.register(
+            "budget_limit_active",
+            "1 while a budget's soft or hard limit is active",
+            m.budget_limit_active.clone(),
+        );
         registry.register("reconcile", "Reconciles by outcome", m.reconciles.clone());
         registry.register(
             "reconcile_duration_seconds",

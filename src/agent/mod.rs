@@ -3,7 +3,9 @@
 //! idempotent. An invalid revision is never applied; drift is repaired or reported; a crash is
 //! recovered from the journal; SIGTERM stops between steps.
 
+pub mod autoscale;
 pub mod backoff;
+pub mod budgets;
 pub mod http;
 pub mod lock;
 pub mod metrics;
@@ -45,6 +47,10 @@ pub enum Trigger {
     Timer,
     Webhook,
     Changed,
+    /// The autoscaler or a budget changed a replica count.
+    Scaled,
+    /// A sampling tick that changed nothing: no reconcile.
+    Tick,
     Stop,
 }
 
@@ -56,6 +62,10 @@ pub struct AgentOptions {
     pub host: Option<String>,
     pub listen: SocketAddr,
     pub plan_only: bool,
+    /// How often scaled services are sampled and the autoscaler decides.
+    pub scale_interval: Duration,
+    /// How often budgets are evaluated.
+    pub budget_interval: Duration,
     pub state_dir: PathBuf,
 }
 
@@ -113,17 +123,30 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         cluster: None,
         schedules: Default::default(),
         breached: Default::default(),
+        autoscaler: Default::default(),
+        last_budget: None,
+        tick_session: None,
+        cluster_work: false,
+        last_scaling: Default::default(),
     };
     let mut trigger = Trigger::Startup;
+    let mut ticks = tokio::time::interval(agent.opts.scale_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_sync = tokio::time::Instant::now();
     loop {
-        agent.reconcile(trigger).await;
+        if trigger != Trigger::Tick {
+            agent.reconcile(trigger).await;
+            next_sync = tokio::time::Instant::now() + agent.interval();
+        }
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        let interval = agent.interval();
         trigger = tokio::select! {
             t = rx.recv() => t.unwrap_or(Trigger::Stop),
-            _ = tokio::time::sleep(interval) => Trigger::Timer,
+            _ = tokio::time::sleep_until(next_sync) => Trigger::Timer,
+            _ = ticks.tick() => {
+                if agent.tick().await { Trigger::Scaled } else { Trigger::Tick }
+            }
         };
         if trigger == Trigger::Changed {
             // Debounce: editors write several times in a row.
@@ -209,6 +232,14 @@ struct Agent {
     schedules: std::collections::BTreeMap<String, u64>,
     /// Backups whose RPO breach was already notified.
     breached: std::collections::BTreeSet<String>,
+    autoscaler: autoscale::Autoscaler,
+    last_budget: Option<Instant>,
+    /// Providers kept open between sampling ticks.
+    tick_session: Option<Session>,
+    /// Whether this agent did the cluster's work at the last reconcile.
+    cluster_work: bool,
+    /// Per service: the autoscaler's last decision, for `/status`.
+    last_scaling: std::collections::BTreeMap<String, String>,
 }
 
 impl Agent {
@@ -324,6 +355,7 @@ impl Agent {
             self.recovered = true;
         }
         let cluster_work = self.poll_cluster_lock(&desired, &session).await;
+        self.cluster_work = cluster_work;
         let mut live = session.observe(&desired).await?;
         if live.pending.iter().any(|p| p.due <= apply::journal::now()) {
             let ctx = session.context(&desired, &live, &rev.root, Some(rev.short()));
@@ -337,9 +369,10 @@ impl Agent {
             self.run_schedules(&desired, &session, &rev).await;
         }
         // The autoscaler's and the budgets' replica counts stand in for the declared ones.
-        let desired = crate::scale::with_overrides(&desired, &live.overrides);
+        let declared = desired;
+        let desired = crate::scale::with_overrides(&declared, &live.overrides);
         let plan = self.plan(&desired, &live, &session, &rev, cluster_work);
-        self.report(&desired, &live, &plan, &session.kinds());
+        self.report(&declared, &live, &plan, &session.kinds());
         if !plan.errors.is_empty() {
             let errors = plan.errors.join("\n");
             error!("the plan cannot be applied:\n{errors}");
@@ -697,6 +730,19 @@ impl Agent {
                     .unwrap_or(0);
                 st.running = Some(running);
                 st.desired = Some(s.replicas);
+                let label = metrics::ServiceLabel {
+                    service: s.name.to_string(),
+                };
+                m.desired_replicas
+                    .get_or_create(&label)
+                    .set(s.replicas as i64);
+                let o = live.overrides.get(s.name.as_str());
+                m.autoscaled_replicas
+                    .get_or_create(&label)
+                    .set(o.map(|o| o.replicas).unwrap_or(s.replicas) as i64);
+                st.autoscaled = o.map(|o| o.replicas);
+                st.scaling = o.map(|o| o.reason.clone());
+                st.last_scaling = self.last_scaling.get(s.name.as_str()).cloned();
                 st.active_color = ls.and_then(|l| l.active_color).map(|c| c.to_string());
                 m.running
                     .get_or_create(&metrics::ServiceLabel {
@@ -739,4 +785,226 @@ impl Agent {
             };
         });
     }
+}
+
+impl Agent {
+    /// A sampling tick: the autoscaler samples and decides, and budgets are evaluated when due.
+    /// Decisions go to the journal; returns whether a replica count changed (then reconcile).
+    async fn tick(&mut self) -> bool {
+        let Some((rev, desired)) = self.good.clone() else {
+            return false;
+        };
+        if self.lock.is_none() || self.opts.plan_only {
+            return false;
+        }
+        let scaled = desired.services().any(|s| s.scale.is_some());
+        let budget_due = budgets::budgets(&desired).next().is_some()
+            && self
+                .last_budget
+                .is_none_or(|t| t.elapsed() >= self.opts.budget_interval);
+        if !scaled && !budget_due {
+            return false;
+        }
+        match self.tick_work(&desired, &rev, scaled, budget_due).await {
+            Ok(changed) => changed,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "autoscaling/budget tick failed");
+                self.tick_session = None;
+                false
+            }
+        }
+    }
+
+    async fn tick_work(
+        &mut self,
+        desired: &DesiredState,
+        rev: &Revision,
+        scaled: bool,
+        budget_due: bool,
+    ) -> anyhow::Result<bool> {
+        let session = match self.tick_session.take() {
+            Some(s) => s,
+            None => Session::open(desired, self.opts.state_dir.clone()).await?,
+        };
+        let live = crate::live::observe::observe(desired, &session.docker, Vec::new())
+            .await
+            .context("observing services")?;
+        let project = desired.project.name.to_string();
+        let mut journal = Journal::open(&self.opts.state_dir, &project)?;
+        let mut changed = false;
+        if scaled {
+            changed |= self
+                .autoscale(desired, rev, &live, &session, &mut journal)
+                .await?;
+        }
+        if budget_due {
+            self.last_budget = Some(Instant::now());
+            changed |= self
+                .evaluate_budgets(desired, rev, &live, &session, &mut journal)
+                .await?;
+        }
+        self.tick_session = Some(session);
+        Ok(changed)
+    }
+
+    async fn autoscale(
+        &mut self,
+        desired: &DesiredState,
+        rev: &Revision,
+        live: &LiveState,
+        session: &Session,
+        journal: &mut Journal,
+    ) -> anyhow::Result<bool> {
+        let now = millis();
+        let round = self
+            .autoscaler
+            .sample(
+                desired,
+                live,
+                &session.docker,
+                session.postgres.as_ref(),
+                now,
+            )
+            .await;
+        tracing::debug!(?round, "autoscaler sampled");
+        let entries = journal.read_all();
+        let chosen = apply::journal::autoscaled_of(&entries);
+        let decisions = self.autoscaler.decide(desired, &chosen, now);
+        if decisions.is_empty() {
+            return Ok(false);
+        }
+        let secrets = Arc::new(Secrets::load_or_create(&self.opts.state_dir)?);
+        for (name, d) in decisions {
+            journal.record("scaled", |e| {
+                e.resource = Some(format!("service/{name}"));
+                e.action = Some("scale".into());
+                e.detail = Some(d.reason.clone());
+                e.data = serde_json::json!({"from": d.from, "to": d.to, "metrics": d.metrics});
+            })?;
+            info!(service = %name, from = d.from, to = d.to, reason = %d.reason, "autoscaled");
+            let text = format!(
+                "{}: service/{name} autoscaled {} → {}: {}",
+                desired.project.name, d.from, d.to, d.reason
+            );
+            self.last_scaling.insert(
+                name.clone(),
+                format!(
+                    "{} → {}: {} ({})",
+                    d.from,
+                    d.to,
+                    d.reason,
+                    plan::text::utc(now / 1000)
+                ),
+            );
+            self.shared
+                .metrics
+                .scaling_decisions
+                .get_or_create(&metrics::ServiceLabel { service: name })
+                .inc();
+            self.event(desired, &secrets, rev, EventKind::Scaled, text);
+        }
+        Ok(true)
+    }
+
+    /// Records usage that changed, evaluates every budget, journals limit changes and threshold
+    /// crossings (each once per period; notified by the agent doing the cluster's work).
+    async fn evaluate_budgets(
+        &mut self,
+        desired: &DesiredState,
+        rev: &Revision,
+        live: &LiveState,
+        session: &Session,
+        journal: &mut Journal,
+    ) -> anyhow::Result<bool> {
+        let project = desired.project.name.to_string();
+        for (resource, usage) in budgets::usage_changes(live, &journal.read_all()) {
+            journal.record("usage", |e| {
+                e.resource = Some(resource.clone());
+                e.data = serde_json::to_value(usage).unwrap_or_default();
+            })?;
+        }
+        let entries = journal.read_all();
+        let previous = apply::journal::budget_statuses(&self.opts.state_dir, &project);
+        let now = apply::journal::now();
+        let (statuses, warnings) = budgets::evaluate_all(
+            desired,
+            live,
+            &entries,
+            session.postgres.as_ref(),
+            &previous,
+            now,
+        )
+        .await;
+        for w in warnings {
+            warn!("{w}");
+        }
+        let secrets = Arc::new(Secrets::load_or_create(&self.opts.state_dir)?);
+        let mut changed = false;
+        let m = &self.shared.metrics;
+        m.budget_limit_active.clear();
+        for (b, s) in budgets::budgets(desired).zip(&statuses) {
+            let before = previous
+                .iter()
+                .find(|p| p.budget == s.budget && p.period == s.period)
+                .and_then(|p| p.limit);
+            if s.limit != before {
+                let text = budgets::limit_message(b, s, before);
+                journal.record("budget-limit", |e| {
+                    e.resource = Some(s.budget.clone());
+                    e.detail = Some(text.clone());
+                    e.data = serde_json::json!({"limit": s.limit, "ratio": s.ratio, "spend": s.spend, "period": s.period});
+                })?;
+                warn!("{text}");
+                changed = true;
+                if self.cluster_work {
+                    self.event(desired, &secrets, rev, EventKind::Budget, text);
+                }
+            }
+            let notified = apply::journal::budget_alerts_of(&entries, &s.budget, &s.period);
+            for a in crate::budget::new_crossings(&b.alerts, s.ratio, &notified) {
+                let text = format!(
+                    "{} crossed {:.0}% of {}: {} spent, {} projected by the period's end",
+                    s.budget,
+                    a * 100.0,
+                    crate::cost::money(b.amount, &b.currency),
+                    crate::cost::money(s.spend, &b.currency),
+                    crate::cost::money(s.projected, &b.currency)
+                );
+                journal.record("budget-alert", |e| {
+                    e.resource = Some(s.budget.clone());
+                    e.detail = Some(text.clone());
+                    e.data = serde_json::json!({"threshold": crate::budget::threshold_key(a), "period": s.period});
+                })?;
+                warn!("{text}");
+                if self.cluster_work {
+                    self.event(desired, &secrets, rev, EventKind::Budget, text);
+                }
+            }
+            let label = metrics::BudgetLabel {
+                budget: b.name.to_string(),
+            };
+            m.budget_spend.get_or_create(&label).set(s.spend);
+            m.budget_spend_ratio.get_or_create(&label).set(s.ratio);
+            m.budget_projected.get_or_create(&label).set(s.projected);
+            if let Some(l) = s.limit {
+                m.budget_limit_active
+                    .get_or_create(&metrics::LimitLabel {
+                        budget: b.name.to_string(),
+                        limit: l.as_str().into(),
+                    })
+                    .set(1);
+            }
+        }
+        apply::journal::write_budget_statuses(&self.opts.state_dir, &project, &statuses)?;
+        self.status(|st| st.budgets = statuses);
+        Ok(changed)
+    }
+}
+
+/// Unix milliseconds.
+fn millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

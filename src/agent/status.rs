@@ -29,6 +29,8 @@ pub struct Status {
     pub drift: Vec<String>,
     pub notes: Vec<String>,
     pub resources: BTreeMap<String, ResourceStatus>,
+    /// Each budget as last evaluated: spend, projection, percentage, active limit.
+    pub budgets: Vec<crate::budget::BudgetStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -39,8 +41,17 @@ pub struct ResourceStatus {
     pub active_color: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running: Option<u32>,
+    /// Replicas declared in Git.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired: Option<u32>,
+    /// Replicas the autoscaler or a budget chose instead, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaled: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<String>,
+    /// The autoscaler's last decision: `2 → 3: queue_depth 73 > 50 (2026-11-28T17:20:00Z)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_scaling: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }

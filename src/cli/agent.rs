@@ -30,6 +30,20 @@ pub struct AgentArgs {
     /// Report plans and drift, apply nothing.
     #[arg(long)]
     pub plan_only: bool,
+    /// How often scaled services are sampled (Docker stats, queue_depth) and the autoscaler decides.
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub scale_interval: crate::model::types::Duration,
+    /// How often budgets are evaluated (usage, spend.sql, thresholds, limits).
+    #[arg(long, default_value = "1m", value_parser = duration)]
+    pub budget_interval: crate::model::types::Duration,
+}
+
+fn duration(text: &str) -> Result<crate::model::types::Duration, String> {
+    let d: crate::model::types::Duration = text.parse()?;
+    if d.as_millis() == 0 {
+        return Err("must be longer than 0s".into());
+    }
+    Ok(d)
 }
 
 pub fn run(args: AgentArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
@@ -41,6 +55,8 @@ pub fn run(args: AgentArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         host: args.host,
         listen: args.listen,
         plan_only: args.plan_only,
+        scale_interval: args.scale_interval.to_std(),
+        budget_interval: args.budget_interval.to_std(),
         state_dir: state_dir(state),
     };
     runtime()?.block_on(agent::run(opts))?;

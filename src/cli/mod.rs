@@ -9,6 +9,7 @@ mod plan;
 mod render;
 mod rollback;
 mod schema;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Switch a service back to its previous color, or redeploy its previous spec.
     Rollback(rollback::RollbackArgs),
+    /// Replicas per service (declared, autoscaled, running, last scaling) and each budget's
+    /// spend, projection and active limit.
+    Status(status::StatusArgs),
     /// Render routers and config files without applying them.
     Render {
         #[arg(default_value = "desired-state")]
@@ -110,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args, cli.state_dir.as_deref()),
         Command::Apply(args) => apply::run(args, cli.state_dir.as_deref()),
         Command::Rollback(args) => rollback::run(args, cli.state_dir.as_deref()),
+        Command::Status(args) => status::run(args, cli.state_dir.as_deref()),
         Command::Agent(args) => agent::run(args, cli.state_dir.as_deref()),
         Command::Migrations(cmd) => migrations::run(cmd, cli.state_dir.as_deref()),
         Command::Backup(cmd) => backup::run(cmd, cli.state_dir.as_deref()),

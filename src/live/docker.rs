@@ -558,6 +558,45 @@ impl Docker {
         Ok(names)
     }
 
+    /// One reading of a container's counters, without waiting for a second sample (`one-shot`):
+    /// the caller keeps the previous reading to turn CPU time into a rate.
+    pub async fn stats(&self, name: &str) -> Result<ContainerReading, DockerError> {
+        use futures_util::StreamExt;
+        let opts = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let mut stream = self.client.stats(name, Some(opts));
+        let s = match stream.next().await {
+            Some(r) => r.map_err(api(format!("stats of {name}")))?,
+            None => {
+                return Err(DockerError::Api {
+                    what: format!("stats of {name}"),
+                    message: "no reading".into(),
+                })
+            }
+        };
+        let cpu = s.cpu_stats.as_ref();
+        let mem = s.memory_stats.as_ref();
+        // What `docker stats` shows: usage less the page cache that can be dropped.
+        let inactive = mem
+            .and_then(|m| m.stats.as_ref())
+            .and_then(|st| st.get("inactive_file").copied())
+            .unwrap_or(0);
+        Ok(ContainerReading {
+            cpu_ns: cpu
+                .and_then(|c| c.cpu_usage.as_ref())
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0),
+            online_cpus: cpu.and_then(|c| c.online_cpus).unwrap_or(1),
+            memory_bytes: mem
+                .and_then(|m| m.usage)
+                .unwrap_or(0)
+                .saturating_sub(inactive),
+            memory_limit: mem.and_then(|m| m.limit).unwrap_or(0),
+        })
+    }
+
     /// Names of all this project's containers, retired ones included.
     pub async fn all_names(&self) -> Result<Vec<String>, DockerError> {
         self.names(&[]).await
@@ -567,6 +606,15 @@ impl Docker {
     pub async fn container_names(&self, resource: &str) -> Result<Vec<String>, DockerError> {
         self.names(&[(RESOURCE, resource)]).await
     }
+}
+
+/// A container's cumulative CPU time and current memory, as `docker stats` reads them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContainerReading {
+    pub cpu_ns: u64,
+    pub online_cpus: u32,
+    pub memory_bytes: u64,
+    pub memory_limit: u64,
 }
 
 /// Containers renamed out of the way during a replace end in `.old-<n>`.

@@ -46,7 +46,7 @@ impl fmt::Display for Color {
 }
 
 /// One managed container, as its labels and state describe it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveContainer {
     pub name: String,
     #[serde(default)]

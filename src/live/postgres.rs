@@ -32,7 +32,7 @@ fn q(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
 }
 
 /// The server's message (and SQLSTATE), without anything from the connection string.
-fn message(e: &tokio_postgres::Error) -> String {
+pub fn message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => e.to_string(),

@@ -1,0 +1,217 @@
+//! `converge status`: per service the declared, autoscaled and running replicas with the last
+//! scaling decision; per budget the spend, its projection to the period's end, the percentage
+//! and the active limit. Read-only: nothing is recorded or changed.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::live::{runtime, state_dir, Session};
+use super::{load_or_report, Outcome};
+use crate::agent::budgets;
+use crate::apply::journal::{self, Journal};
+use crate::budget::BudgetStatus;
+use crate::cost::money;
+use crate::model::{DesiredState, Kind, ResourceId};
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[arg(default_value = "desired-state")]
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub env: Option<String>,
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceRow {
+    pub service: String,
+    pub desired: u32,
+    /// What the autoscaler or a budget chose, when it differs from `desired`.
+    pub autoscaled: Option<u32>,
+    pub reason: Option<String>,
+    pub running: u32,
+    pub scale: Option<String>,
+    /// The autoscaler's last decision, from the journal.
+    pub last_scaling: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub project: String,
+    pub environment: Option<String>,
+    pub services: Vec<ServiceRow>,
+    pub budgets: Vec<BudgetStatus>,
+    pub warnings: Vec<String>,
+}
+
+pub fn run(args: StatusArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
+    let Some(desired) = load_or_report(&args.dir, args.env.as_deref())? else {
+        return Ok(Outcome::Failure);
+    };
+    super::live::check_host(&desired, args.host.as_deref())?;
+    let report = runtime()?.block_on(gather(&desired, args.host.as_deref(), state_dir(state)))?;
+    match args.format {
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        StatusFormat::Text => print!("{}", text(&report)),
+    }
+    Ok(Outcome::Success)
+}
+
+async fn gather(
+    desired: &DesiredState,
+    host: Option<&str>,
+    state_dir: PathBuf,
+) -> anyhow::Result<Report> {
+    let session = Session::open(desired, state_dir.clone()).await?;
+    let live = session.observe(desired).await?;
+    let project = desired.project.name.as_str();
+    let entries = Journal::entries(&state_dir, project);
+    let mut last: std::collections::BTreeMap<String, String> = Default::default();
+    for e in entries.iter().filter(|e| e.event == "scaled") {
+        if let Some(name) = e
+            .resource
+            .as_deref()
+            .and_then(|r| r.strip_prefix("service/"))
+        {
+            let (from, to) = (e.data.get("from"), e.data.get("to"));
+            last.insert(
+                name.to_string(),
+                format!(
+                    "{} → {}: {} ({})",
+                    from.map(|v| v.to_string()).unwrap_or_default(),
+                    to.map(|v| v.to_string()).unwrap_or_default(),
+                    e.detail.as_deref().unwrap_or(""),
+                    crate::plan::text::utc(e.ts)
+                ),
+            );
+        }
+    }
+    let services = desired
+        .services()
+        .filter(|s| {
+            host.is_none_or(|h| crate::load::validate::hosts_of(s, &desired.project).contains(&h))
+        })
+        .map(|s| {
+            let o = live.overrides.get(s.name.as_str());
+            let running = live
+                .service(&ResourceId::new(Kind::Service, s.name.as_str()))
+                .map(|l| l.containers.iter().filter(|c| c.running).count() as u32)
+                .unwrap_or(0);
+            ServiceRow {
+                service: s.name.to_string(),
+                desired: s.replicas,
+                autoscaled: o.map(|o| o.replicas),
+                reason: o.map(|o| o.reason.clone()),
+                running,
+                scale: s
+                    .scale
+                    .as_ref()
+                    .map(|x| format!("{}..{}, cooldown {}", x.min, x.max, x.cooldown)),
+                last_scaling: last.get(s.name.as_str()).cloned(),
+            }
+        })
+        .collect();
+    let previous = journal::budget_statuses(&state_dir, project);
+    let (budgets, warnings) = budgets::evaluate_all(
+        desired,
+        &live,
+        &entries,
+        session.postgres.as_ref(),
+        &previous,
+        journal::now(),
+    )
+    .await;
+    Ok(Report {
+        project: project.to_string(),
+        environment: desired.environment.clone(),
+        services,
+        budgets,
+        warnings,
+    })
+}
+
+/// The report as terminal text.
+pub fn text(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "converge status for project {}, environment {}\n",
+        r.project,
+        r.environment.as_deref().unwrap_or("(base)")
+    );
+    let w = r
+        .services
+        .iter()
+        .map(|s| s.service.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let _ = writeln!(
+        out,
+        "{:<w$}  {:>7}  {:>10}  {:>7}  SCALING",
+        "SERVICE", "DESIRED", "AUTOSCALED", "RUNNING"
+    );
+    for s in &r.services {
+        let auto = s
+            .autoscaled
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "-".into());
+        let mut why = Vec::new();
+        if let Some(x) = &s.scale {
+            why.push(format!("bounds {x}"));
+        }
+        if let Some(x) = &s.reason {
+            why.push(x.clone());
+        }
+        if let Some(x) = &s.last_scaling {
+            why.push(format!("last: {x}"));
+        }
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:>7}  {:>10}  {:>7}  {}",
+            s.service,
+            s.desired,
+            auto,
+            s.running,
+            if why.is_empty() {
+                "-".into()
+            } else {
+                why.join("; ")
+            }
+        );
+    }
+    if !r.budgets.is_empty() {
+        out.push('\n');
+        for b in &r.budgets {
+            let _ = writeln!(
+                out,
+                "{} ({}): spent {} of {} ({}: infrastructure {}, recorded {}), projected {} by the period's end; limit: {}",
+                b.budget,
+                b.period,
+                money(b.spend, &b.currency),
+                money(b.amount, &b.currency),
+                b.percent(),
+                money(b.infrastructure, &b.currency),
+                money(b.external, &b.currency),
+                money(b.projected, &b.currency),
+                b.limit.map(|l| l.as_str()).unwrap_or("none")
+            );
+        }
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
