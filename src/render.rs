@@ -513,3 +513,105 @@ pub fn render_configfile(
     };
     render_with(&file.template, source(state, &file.template)?, &ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{load, SourceTree};
+    use crate::model::{Kind, ResourceId};
+
+    const STATE: &str = "kind: Project\nname: shop\nhosts: [{name: a}, {name: b}]\n---\n\
+        kind: Service\nname: api\nimage: api:1\nports: [{container: 8000}]\nmetrics: {port: 8000}\n\
+        health: {http: {path: /health, port: 8000}}\n\
+        deploy: {strategy: blue-green, blue: {port: 8000}, green: {port: 8001}}\n---\n\
+        kind: Notifier\nname: pager\nwebhook: \"${env:PAGER_URL}\"\nseverities: [critical, warning]\n---\n\
+        kind: ConfigFile\nname: custom\ntemplate: templates/t.hbs\npath: /etc/t\n";
+
+    fn state(template: &str) -> DesiredState {
+        let tree = SourceTree::new("mem")
+            .with_file("converge.yaml", STATE)
+            .with_file("templates/t.hbs", template);
+        load(&tree, None).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    fn render(state: &DesiredState, colors: &BTreeMap<String, ActiveColor>) -> String {
+        let Some(Resource::ConfigFile(c)) = state.get(&ResourceId::new(Kind::ConfigFile, "custom"))
+        else {
+            panic!("configfile/custom")
+        };
+        render_configfile(c, state, colors).unwrap()
+    }
+
+    #[test]
+    fn blue_green_metrics_targets_follow_the_active_color_on_every_host() {
+        let s = state(
+            "{{#each services}}{{color}} {{#each metrics_targets}}{{this}},{{/each}}{{/each}}",
+        );
+        assert_eq!(render(&s, &starting_colors(&s)), "blue a:8000,b:8000,");
+        let green = BTreeMap::from([(
+            "api".to_string(),
+            ActiveColor {
+                color: "green".into(),
+                port: 8001,
+            },
+        )]);
+        assert_eq!(render(&s, &green), "green a:8001,b:8001,");
+    }
+
+    #[test]
+    fn notifiers_show_their_severities_and_url_file_but_never_the_url() {
+        let s = state("{{#each notifiers}}{{name}} {{webhook}} {{url_file}} {{#each severities}}{{this}} {{/each}}{{/each}}");
+        assert_eq!(
+            render(&s, &BTreeMap::new()),
+            "pager true /etc/alertmanager/secrets/pager.url critical warning "
+        );
+    }
+
+    #[test]
+    fn fractions_read_as_written() {
+        assert_eq!(fraction(0.8), "0.8");
+        assert_eq!(fraction(0.8 * 100.0), "80");
+        assert_eq!(fraction(1.0), "1");
+        assert_eq!(fraction(5000.0), "5000");
+        assert_eq!(fraction(0.125), "0.125");
+    }
+
+    #[test]
+    fn a_missing_variable_is_reported_with_its_position() {
+        let tree = SourceTree::new("mem")
+            .with_file("converge.yaml", STATE)
+            .with_file(
+                "templates/t.hbs",
+                "ok\n  {{#each services}}{{nmae}}{{/each}}",
+            );
+        let diags = load(&tree, None).unwrap_err();
+        let text = diags.to_string();
+        assert!(
+            text.contains("template error: `nmae` is not in the template context"),
+            "{text}"
+        );
+        assert!(text.contains("--> mem/templates/t.hbs:2:21"), "{text}");
+        assert!(text.contains("used by configfile/custom at "), "{text}");
+    }
+
+    #[test]
+    fn every_builtin_renders_against_a_state_with_each_kind() {
+        for name in BUILTIN_NAMES {
+            assert!(builtin(name).is_some(), "{name}");
+            assert!(builtin_file(name).is_some(), "{name}");
+        }
+        let s = state("{{project}}");
+        for name in BUILTIN_NAMES.iter().filter(|n| **n != "nginx-site") {
+            let file = ConfigFile {
+                name: crate::model::types::Name::try_from("x".to_string()).unwrap(),
+                template: name.to_string(),
+                path: "/etc/x".into(),
+                check: None,
+                reload: None,
+            };
+            let out = render_configfile(&file, &s, &starting_colors(&s))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(out.contains("shop"), "{name}: {out}");
+        }
+    }
+}
