@@ -24,7 +24,7 @@ fn validate_checks_the_base_and_every_environment() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
-        "desired-state is valid: project ytempire, 11 resource(s), environments dev, staging, prod.\n"
+        "desired-state is valid: project ytempire, 15 resource(s), environments dev, staging, prod.\n"
     );
     for env in ["dev", "staging", "prod"] {
         let o = converge(&["validate", "desired-state", "--env", env]);
@@ -37,7 +37,7 @@ fn offline_plan_ends_with_the_summary_line_and_detailed_exitcode_is_2() {
     let o = converge(&["plan", "--offline", "--env", "dev"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stdout(&o).ends_with("\nPlan: 13 to add, 0 to change, 0 to destroy.\n"),
+        stdout(&o).ends_with("\nPlan: 17 to add, 0 to change, 0 to destroy.\n"),
         "{}",
         stdout(&o)
     );
@@ -51,7 +51,7 @@ fn json_plan_is_versioned_and_holds_no_secret() {
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["format_version"], "1.0");
-    assert_eq!(v["summary"]["add"], 13);
+    assert_eq!(v["summary"]["add"], 17);
     assert!(!stdout(&o).contains("${env:"), "secret references leaked");
 }
 
@@ -105,6 +105,13 @@ fn render_writes_router_and_config_files_under_out() {
     assert!(nginx.contains("server 127.0.0.1:8000;"));
     let prom = std::fs::read_to_string(dir.path().join("etc/prometheus/prometheus.yml")).unwrap();
     assert!(prom.contains("monitor: 'ytempire-prod'"));
+    for file in [
+        "etc/prometheus/alerts/converge.yml",
+        "etc/alertmanager/alertmanager.yml",
+        "var/lib/grafana/dashboards/converge.json",
+    ] {
+        assert!(dir.path().join(file).is_file(), "{file} not rendered");
+    }
 }
 
 #[test]

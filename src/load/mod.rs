@@ -107,7 +107,8 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
         return Err(Diagnostics(diags).sorted());
     }
     let project = project.expect("a missing Project is a diagnostic");
-    Ok(DesiredState {
+    let uses = validate::template_uses(&typed);
+    let state = DesiredState {
         project,
         environment: env.map(str::to_string),
         resources: typed
@@ -116,7 +117,12 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
             .collect(),
         templates: checked.templates,
         migrations: checked.migrations,
-    })
+    };
+    let problems = validate::render_templates(&state, &uses, tree);
+    if !problems.is_empty() {
+        return Err(Diagnostics(problems).sorted());
+    }
+    Ok(state)
 }
 
 /// Loads the base state and every environment the Project lists; all problems together.

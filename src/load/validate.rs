@@ -13,8 +13,8 @@ use crate::model::attributes::hex;
 use crate::model::service::{Metric, Strategy};
 use crate::model::types::SecretString;
 use crate::model::{
-    Backup, Bucket, Budget, Database, Kind, MigrationFile, Notifier, Project, Resource, ResourceId,
-    Service,
+    Backup, Bucket, Budget, Database, DesiredState, Kind, MigrationFile, Notifier, Project,
+    Resource, ResourceId, Service,
 };
 use crate::render;
 
@@ -101,11 +101,11 @@ pub fn check(
                         }
                     }
                 }
-                template(&r.template, n, &mut ctx, &mut checked);
+                template(&r.template, &t.resource.id(), n, &mut ctx, &mut checked);
             }
             Resource::ConfigFile(c) => {
                 check_abs_path(&c.path, n, "path", &mut ctx);
-                template(&c.template, n, &mut ctx, &mut checked);
+                template(&c.template, &t.resource.id(), n, &mut ctx, &mut checked);
             }
             Resource::Database(d) => {
                 if let Some(files) = check_database(d, n, &mut ctx) {
@@ -342,6 +342,78 @@ fn check_service(s: &Service, n: &Node, ctx: &mut Ctx) {
     check_health(s, n, ctx);
     check_deploy(s, n, ctx);
     check_scale(s, n, ctx);
+    check_metrics(s, n, ctx);
+}
+
+/// The metrics port must be a container port that a host port publishes, so Prometheus reaches it.
+fn check_metrics(s: &Service, n: &Node, ctx: &mut Ctx) {
+    let Some(m) = &s.metrics else { return };
+    if !m.path.starts_with('/') {
+        ctx.diags.push(
+            Diagnostic::at(
+                &span_at(n, &["metrics", "path"]),
+                format!("metrics path must start with `/`, found `{}`", m.path),
+            )
+            .hint("e.g. `path: /metrics`"),
+        );
+    }
+    let span = span_at(n, &["metrics", "port"]);
+    let port = m.port.get();
+    let containers: Vec<String> = s.ports.iter().map(|p| p.container.to_string()).collect();
+    if !s.ports.iter().any(|p| p.container.get() == port) {
+        let hint = if containers.is_empty() {
+            format!("add `ports: [{{container: {port}}}]` to the service")
+        } else {
+            format!(
+                "the service's container ports are {}; use one of them, or add {port} to `ports`",
+                containers.join(", ")
+            )
+        };
+        ctx.diags.push(
+            Diagnostic::at(
+                &span,
+                format!(
+                    "metrics port {port} is not a container port of service/{}",
+                    s.name
+                ),
+            )
+            .hint(hint),
+        );
+        return;
+    }
+    if metrics_host_ports(s).is_empty() {
+        let hint = if s.deploy.strategy == Strategy::BlueGreen {
+            format!("a blue-green service publishes only its first container port ({}) on the color ports; serve metrics there", containers[0])
+        } else {
+            format!("publish it: `ports: [{{container: {port}, host: N}}]`")
+        };
+        ctx.diags.push(
+            Diagnostic::at(
+                &span,
+                format!("metrics port {port} of service/{} is not published on the host, so Prometheus cannot scrape it", s.name),
+            )
+            .hint(hint),
+        );
+    }
+}
+
+/// The host ports that publish a service's metrics port: both colors' ports for blue-green
+/// (which publishes its first container port), else the `host` of that port mapping.
+pub fn metrics_host_ports(s: &Service) -> Vec<u16> {
+    let Some(m) = &s.metrics else {
+        return Vec::new();
+    };
+    if s.deploy.strategy == Strategy::BlueGreen {
+        return match s.ports.first() {
+            Some(first) if first.container == m.port => published_ports(s),
+            _ => Vec::new(),
+        };
+    }
+    s.ports
+        .iter()
+        .filter(|p| p.container == m.port)
+        .filter_map(|p| p.host.map(|h| h.get()))
+        .collect()
 }
 
 fn check_placement(s: &Service, n: &Node, ctx: &mut Ctx) {
@@ -689,7 +761,7 @@ fn visit<'g>(
     state.insert(id, 2);
 }
 
-fn template(name: &str, n: &Node, ctx: &mut Ctx, checked: &mut Checked) {
+fn template(name: &str, id: &ResourceId, n: &Node, ctx: &mut Ctx, checked: &mut Checked) {
     let span = span_at(n, &["template"]);
     if render::is_builtin_reference(name) {
         if render::builtin(name).is_none() {
@@ -713,13 +785,93 @@ fn template(name: &str, n: &Node, ctx: &mut Ctx, checked: &mut Checked) {
         let at = Span::new(&file, e.line.unwrap_or(1), e.column.unwrap_or(1));
         ctx.diags.push(
             Diagnostic::at(&at, format!("template error: {}", e.message))
-                .note(format!("used by {span}")),
+                .note(format!("used by {id} at {span}"))
+                .hint("every `{{#name}}` needs its `{{/name}}` and every `{{` its `}}`; write `\\{{` for a literal `{{`, e.g. Prometheus's `\\{{ $value }}`"),
         );
         return;
     }
     checked
         .templates
         .insert(name.to_string(), source.to_string());
+}
+
+/// Where each Router and ConfigFile names its template, for notes on render errors.
+pub fn template_uses(typed: &[Typed]) -> BTreeMap<ResourceId, Span> {
+    typed
+        .iter()
+        .filter(|t| matches!(t.resource, Resource::Router(_) | Resource::ConfigFile(_)))
+        .map(|t| (t.resource.id(), span_at(&t.node, &["template"])))
+        .collect()
+}
+
+/// Renders every Router and ConfigFile template against the loaded state (pure: no file is
+/// read or written), so that a variable missing from the context, an unknown helper or a
+/// syntax error fails validation at the template's own file, line and column.
+pub fn render_templates(
+    state: &DesiredState,
+    uses: &BTreeMap<ResourceId, Span>,
+    tree: &SourceTree,
+) -> Vec<Diagnostic> {
+    let colors = render::starting_colors(state);
+    let mut diags = Vec::new();
+    for (id, resource) in &state.resources {
+        let (template, rendered, context) = match resource {
+            Resource::Router(r) => (
+                &r.template,
+                render::render_router(r, state, &colors),
+                render::ROUTER_CONTEXT,
+            ),
+            Resource::ConfigFile(c) => (
+                &c.template,
+                render::render_configfile(c, state, &colors),
+                render::CONFIGFILE_CONTEXT,
+            ),
+            _ => continue,
+        };
+        let Err(render::RenderError::Template {
+            message,
+            line,
+            column,
+            fault,
+            ..
+        }) = rendered
+        else {
+            continue;
+        };
+        let file = match render::builtin_file(template) {
+            Some(f) if render::is_builtin_reference(template) => f,
+            _ => tree.display(template),
+        };
+        let at = Span::new(
+            &std::sync::Arc::from(file),
+            line.unwrap_or(1),
+            column.unwrap_or(1),
+        );
+        let used = uses
+            .get(id)
+            .map(|s| format!("used by {id} at {s}"))
+            .unwrap_or_else(|| format!("used by {id}"));
+        diags.push(
+            Diagnostic::at(&at, format!("template error: {message}"))
+                .note(used)
+                .maybe_hint(render_hint(fault, id.kind, context)),
+        );
+    }
+    diags
+}
+
+fn render_hint(fault: render::Fault, kind: Kind, context: &[&str]) -> Option<String> {
+    match fault {
+        render::Fault::MissingVariable => Some(format!(
+            "a {kind} template sees {}; inside `{{{{#each}}}}` names are the item's, and `../name` reaches the outer context",
+            context.join(", ")
+        )),
+        render::Fault::UnknownHelper => Some(format!(
+            "the helpers are handlebars' built-ins: {}",
+            render::HELPERS.join(", ")
+        )),
+        render::Fault::Other => None,
+    }
 }
 
 /// Checks each build context and Dockerfile exist, and records a digest of the context's files.

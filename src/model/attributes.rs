@@ -445,5 +445,7 @@ fn notifier_attributes(n: &Notifier, d: &dyn SecretDigest) -> Attributes {
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
     a.text("events", events.join(", "));
+    let severities: Vec<&str> = n.severities.iter().map(|s| s.as_str()).collect();
+    a.text("severities", severities.join(", "));
     a
 }

@@ -18,6 +18,32 @@ pub struct Notifier {
     /// Events to send; default: all.
     #[serde(default = "all_events")]
     pub events: Vec<EventKind>,
+    /// Which Prometheus alert severities Alertmanager sends to this notifier's webhook.
+    #[serde(default = "warning_only")]
+    pub severities: Vec<Severity>,
+}
+
+/// The `severity` label of an alert: critical pages someone, warning goes to chat.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+fn warning_only() -> Vec<Severity> {
+    vec![Severity::Warning]
 }
 
 #[derive(

@@ -43,6 +43,10 @@ pub struct Service {
     pub scale: Option<Scale>,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// The container port (one of `ports`) serving Prometheus metrics; Prometheus scrapes the
+    /// host port that publishes it. Services without it are not scraped.
+    #[serde(default)]
+    pub metrics: Option<MetricsEndpoint>,
 }
 
 fn one() -> u32 {
@@ -63,6 +67,19 @@ pub struct Build {
     #[serde(skip)]
     #[schemars(skip)]
     pub context_digest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsEndpoint {
+    /// A container port from `ports`.
+    pub port: Port,
+    #[serde(default = "metrics_path")]
+    pub path: String,
+}
+
+fn metrics_path() -> String {
+    "/metrics".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
