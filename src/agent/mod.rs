@@ -463,6 +463,13 @@ impl Agent {
             }
             apply::Outcome::Interrupted { .. } => {}
         }
+        if matches!(outcome, apply::Outcome::Applied) {
+            // `/status` and `/metrics` show what runs now, not what ran before the apply.
+            if let Ok(live) = session.observe(&declared).await {
+                let after = self.plan(&desired, &live, &session, &rev, cluster_work);
+                self.report(&declared, &live, &after, &session.kinds());
+            }
+        }
         Ok(outcome.name())
     }
 
@@ -768,8 +775,15 @@ impl Agent {
             }
             resources.insert(key, st);
         }
+        // Replica counts the autoscaler or a budget chose are not drift from Git.
+        let drifting: Vec<String> = plan
+            .changes
+            .iter()
+            .filter(|c| c.origin.is_none())
+            .map(|c| c.id.clone())
+            .collect();
         let drifted = if self.applied.is_some() {
-            changing.len()
+            drifting.len()
         } else {
             0
         };
@@ -779,7 +793,7 @@ impl Agent {
             s.pending = live.pending.clone();
             s.notes = plan.notes.clone();
             s.drift = if self.applied.as_deref() == s.revision.as_deref() {
-                changing.iter().map(|c| c.to_string()).collect()
+                drifting
             } else {
                 Vec::new()
             };
