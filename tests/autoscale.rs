@@ -297,3 +297,51 @@ fn a_budget_past_its_hard_limit_pauses_low_services_never_critical_ones_until_it
         serde_json::Value::Null
     );
 }
+
+#[test]
+fn a_busy_worker_scales_up_on_cpu_measured_against_its_declared_limit() {
+    let body = "kind: Service\nname: burner\nimage: converge-test/worker:v1\n\
+        command: [/bin/sh, -c, \"trap 'exit 0' TERM; while :; do :; done\"]\n\
+        resources: {cpus: 0.2, memory: 32Mi}\n\
+        scale:\n  min: 1\n  max: 2\n  cooldown: 1m\n  up: [{metric: cpu, above: 50, for: 2s}]\n  down: [{metric: cpu, below: 10, for: 10m}]\n";
+    let p = Project::new("scalecpu", body);
+    let agent = Agent::start(
+        p.state.path(),
+        19543,
+        &[
+            "--source",
+            p.path().to_str().unwrap(),
+            "--scale-interval",
+            "1s",
+        ],
+        &[],
+    );
+    let running = |p: &Project| {
+        p.containers()
+            .iter()
+            .filter(|c| c.ends_with(" running"))
+            .count()
+    };
+    wait_until(30, "one burner", || running(&p) == 1);
+    wait_until(30, "two burners", || running(&p) == 2);
+    let scaled: Vec<serde_json::Value> = p
+        .journal()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "scaled")
+        .collect();
+    assert_eq!(scaled.len(), 1, "{scaled:?}");
+    let cpu = scaled[0]["data"]["metrics"]["cpu"].as_f64().unwrap();
+    assert!(cpu > 50.0, "a busy loop under a 0.2-core limit: {cpu}%");
+    assert!(
+        scaled[0]["data"]["metrics"]["memory"].as_f64().unwrap() < 100.0,
+        "{scaled:?}"
+    );
+    assert!(
+        scaled[0]["detail"].as_str().unwrap().ends_with("> 50% for 2s"),
+        "{scaled:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(running(&p), 2, "max 2, and the 1m cooldown holds");
+    drop(agent);
+}
