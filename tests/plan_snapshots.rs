@@ -242,3 +242,67 @@ fn markdown_has_summary_first_and_folds_long_diffs() {
     assert!(md.contains("<details><summary><code>router/public</code>"));
     insta::assert_snapshot!("first_plan_markdown", md);
 }
+
+#[test]
+fn markdown_of_no_changes_is_one_line_with_the_marker() {
+    let tree = example();
+    let p = plan_of(&state(&tree, "dev"), &applied(&tree, "dev"));
+    let md = plan::markdown::render(&p);
+    assert!(md.starts_with(plan::markdown::MARKER), "{md}");
+    insta::assert_snapshot!("markdown_no_changes", md);
+}
+
+#[test]
+fn markdown_of_a_small_change_carries_the_cost_delta() {
+    let tree = example();
+    let live = applied(&tree, "dev");
+    let next = edit(
+        &tree,
+        "environments.yaml",
+        "service/worker: {resources: {cpus: 0.5, memory: 256Mi}}",
+        "service/worker: {replicas: 3, resources: {cpus: 0.5, memory: 256Mi}}",
+    );
+    let p = plan_of(&state(&next, "dev"), &live);
+    let md = plan::markdown::render(&p);
+    // Two more replicas of 0.5 core and 256Mi: 2 × (0.5 × 0.0685 + 0.25 × 0.0137) × 730.
+    assert!(
+        md.contains("| `service/worker` | $27.50 | $82.51 | +$55.01 |"),
+        "{md}"
+    );
+    assert!(md.contains("**Plan: 0 to add, 2 to change, 0 to destroy.**"), "{md}");
+    insta::assert_snapshot!("markdown_small_change", md);
+}
+
+#[test]
+fn markdown_of_a_huge_change_splits_without_breaking_fences_or_details() {
+    let p = plan_of(&state(&example(), "dev"), &LiveState::default());
+    let parts = plan::markdown::render_parts(&p, 6_000);
+    assert!(parts.len() > 1, "{}", parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        assert!(part.len() <= 6_000, "part {i} has {} chars", part.len());
+        assert_eq!(part.matches("```").count() % 2, 0, "part {i}: {part}");
+        assert_eq!(
+            part.matches("<details>").count(),
+            part.matches("</details>").count(),
+            "part {i}: {part}"
+        );
+    }
+    insta::assert_snapshot!("markdown_huge_change_split", parts.join("\n"));
+}
+
+#[test]
+fn markdown_of_a_secret_change_never_shows_the_secret() {
+    let tree = example();
+    let live = applied(&tree, "dev");
+    let next = edit(
+        &tree,
+        "services/api.yaml",
+        "${env:DATABASE_URL}",
+        "postgres://app:${env:PG_APP_PASSWORD}@db/ytempire",
+    );
+    let p = plan_of(&state(&next, "dev"), &live);
+    let md = plan::markdown::render(&p);
+    assert!(md.contains("~ env.DATABASE_URL = (sensitive)"), "{md}");
+    assert!(!md.contains("PG_APP_PASSWORD"), "{md}");
+    insta::assert_snapshot!("markdown_secret_change", md);
+}
