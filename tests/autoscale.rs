@@ -338,7 +338,10 @@ fn a_busy_worker_scales_up_on_cpu_measured_against_its_declared_limit() {
         "{scaled:?}"
     );
     assert!(
-        scaled[0]["detail"].as_str().unwrap().ends_with("> 50% for 2s"),
+        scaled[0]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("> 50% for 2s"),
         "{scaled:?}"
     );
     std::thread::sleep(std::time::Duration::from_secs(4));

@@ -269,7 +269,10 @@ fn markdown_of_a_small_change_carries_the_cost_delta() {
         md.contains("| `service/worker` | $27.50 | $82.51 | +$55.01 |"),
         "{md}"
     );
-    assert!(md.contains("**Plan: 0 to add, 2 to change, 0 to destroy.**"), "{md}");
+    assert!(
+        md.contains("**Plan: 0 to add, 2 to change, 0 to destroy.**"),
+        "{md}"
+    );
     insta::assert_snapshot!("markdown_small_change", md);
 }
 
