@@ -971,7 +971,17 @@ impl Agent {
                 warn!("{text}");
                 changed = true;
                 if self.cluster_work {
-                    self.event(desired, &secrets, rev, EventKind::Budget, text);
+                    notify::send_to(
+                        desired,
+                        secrets.clone(),
+                        notify::Event {
+                            text,
+                            event: EventKind::Budget,
+                            project: desired.project.name.to_string(),
+                            revision: Some(rev.id.clone()),
+                        },
+                        &b.notify,
+                    );
                 }
             }
             let notified = apply::journal::budget_alerts_of(&entries, &s.budget, &s.period);
@@ -991,7 +1001,17 @@ impl Agent {
                 })?;
                 warn!("{text}");
                 if self.cluster_work {
-                    self.event(desired, &secrets, rev, EventKind::Budget, text);
+                    notify::send_to(
+                        desired,
+                        secrets.clone(),
+                        notify::Event {
+                            text,
+                            event: EventKind::Budget,
+                            project: desired.project.name.to_string(),
+                            revision: Some(rev.id.clone()),
+                        },
+                        &b.notify,
+                    );
                 }
             }
             let label = metrics::BudgetLabel {

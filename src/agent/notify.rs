@@ -21,9 +21,17 @@ pub struct Event {
 
 /// Sends `event` to every notifier that wants it, without waiting.
 pub fn send(desired: &DesiredState, secrets: Arc<Secrets>, event: Event) {
+    send_to(desired, secrets, event, &[]);
+}
+
+/// Like `send`, limited to the notifiers named in `only` when it is not empty (a Budget's `notify`).
+pub fn send_to(desired: &DesiredState, secrets: Arc<Secrets>, event: Event, only: &[String]) {
     for r in desired.resources.values() {
         let Resource::Notifier(n) = r else { continue };
         if !n.events.contains(&event.event) {
+            continue;
+        }
+        if !only.is_empty() && !only.iter().any(|o| o == n.name.as_str()) {
             continue;
         }
         let name = n.name.to_string();
