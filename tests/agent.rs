@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{docker, wait_until, Agent, Nginx, Project, Repo};
+use common::{docker, pg_url, wait_until, Agent, Nginx, Project, Repo};
 
 fn project(name: &str, sync: &str) -> String {
     format!("kind: Project\nname: {name}\nhosts: [{{name: local}}]\nsync: {{{sync}}}\n---\n")
@@ -308,11 +308,6 @@ fn kill_9_at_any_point_of_a_blue_green_apply_is_recovered_without_orphans() {
         !docker(&["ps", "-a", "--format", "{{.Names}}"]).contains(".old-"),
         "no retired container is left"
     );
-}
-
-fn pg_url() -> String {
-    std::env::var("CONVERGE_TEST_PG_URL")
-        .expect("CONVERGE_TEST_PG_URL: run scripts/test (it starts PostgreSQL), or `export CONVERGE_TEST_PG_URL=$(scripts/pg start)`")
 }
 
 #[test]

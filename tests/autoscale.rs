@@ -7,29 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{wait_until, Agent, Project};
-
-fn pg_url() -> String {
-    std::env::var("CONVERGE_TEST_PG_URL")
-        .expect("CONVERGE_TEST_PG_URL: run scripts/test (it starts PostgreSQL), or `export CONVERGE_TEST_PG_URL=$(scripts/pg start)`")
-}
-
-fn psql(db: &str, sql: &str) -> String {
-    let url = pg_url()
-        .rsplit_once('/')
-        .map(|(base, _)| format!("{base}/{db}"))
-        .unwrap();
-    let out = Command::new("psql")
-        .args(["-qAt", "-v", "ON_ERROR_STOP=1", &url, "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::{pg_url, psql, wait_until, Agent, Project};
 
 /// A project on PostgreSQL whose database holds the handbook's two tables; dropped afterwards.
 struct Stack {

@@ -53,6 +53,19 @@ fn plan_of(desired: &DesiredState, live: &LiveState) -> Plan {
     )
 }
 
+/// The api's DATABASE_URL now embeds a password reference.
+fn secret_change_plan() -> Plan {
+    let tree = example();
+    let live = applied(&tree, "dev");
+    let next = edit(
+        &tree,
+        "services/api.yaml",
+        "${env:DATABASE_URL}",
+        "postgres://app:${env:PG_APP_PASSWORD}@db/ytempire",
+    );
+    plan_of(&state(&next, "dev"), &live)
+}
+
 fn applied(tree: &SourceTree, env: &str) -> LiveState {
     after_apply(&state(tree, env), &LiveState::default(), &OPTS)
 }
@@ -150,15 +163,7 @@ fn drift_stopped_and_missing_containers_are_repaired() {
 
 #[test]
 fn a_secret_change_shows_as_sensitive_and_never_in_clear() {
-    let tree = example();
-    let live = applied(&tree, "dev");
-    let next = edit(
-        &tree,
-        "services/api.yaml",
-        "${env:DATABASE_URL}",
-        "postgres://app:${env:PG_APP_PASSWORD}@db/ytempire",
-    );
-    let p = plan_of(&state(&next, "dev"), &live);
+    let p = secret_change_plan();
     let text = plan::text::render(&p);
     let json = plan::json::render(&p);
     assert!(text.contains("~ env.DATABASE_URL = (sensitive)"), "{text}");
@@ -295,15 +300,7 @@ fn markdown_of_a_huge_change_splits_without_breaking_fences_or_details() {
 
 #[test]
 fn markdown_of_a_secret_change_never_shows_the_secret() {
-    let tree = example();
-    let live = applied(&tree, "dev");
-    let next = edit(
-        &tree,
-        "services/api.yaml",
-        "${env:DATABASE_URL}",
-        "postgres://app:${env:PG_APP_PASSWORD}@db/ytempire",
-    );
-    let p = plan_of(&state(&next, "dev"), &live);
+    let p = secret_change_plan();
     let md = plan::markdown::render(&p);
     assert!(md.contains("~ env.DATABASE_URL = (sensitive)"), "{md}");
     assert!(!md.contains("PG_APP_PASSWORD"), "{md}");

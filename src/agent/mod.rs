@@ -970,19 +970,7 @@ impl Agent {
                 })?;
                 warn!("{text}");
                 changed = true;
-                if self.cluster_work {
-                    notify::send_to(
-                        desired,
-                        secrets.clone(),
-                        notify::Event {
-                            text,
-                            event: EventKind::Budget,
-                            project: desired.project.name.to_string(),
-                            revision: Some(rev.id.clone()),
-                        },
-                        &b.notify,
-                    );
-                }
+                self.budget_event(desired, &secrets, rev, b, text);
             }
             let notified = apply::journal::budget_alerts_of(&entries, &s.budget, &s.period);
             for a in crate::budget::new_crossings(&b.alerts, s.ratio, &notified) {
@@ -1000,19 +988,7 @@ impl Agent {
                     e.data = serde_json::json!({"threshold": crate::budget::threshold_key(a), "period": s.period});
                 })?;
                 warn!("{text}");
-                if self.cluster_work {
-                    notify::send_to(
-                        desired,
-                        secrets.clone(),
-                        notify::Event {
-                            text,
-                            event: EventKind::Budget,
-                            project: desired.project.name.to_string(),
-                            revision: Some(rev.id.clone()),
-                        },
-                        &b.notify,
-                    );
-                }
+                self.budget_event(desired, &secrets, rev, b, text);
             }
             let label = metrics::BudgetLabel {
                 budget: b.name.to_string(),
@@ -1032,6 +1008,29 @@ impl Agent {
         apply::journal::write_budget_statuses(&self.opts.state_dir, &project, &statuses)?;
         self.status(|st| st.budgets = statuses);
         Ok(changed)
+    }
+}
+
+impl Agent {
+    /// Tells the budget's own notifiers, from the agent doing the cluster's work only.
+    fn budget_event(
+        &self,
+        desired: &DesiredState,
+        secrets: &Arc<Secrets>,
+        rev: &Revision,
+        b: &crate::model::Budget,
+        text: String,
+    ) {
+        if !self.cluster_work {
+            return;
+        }
+        let event = notify::Event {
+            text,
+            event: EventKind::Budget,
+            project: desired.project.name.to_string(),
+            revision: Some(rev.id.clone()),
+        };
+        notify::send_to(desired, secrets.clone(), event, &b.notify);
     }
 }
 

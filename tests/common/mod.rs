@@ -395,3 +395,27 @@ impl Drop for Agent {
         self.kill9();
     }
 }
+
+/// The test PostgreSQL that scripts/test starts.
+pub fn pg_url() -> String {
+    std::env::var("CONVERGE_TEST_PG_URL")
+        .expect("CONVERGE_TEST_PG_URL: run scripts/test (it starts PostgreSQL), or `export CONVERGE_TEST_PG_URL=$(scripts/pg start)`")
+}
+
+/// Runs `sql` in database `db` of the test PostgreSQL; its output, trimmed.
+pub fn psql(db: &str, sql: &str) -> String {
+    let url = pg_url()
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{db}"))
+        .unwrap();
+    let out = Command::new("psql")
+        .args(["-qAt", "-v", "ON_ERROR_STOP=1", &url, "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
