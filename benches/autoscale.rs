@@ -8,7 +8,7 @@
 //!   CVB_DIR           the desired-state directory (100 scaled services)
 //!   CVB_PROJECT       the project name (its containers are observed)
 //!   CVB_PG_URL        the PostgreSQL URL of `providers.postgres` (resolved)
-//!   CVB_ROUNDS        evaluations (default 20), CVB_GAP_MS between their starts (default 2000)
+//!   CVB_ROUNDS        evaluations (default 20), CVB_GAP_MS idle after each (default 2000)
 //!   CVB_IDLE_SECS     a sleep with no work at all, for its CPU (default 10)
 //!   CVB_PEER_ROUNDS   rounds of each peer (default 5)
 //! The first evaluation has no CPU rate yet (CPU is a rate between two of our own readings), so
@@ -182,7 +182,7 @@ fn main() {
         "  setup (not timed below): observe {observe_ms:.1} ms, PostgreSQL admin connection {pg_connect_ms:.1} ms"
     );
     println!(
-        "  {rounds} evaluations (sample + decide), {} ms between their starts; tokio multi-thread runtime on {} CPUs",
+        "  {rounds} evaluations (sample + decide), {} ms idle between the end of one and the start of the next; tokio multi-thread runtime on {} CPUs",
         gap.as_millis(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
@@ -198,12 +198,12 @@ fn main() {
     let mut gap_wall = 0.0;
     let mut last_decisions = Vec::new();
     let mut rounds_seen = Vec::new();
-    let start = Instant::now();
     let mut prev_end: Option<(Instant, f64, f64)> = None;
     for i in 0..rounds {
-        let due = start + gap * i as u32;
-        if let Some(d) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(d);
+        if i > 0 {
+            // The gap runs from the end of one evaluation to the start of the next, so it is
+            // a real idle period even when an evaluation takes longer than the gap.
+            std::thread::sleep(gap);
         }
         let c0 = cpu_ticks_ms();
         let s0 = cpu_sched_ms();

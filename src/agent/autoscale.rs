@@ -1,13 +1,15 @@
 //! The autoscaler's sampling: CPU and memory of each scaled service's running containers
 //! (Docker stats, as a percentage of the declared limit) and its `queue_depth` query, kept as
-//! series for `scale::decide`. Readings are taken concurrently; CPU is a rate between two of
-//! our own readings, so no call waits for the engine's second sample.
+//! series for `scale::decide`. Counters come from the container's cgroup when it is visible on
+//! this host (microseconds), else from the Docker API (concurrently); CPU is a rate between two of
+//! our own readings, so nothing waits for the engine's second sample.
 
 use std::collections::BTreeMap;
 
 use futures_util::stream::{self, StreamExt};
 use tracing::warn;
 
+use crate::live::cgroup::Cgroups;
 use crate::live::docker::{ContainerReading, Docker};
 use crate::live::postgres::Postgres;
 use crate::live::LiveState;
@@ -15,8 +17,9 @@ use crate::model::service::{Metric, Service};
 use crate::model::{DesiredState, Kind, ResourceId};
 use crate::scale::{self, Autoscaled, Decision, Sample, Samples};
 
-/// How many Docker stats calls are in flight at once.
-const CONCURRENCY: usize = 16;
+/// How many Docker stats calls are in flight at once: each waits for the engine's next
+/// once-a-second collection, so they should all wait for the same one.
+const CONCURRENCY: usize = 128;
 
 #[derive(Default)]
 pub struct Autoscaler {
@@ -69,15 +72,7 @@ impl Autoscaler {
                 }
             }
         }
-        let readings: Vec<(String, String, Result<ContainerReading, String>)> =
-            stream::iter(wanted)
-                .map(|(service, name)| async move {
-                    let r = docker.stats(&name).await.map_err(|e| e.to_string());
-                    (service, name, r)
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
+        let readings = read_containers(docker, wanted).await;
         round.containers = readings.len();
         let mut cpu: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut mem: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -230,6 +225,35 @@ impl Autoscaler {
             })
             .collect()
     }
+}
+
+type Reading = (String, String, Result<ContainerReading, String>);
+
+/// Reads each (service, container) from its cgroup when visible, else through the Docker API.
+async fn read_containers(docker: &Docker, wanted: Vec<(String, String)>) -> Vec<Reading> {
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let ids = docker.ids().await.unwrap_or_default();
+    let cgroups = Cgroups::default();
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut remote = Vec::new();
+    for (service, name) in wanted {
+        match ids.get(&name).and_then(|id| cgroups.read(id)) {
+            Some(r) => out.push((service, name, Ok(r))),
+            None => remote.push((service, name)),
+        }
+    }
+    let from_api: Vec<Reading> = stream::iter(remote)
+        .map(|(service, name)| async move {
+            let r = docker.stats(&name).await.map_err(|e| e.to_string());
+            (service, name, r)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    out.extend(from_api);
+    out
 }
 
 fn mean(v: &[f64]) -> Option<f64> {

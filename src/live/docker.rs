@@ -558,6 +558,19 @@ impl Docker {
         Ok(names)
     }
 
+    /// Full container ids of this project's containers, by name.
+    pub async fn ids(&self) -> Result<BTreeMap<String, String>, DockerError> {
+        Ok(self
+            .list(&[])
+            .await?
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.into_iter().next()?;
+                Some((name.trim_start_matches('/').to_string(), c.id?))
+            })
+            .collect())
+    }
+
     /// One reading of a container's counters, without waiting for a second sample (`one-shot`):
     /// the caller keeps the previous reading to turn CPU time into a rate.
     pub async fn stats(&self, name: &str) -> Result<ContainerReading, DockerError> {

@@ -1,6 +1,7 @@
 //! Live state as plain data: what the providers (Docker, PostgreSQL, S3, files) observed,
 //! converted at their boundary into these types. The diff reads only this.
 
+pub mod cgroup;
 pub mod docker;
 pub mod observe;
 pub mod postgres;
