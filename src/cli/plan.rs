@@ -53,14 +53,17 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
-    let (head_rev, tree) = match &args.head {
-        Some(rev) => {
-            let (id, t) = at_revision(&args.dir, rev)?;
-            (Some(id), t)
-        }
-        None => (None, SourceTree::read_dir(&args.dir)?),
-    };
-    let desired = match load::load(&tree, args.env.as_deref()) {
+    // The base revision loads on a second thread while the head loads: they are independent.
+    let (head, base) = std::thread::scope(|s| {
+        let base = args
+            .base
+            .as_deref()
+            .map(|b| s.spawn(|| base_state(&args, b)));
+        let head = load_head(&args);
+        (head, base.map(|j| j.join()))
+    });
+    let (head_rev, tree, desired) = head?;
+    let desired = match desired {
         Ok(d) => d,
         Err(diags) => {
             eprintln!("{diags}");
@@ -68,8 +71,9 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         }
     };
     check_host(&desired, args.host.as_deref())?;
-    let change = match &args.base {
-        Some(base) => Some(change_plan(&args, base, head_rev.as_deref(), &desired)?),
+    let change = match base {
+        Some(Ok(b)) => Some(change_plan(&args, b?, head_rev.as_deref(), &desired)),
+        Some(Err(_)) => anyhow::bail!("loading the base revision panicked"),
         None => None,
     };
     let live = if args.offline && change.is_some() {
@@ -148,32 +152,70 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
     })
 }
 
-/// The head's desired state planned against what the base revision would have left.
-fn change_plan(
-    args: &PlanArgs,
-    base: &str,
-    head_rev: Option<&str>,
-    head: &DesiredState,
-) -> anyhow::Result<(String, Plan)> {
-    let (base_id, base_tree) = at_revision(&args.dir, base)?;
-    let opts = DiffOptions {
+/// The head's revision (with `--head`), its files, and its desired state or the problems that stop it.
+type Head = (
+    Option<String>,
+    SourceTree,
+    Result<DesiredState, load::Diagnostics>,
+);
+
+fn load_head(args: &PlanArgs) -> anyhow::Result<Head> {
+    let (head_rev, tree) = match &args.head {
+        Some(rev) => {
+            let (id, t) = at_revision(&args.dir, rev)?;
+            (Some(id), t)
+        }
+        None => (None, SourceTree::read_dir(&args.dir)?),
+    };
+    let desired = load::load(&tree, args.env.as_deref());
+    Ok((head_rev, tree, desired))
+}
+
+/// What the base revision would have left: its id, the live state after applying it, and notes.
+struct Base {
+    id: String,
+    before: LiveState,
+    notes: Vec<String>,
+}
+
+fn diff_options(args: &PlanArgs) -> DiffOptions<'_> {
+    DiffOptions {
         host: args.host.as_deref(),
         secrets: &ReferenceDigest,
         kinds: None,
         retry_failed: true,
-    };
+    }
+}
+
+fn base_state(args: &PlanArgs, base: &str) -> anyhow::Result<Base> {
+    let (id, base_tree) = at_revision(&args.dir, base)?;
     let mut notes = Vec::new();
     let before = match load::load(&base_tree, args.env.as_deref()) {
-        Ok(b) => after_apply(&b, &LiveState::default(), &opts),
+        Ok(b) => after_apply(&b, &LiveState::default(), &diff_options(args)),
         Err(_) => {
             notes.push(format!(
                 "the desired state at {} does not load; the change is planned against nothing",
-                &base_id[..12]
+                &id[..12]
             ));
             LiveState::default()
         }
     };
-    let mut d = diff(head, &before, &opts);
+    Ok(Base { id, before, notes })
+}
+
+/// The head's desired state planned against what the base revision would have left.
+fn change_plan(
+    args: &PlanArgs,
+    base: Base,
+    head_rev: Option<&str>,
+    head: &DesiredState,
+) -> (String, Plan) {
+    let Base {
+        id: base_id,
+        before,
+        notes,
+    } = base;
+    let mut d = diff(head, &before, &diff_options(args));
     d.notes.extend(notes);
     let title = format!(
         "{} → {}",
@@ -190,7 +232,7 @@ fn change_plan(
             pending: Vec::new(),
         },
     );
-    Ok((title, p))
+    (title, p)
 }
 
 fn section(title: &str, p: &Plan, format: PlanFormat) -> String {
