@@ -318,6 +318,46 @@ mod tests {
     }
 
     #[test]
+    fn estimate_prices_a_replica_change_and_a_buckets_stored_bytes() {
+        use crate::live::{LiveContainer, LiveResource, LiveService};
+        let text = "kind: Project\nname: p\n---\nkind: Budget\nname: b\namount: 100\nrates: {cpu_hour: 0.05, storage_gb_month: 0.10}\n---\nkind: Service\nname: w\nimage: x:1\nreplicas: 3\nresources: {cpus: 1.0}\n---\nkind: Bucket\nname: data-bucket\n";
+        let tree = crate::load::SourceTree::new("t").with_file("all.yaml", text);
+        let desired = crate::load::load(&tree, None).expect("valid");
+        let mut live = LiveState::default();
+        let mut attributes = crate::model::Attributes::default();
+        attributes.text("resources.cpus", "1");
+        live.resources.insert(
+            ResourceId::new(Kind::Service, "w"),
+            LiveResource {
+                attributes,
+                service: Some(LiveService {
+                    containers: vec![LiveContainer {
+                        name: "p-w-1".into(),
+                        running: true,
+                        ..Default::default()
+                    }],
+                    active_color: None,
+                }),
+                ..Default::default()
+            },
+        );
+        live.resources.insert(
+            ResourceId::new(Kind::Bucket, "data-bucket"),
+            LiveResource {
+                stored_bytes: Some(50 << 30),
+                ..Default::default()
+            },
+        );
+        let mut changes = Vec::new();
+        let s = estimate(&desired, &live, &|_| true, &mut changes).expect("rates");
+        assert_eq!(s.resources["service/w"].before, 36.5);
+        assert!((s.resources["service/w"].after - 109.5).abs() < 1e-9);
+        assert!((s.resources["bucket/data-bucket"].after - 5.0).abs() < 1e-9);
+        assert!((s.delta() - 73.0).abs() < 1e-9);
+        assert_eq!(s.budget, "budget/b");
+    }
+
+    #[test]
     fn money_groups_thousands_and_signs_deltas() {
         assert_eq!(money(5000.0, "USD"), "$5,000.00");
         assert_eq!(money(1234567.891, "USD"), "$1,234,567.89");

@@ -104,16 +104,21 @@ impl S3 {
                 }
             }
         }
+        // Stored bytes are listed only when a Budget prices storage.
+        let priced =
+            crate::cost::Rates::of_state(desired).is_some_and(|r| r.storage_gb_month > 0.0);
         for name in names {
             if !self.exists(&name).await {
                 continue;
             }
             let mut r = self.describe(&name).await?;
-            r.stored_bytes = self
-                .list(&name, "")
-                .await
-                .ok()
-                .map(|objects| objects.iter().map(|o| o.size).sum());
+            if priced {
+                r.stored_bytes = self
+                    .list(&name, "")
+                    .await
+                    .ok()
+                    .map(|objects| objects.iter().map(|o| o.size).sum());
+            }
             live.resources
                 .insert(ResourceId::new(Kind::Bucket, &name), r);
         }
