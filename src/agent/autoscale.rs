@@ -11,7 +11,7 @@ use tracing::warn;
 
 use crate::live::cgroup::Cgroups;
 use crate::live::docker::{ContainerReading, Docker};
-use crate::live::postgres::Postgres;
+use crate::live::postgres::{scalar, Connection, Postgres};
 use crate::live::LiveState;
 use crate::model::service::{Metric, Service};
 use crate::model::{DesiredState, Kind, ResourceId};
@@ -26,7 +26,7 @@ pub struct Autoscaler {
     samples: BTreeMap<String, Samples>,
     /// Per container: when (ms) and its cumulative CPU nanoseconds at the previous reading.
     previous: BTreeMap<String, (u64, u64)>,
-    clients: BTreeMap<String, tokio_postgres::Client>,
+    clients: BTreeMap<String, Connection>,
 }
 
 /// What one sampling round read.
@@ -258,14 +258,4 @@ async fn read_containers(docker: &Docker, wanted: Vec<(String, String)>) -> Vec<
 
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-/// Runs a query that returns one value, as a number: `SELECT (<sql>)::float8`.
-pub async fn scalar(client: &tokio_postgres::Client, sql: &str) -> Result<f64, String> {
-    let wrapped = format!("SELECT ({})::float8", sql.trim().trim_end_matches(';'));
-    let row = client
-        .query_one(wrapped.as_str(), &[])
-        .await
-        .map_err(|e| crate::live::postgres::message(&e))?;
-    Ok(row.get::<_, Option<f64>>(0).unwrap_or(0.0))
 }

@@ -104,7 +104,7 @@ pub async fn evaluate_all(
 
 async fn spend(pg: &Postgres, database: &str, sql: &str) -> Result<f64, String> {
     let client = pg.connect_db(database).await.map_err(|e| e.to_string())?;
-    super::autoscale::scalar(&client, sql).await
+    crate::live::postgres::scalar(&client, sql).await
 }
 
 /// What a budget notification says when a limit switches on or off.

@@ -169,22 +169,8 @@ impl Journal {
     }
 
     /// Spec hashes per service whose deploy failed and was rolled back (`spec-failed` entries).
-    pub fn failed(
-        state_dir: &Path,
-        project: &str,
-    ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
-        let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-            Default::default();
-        for e in Self::entries(state_dir, project) {
-            if e.event == "spec-failed" {
-                if let (Some(r), Some(h)) =
-                    (e.resource, e.data.get("hash").and_then(|h| h.as_str()))
-                {
-                    out.entry(r).or_default().insert(h.to_string());
-                }
-            }
-        }
-        out
+    pub fn failed(state_dir: &Path, project: &str) -> BTreeMap<String, BTreeSet<String>> {
+        failed_of(&Self::entries(state_dir, project))
     }
 
     /// The service specs recorded by successful deploys of `resource`, oldest first.
@@ -199,6 +185,17 @@ impl Journal {
     pub fn pending(state_dir: &Path, project: &str) -> Vec<PendingStep> {
         pending_of(&Self::entries(state_dir, project))
     }
+}
+
+/// Spec hashes per service whose deploy failed and was rolled back (`spec-failed` entries).
+pub fn failed_of(entries: &[Entry]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.event == "spec-failed") {
+        if let (Some(r), Some(h)) = (&e.resource, e.data.get("hash").and_then(|h| h.as_str())) {
+            out.entry(r.clone()).or_default().insert(h.to_string());
+        }
+    }
+    out
 }
 
 /// The autoscaler's last choice per service name (`scaled` entries).

@@ -137,7 +137,7 @@ impl Session {
         let mut live = observe(desired, &self.docker, pending)
             .await
             .context("observing live state")?;
-        live.failed = Journal::failed(&self.state_dir, project);
+        live.failed = crate::apply::journal::failed_of(&entries);
         live.overrides = crate::scale::overrides(
             desired,
             &crate::apply::journal::autoscaled_of(&entries),

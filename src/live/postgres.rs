@@ -32,7 +32,7 @@ fn q(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
 }
 
 /// The server's message (and SQLSTATE), without anything from the connection string.
-pub fn message(e: &tokio_postgres::Error) -> String {
+fn message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => e.to_string(),
@@ -925,6 +925,19 @@ fn grant_sql(verb: &str, privs: &[&str], g: &Grant, db: &str, role: &str) -> Vec
             ]
         }
     }
+}
+
+/// A connection to one database, as `connect_db` opens it.
+pub type Connection = Client;
+
+/// Runs a query that returns one value, as a number: `SELECT (<sql>)::float8`.
+pub async fn scalar(client: &Connection, sql: &str) -> Result<f64, String> {
+    let wrapped = format!("SELECT ({})::float8", sql.trim().trim_end_matches(';'));
+    let row = client
+        .query_one(wrapped.as_str(), &[])
+        .await
+        .map_err(|e| message(&e))?;
+    Ok(row.get::<_, Option<f64>>(0).unwrap_or(0.0))
 }
 
 #[cfg(test)]
