@@ -31,11 +31,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use converge::agent::autoscale::Autoscaler;
-use converge::live::docker::Docker;
-use converge::live::observe::observe;
-use converge::live::postgres::Postgres;
+use converge::engine::observe::observe;
 use converge::load::load_dir;
 use converge::model::{Kind, ResourceId};
+use converge::providers::docker::Docker;
+use converge::providers::postgres::Postgres;
 use converge::scale::Autoscaled;
 
 const TARGET_MS: f64 = 1000.0;

@@ -17,11 +17,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use converge::diff::synthetic::after_apply;
 use converge::diff::{diff, ChangeAction, DiffOptions};
-use converge::live::synthetic::after_apply;
-use converge::live::{LiveContainer, LiveResource, LiveService, LiveState, LiveVolume};
 use converge::load::{load, SourceTree};
 use converge::model::attributes::ReferenceDigest;
+use converge::model::live::{LiveContainer, LiveResource, LiveService, LiveState, LiveVolume};
 use converge::model::{DesiredState, Kind, ResourceId};
 use converge::plan::{self, PlanContext};
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diff::{Change, ChangeAction};
-use crate::live::{LiveResource, LiveState};
+use crate::model::live::{LiveResource, LiveState};
 use crate::model::types::Size;
 use crate::model::{AttrValue, Budget, DesiredState, Kind, Resource, ResourceId, Service};
 
@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn estimate_prices_a_replica_change_and_a_buckets_stored_bytes() {
-        use crate::live::{LiveContainer, LiveResource, LiveService};
+        use crate::model::live::{LiveContainer, LiveResource, LiveService};
         let text = "kind: Project\nname: p\n---\nkind: Budget\nname: b\namount: 100\nrates: {cpu_hour: 0.05, storage_gb_month: 0.10}\n---\nkind: Service\nname: w\nimage: x:1\nreplicas: 3\nresources: {cpus: 1.0}\n---\nkind: Bucket\nname: data-bucket\n";
         let tree = crate::load::SourceTree::new("t").with_file("all.yaml", text);
         let desired = crate::load::load(&tree, None).expect("valid");

@@ -4,18 +4,18 @@
 //! `plan` → ordered steps; apply runs them. `load`, `diff`, `plan` and `render` do no I/O.
 
 pub mod agent;
-pub mod apply;
 pub mod backup;
 pub mod budget;
 pub mod cli;
+pub mod clock;
 pub mod cost;
 pub mod diff;
-pub mod health;
+pub mod engine;
 pub mod lint;
-pub mod live;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod providers;
 pub mod render;
 pub mod scale;
 pub mod schema;

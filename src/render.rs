@@ -7,9 +7,9 @@ use handlebars::Handlebars;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::load::validate::{hosts_of, metrics_host_ports, published_ports};
 use crate::model::budget::Period;
 use crate::model::service::Strategy;
+use crate::model::service::{hosts_of, metrics_host_ports, published_ports};
 use crate::model::{
     Backup, Budget, ConfigFile, DesiredState, Notifier, Project, Resource, Router, Service,
 };

@@ -200,21 +200,7 @@ pub fn decide(
     None
 }
 
-/// Where a replica count other than the declared `replicas` comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    Autoscale,
-    Budget,
-}
-
-/// The replica count a service runs at instead of its declared `replicas`, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplicaOverride {
-    pub replicas: u32,
-    pub reason: String,
-    pub origin: Origin,
-}
+pub use crate::model::live::{Origin, ReplicaOverride};
 
 /// The autoscaler's last choice for a service, as the journal recorded it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -125,7 +125,7 @@ proptest! {
             if let Ok(state) = load(&tree, env) {
                 // Whatever still loads must also plan.
                 let opts = converge::diff::DiffOptions { host: None, secrets: &converge::model::attributes::ReferenceDigest, kinds: None, retry_failed: false };
-                let d = converge::diff::diff(&state, &converge::live::LiveState::default(), &opts);
+                let d = converge::diff::diff(&state, &converge::model::live::LiveState::default(), &opts);
                 let _ = converge::plan::plan(&state, d, converge::plan::PlanContext { revision: None, host: None, fingerprint: String::new(), pending: vec![] });
             }
         }

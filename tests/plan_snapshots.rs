@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
+use converge::diff::synthetic::after_apply;
 use converge::diff::{diff, DiffOptions};
-use converge::live::synthetic::after_apply;
-use converge::live::{LiveResource, LiveState, PendingStep};
 use converge::load::{load, SourceTree};
 use converge::model::attributes::ReferenceDigest;
+use converge::model::live::{LiveResource, LiveState, PendingStep};
 use converge::model::{DesiredState, Kind, ResourceId};
 use converge::plan::{self, Plan, PlanContext};
 

@@ -9,16 +9,14 @@ use std::collections::BTreeMap;
 use futures_util::stream::{self, StreamExt};
 use tracing::warn;
 
-use crate::live::cgroup::Cgroups;
-use crate::live::docker::{ContainerReading, Docker};
-use crate::live::postgres::{scalar, Connection, Postgres};
-use crate::live::LiveState;
+use crate::model::live::LiveState;
 use crate::model::service::{Metric, Service};
 use crate::model::{DesiredState, Kind, ResourceId};
+use crate::providers::postgres::{scalar, Connection, Postgres};
+use crate::providers::runtime::{ContainerReading, ContainerRuntime, RuntimeError};
 use crate::scale::{self, Autoscaled, Decision, Sample, Samples};
 
-/// How many Docker stats calls are in flight at once: each waits for the engine's next
-/// once-a-second collection, so they should all wait for the same one.
+/// How many queue-depth queries are in flight at once.
 const CONCURRENCY: usize = 128;
 
 #[derive(Default)]
@@ -54,7 +52,7 @@ impl Autoscaler {
         &mut self,
         desired: &DesiredState,
         live: &LiveState,
-        docker: &Docker,
+        runtime: Option<&dyn ContainerRuntime>,
         postgres: Option<&Postgres>,
         now: u64,
     ) -> Round {
@@ -72,7 +70,10 @@ impl Autoscaler {
                 }
             }
         }
-        let readings = read_containers(docker, wanted).await;
+        let readings = match runtime {
+            Some(rt) => read_containers(rt, wanted).await,
+            None => Vec::new(),
+        };
         round.containers = readings.len();
         let mut cpu: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let mut mem: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -229,31 +230,31 @@ impl Autoscaler {
 
 type Reading = (String, String, Result<ContainerReading, String>);
 
-/// Reads each (service, container) from its cgroup when visible, else through the Docker API.
-async fn read_containers(docker: &Docker, wanted: Vec<(String, String)>) -> Vec<Reading> {
+/// Reads each (service, container) through the runtime, all at once.
+async fn read_containers(
+    runtime: &dyn ContainerRuntime,
+    wanted: Vec<(String, String)>,
+) -> Vec<Reading> {
     if wanted.is_empty() {
         return Vec::new();
     }
-    let ids = docker.ids().await.unwrap_or_default();
-    let cgroups = Cgroups::default();
-    let mut out = Vec::with_capacity(wanted.len());
-    let mut remote = Vec::new();
-    for (service, name) in wanted {
-        match ids.get(&name).and_then(|id| cgroups.read(id)) {
-            Some(r) => out.push((service, name, Ok(r))),
-            None => remote.push((service, name)),
-        }
-    }
-    let from_api: Vec<Reading> = stream::iter(remote)
-        .map(|(service, name)| async move {
-            let r = docker.stats(&name).await.map_err(|e| e.to_string());
+    let names: Vec<String> = wanted.iter().map(|(_, n)| n.clone()).collect();
+    let mut read = runtime.readings(&names).await;
+    wanted
+        .into_iter()
+        .map(|(service, name)| {
+            let r = read
+                .remove(&name)
+                .unwrap_or_else(|| {
+                    Err(RuntimeError::Api {
+                        what: format!("stats of {name}"),
+                        message: "no reading".into(),
+                    })
+                })
+                .map_err(|e| e.to_string());
             (service, name, r)
         })
-        .buffer_unordered(CONCURRENCY)
         .collect()
-        .await;
-    out.extend(from_api);
-    out
 }
 
 fn mean(v: &[f64]) -> Option<f64> {

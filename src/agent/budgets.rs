@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::apply::journal::{usage_of, Entry};
 use crate::budget::{self, BudgetStatus, Limit};
 use crate::cost::{live_usage, Rates, Usage};
-use crate::live::postgres::Postgres;
-use crate::live::LiveState;
+use crate::engine::journal::{usage_of, Entry};
+use crate::model::live::LiveState;
 use crate::model::{Budget, DesiredState, Kind, Resource};
+use crate::providers::postgres::Postgres;
 
 /// Services whose running usage differs from the journal's last record of it.
 pub fn usage_changes(live: &LiveState, entries: &[Entry]) -> Vec<(String, Usage)> {
@@ -104,7 +104,7 @@ pub async fn evaluate_all(
 
 async fn spend(pg: &Postgres, database: &str, sql: &str) -> Result<f64, String> {
     let client = pg.connect_db(database).await.map_err(|e| e.to_string())?;
-    crate::live::postgres::scalar(&client, sql).await
+    crate::providers::postgres::scalar(&client, sql).await
 }
 
 /// What a budget notification says when a limit switches on or off.
@@ -149,7 +149,7 @@ pub fn limit_message(b: &Budget, s: &BudgetStatus, previous: Option<Limit>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::{LiveContainer, LiveResource, LiveService};
+    use crate::model::live::{LiveContainer, LiveResource, LiveService};
     use crate::model::{Attributes, ResourceId};
 
     fn live_with(replicas: usize) -> LiveState {

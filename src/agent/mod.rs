@@ -24,14 +24,12 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::apply::journal::{Journal, StateLock};
-use crate::apply::{self, Context};
-use crate::cli::live::Session;
-use crate::diff::{diff, DiffOptions};
-use crate::live::LiveState;
+use crate::engine::journal::{self, Journal, StateLock};
+use crate::engine::{apply, Engine, PlanOptions};
+use crate::model::live::LiveState;
 use crate::model::notifier::EventKind;
 use crate::model::{DesiredState, Kind, Resource, ResourceId};
-use crate::plan::{self, PlanContext};
+use crate::plan;
 use crate::secrets::Secrets;
 use backoff::Backoff;
 use source::{Revision, Source};
@@ -235,7 +233,7 @@ struct Agent {
     autoscaler: autoscale::Autoscaler,
     last_budget: Option<Instant>,
     /// Providers kept open between sampling ticks.
-    tick_session: Option<Session>,
+    tick_session: Option<Engine>,
     /// Whether this agent did the cluster's work at the last reconcile.
     cluster_work: bool,
     /// Per service: the autoscaler's last decision, for `/status`.
@@ -338,33 +336,30 @@ impl Agent {
         let Some((rev, desired)) = self.good.clone() else {
             return Ok("invalid");
         };
-        crate::cli::live::check_host(&desired, self.opts.host.as_deref())?;
-        let session = Session::open(&desired, self.opts.state_dir.clone()).await?;
+        crate::engine::check_host(&desired, self.opts.host.as_deref())?;
+        let session = Engine::open(&desired, self.opts.state_dir.clone()).await?;
         let project = desired.project.name.to_string();
         if self.lock.is_none() {
             self.lock = Some(StateLock::acquire(&self.opts.state_dir, &project)?);
         }
         let mut journal = Journal::open(&self.opts.state_dir, &project)?;
         if !self.recovered {
-            for line in
-                apply::recover::recover(&session.docker, session.postgres.as_ref(), &mut journal)
-                    .await?
-            {
+            for line in session.recover(&mut journal).await? {
                 warn!("{line}");
             }
             self.recovered = true;
         }
         let cluster_work = self.poll_cluster_lock(&desired, &session).await;
         self.cluster_work = cluster_work;
-        let mut live = session.observe(&desired).await?;
-        if live.pending.iter().any(|p| p.due <= apply::journal::now()) {
-            let ctx = session.context(&desired, &live, &rev.root, Some(rev.short()));
-            apply::run_due_deferred(&ctx, &mut journal, &self.opts.state_dir, &mut |l| {
-                info!("{}", l.trim())
-            })
+        let live = session
+            .prepare(
+                &desired,
+                &mut journal,
+                &rev.root,
+                Some(rev.short()),
+                &mut |l| info!("{}", l.trim()),
+            )
             .await?;
-            live = session.observe(&desired).await?;
-        }
         if cluster_work {
             self.run_schedules(&desired, &session, &rev).await;
         }
@@ -408,12 +403,13 @@ impl Agent {
         }
         info!("applying: {}", plan::text::summary_line(&plan));
         let stop = self.stop.clone();
-        let ctx = Context {
+        let run = apply::Run {
             stop: Some(&stop),
-            ..session.context(&desired, &live, &rev.root, Some(rev.short()))
+            ..session.run(&desired, &live, &rev.root, Some(rev.short()))
         };
-        let outcome =
-            apply::execute(&plan, &ctx, &mut journal, &mut |l| info!("{}", l.trim())).await?;
+        let outcome = session
+            .apply(&plan, &run, &mut journal, &mut |l| info!("{}", l.trim()))
+            .await?;
         let resources: Vec<String> = plan.changes.iter().map(|c| c.id.clone()).collect();
         match &outcome {
             apply::Outcome::Applied => {
@@ -478,7 +474,7 @@ impl Agent {
         &self,
         desired: &DesiredState,
         live: &LiveState,
-        session: &Session,
+        session: &Engine,
         rev: &Revision,
         cluster_work: bool,
     ) -> plan::Plan {
@@ -487,13 +483,12 @@ impl Agent {
             .into_iter()
             .filter(|k| cluster_work || !CLUSTER_KINDS.contains(k))
             .collect();
-        let opts = DiffOptions {
+        let opts = PlanOptions {
             host: self.opts.host.as_deref(),
-            secrets: &session.secrets,
-            kinds: Some(&kinds),
+            revision: Some(rev.short()),
             retry_failed: false,
         };
-        let mut d = diff(desired, live, &opts);
+        let mut d = session.diff(desired, live, &opts, &kinds);
         let waiting = self.backoff.waiting(Instant::now());
         if !waiting.is_empty() {
             d.changes.retain(|c| !waiting.contains(&c.id));
@@ -507,21 +502,12 @@ impl Agent {
                     .push(format!("{w}: failed recently; retried in {secs}s"));
             }
         }
-        plan::plan(
-            desired,
-            d,
-            PlanContext {
-                revision: Some(rev.short()),
-                host: self.opts.host.as_deref(),
-                fingerprint: live.fingerprint(),
-                pending: live.pending.clone(),
-            },
-        )
+        crate::engine::plan_of(desired, live, d, &opts)
     }
 
     /// Runs the backups whose schedule came due since it was last looked at, then checks RPOs.
-    async fn run_schedules(&mut self, desired: &DesiredState, session: &Session, rev: &Revision) {
-        let now = apply::journal::now();
+    async fn run_schedules(&mut self, desired: &DesiredState, session: &Engine, rev: &Revision) {
+        let now = journal::now();
         let backups: Vec<crate::model::Backup> = desired
             .resources
             .values()
@@ -546,16 +532,11 @@ impl Agent {
             }
             self.schedules.insert(id.clone(), now);
             info!(backup = %b.name, "scheduled backup");
-            let tools = crate::backup::Tools {
-                desired,
-                secrets: &session.secrets,
-                postgres: session.postgres.as_ref(),
-                s3: session.s3.as_ref(),
-                rt: tokio::runtime::Handle::current(),
-            };
+            let tools =
+                crate::backup::Tools::of(desired, session, tokio::runtime::Handle::current());
             let state_dir = self.opts.state_dir.clone();
             let result =
-                tokio::task::block_in_place(|| crate::cli::backup::run_now(&tools, b, &state_dir));
+                tokio::task::block_in_place(|| crate::backup::job::run_now(&tools, b, &state_dir));
             match result {
                 Ok(lines) => lines.iter().for_each(|l| info!("{l}")),
                 Err(e) => {
@@ -620,14 +601,14 @@ impl Agent {
     }
 
     /// Polls the PostgreSQL advisory lock; returns whether this agent may do cluster-wide work.
-    async fn poll_cluster_lock(&mut self, desired: &DesiredState, session: &Session) -> bool {
+    async fn poll_cluster_lock(&mut self, desired: &DesiredState, session: &Engine) -> bool {
         let project = desired.project.name.as_str();
         let url = match desired
             .project
             .providers
             .postgres
             .as_ref()
-            .map(|p| session.secrets.resolve(&p.url))
+            .map(|p| session.secrets().resolve(&p.url))
         {
             Some(Ok(u)) => Some(u),
             Some(Err(e)) => {
@@ -664,15 +645,12 @@ impl Agent {
                     revision: rev.id.clone(),
                 })
                 .set(1);
-            self.shared
-                .metrics
-                .last_applied
-                .set(apply::journal::now() as f64);
+            self.shared.metrics.last_applied.set(journal::now() as f64);
             self.applied = Some(rev.id.clone());
         }
         self.status(|s| {
             s.applied_revision = Some(rev.id.clone());
-            s.applied_at = Some(apply::journal::now());
+            s.applied_at = Some(journal::now());
             s.ready = true;
         });
     }
@@ -838,11 +816,9 @@ impl Agent {
     ) -> anyhow::Result<bool> {
         let session = match self.tick_session.take() {
             Some(s) => s,
-            None => Session::open(desired, self.opts.state_dir.clone()).await?,
+            None => Engine::open(desired, self.opts.state_dir.clone()).await?,
         };
-        let live = crate::live::observe::observe(desired, &session.docker, Vec::new())
-            .await
-            .context("observing services")?;
+        let live = session.observe_services(desired).await?;
         let project = desired.project.name.to_string();
         let mut journal = Journal::open(&self.opts.state_dir, &project)?;
         let mut changed = false;
@@ -866,7 +842,7 @@ impl Agent {
         desired: &DesiredState,
         rev: &Revision,
         live: &LiveState,
-        session: &Session,
+        session: &Engine,
         journal: &mut Journal,
     ) -> anyhow::Result<bool> {
         let now = millis();
@@ -875,14 +851,14 @@ impl Agent {
             .sample(
                 desired,
                 live,
-                &session.docker,
-                session.postgres.as_ref(),
+                session.registry().runtime(),
+                session.registry().postgres(),
                 now,
             )
             .await;
         tracing::debug!(?round, "autoscaler sampled");
         let entries = journal.read_all();
-        let chosen = apply::journal::autoscaled_of(&entries);
+        let chosen = journal::autoscaled_of(&entries);
         let decisions = self.autoscaler.decide(desired, &chosen, now);
         if decisions.is_empty() {
             return Ok(false);
@@ -927,7 +903,7 @@ impl Agent {
         desired: &DesiredState,
         rev: &Revision,
         live: &LiveState,
-        session: &Session,
+        session: &Engine,
         journal: &mut Journal,
     ) -> anyhow::Result<bool> {
         let project = desired.project.name.to_string();
@@ -938,13 +914,13 @@ impl Agent {
             })?;
         }
         let entries = journal.read_all();
-        let previous = apply::journal::budget_statuses(&self.opts.state_dir, &project);
-        let now = apply::journal::now();
+        let previous = journal::budget_statuses(&self.opts.state_dir, &project);
+        let now = journal::now();
         let (statuses, warnings) = budgets::evaluate_all(
             desired,
             live,
             &entries,
-            session.postgres.as_ref(),
+            session.registry().postgres(),
             &previous,
             now,
         )
@@ -972,7 +948,7 @@ impl Agent {
                 changed = true;
                 self.budget_event(desired, &secrets, rev, b, text);
             }
-            let notified = apply::journal::budget_alerts_of(&entries, &s.budget, &s.period);
+            let notified = journal::budget_alerts_of(&entries, &s.budget, &s.period);
             for a in crate::budget::new_crossings(&b.alerts, s.ratio, &notified) {
                 let text = format!(
                     "{} crossed {:.0}% of {}: {} spent, {} projected by the period's end",
@@ -1005,7 +981,7 @@ impl Agent {
                     .set(1);
             }
         }
-        apply::journal::write_budget_statuses(&self.opts.state_dir, &project, &statuses)?;
+        journal::write_budget_statuses(&self.opts.state_dir, &project, &statuses)?;
         self.status(|st| st.budgets = statuses);
         Ok(changed)
     }

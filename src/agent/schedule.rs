@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::apply::journal::Entry;
+use crate::engine::journal::Entry;
 
 /// The first occurrence of `cron` strictly after `after` (Unix seconds).
 pub fn next_after(cron: &str, after: u64) -> Option<u64> {

@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{FetchOptions, RemoteCallbacks, Repository, TreeWalkMode, TreeWalkResult};
+use git2::{FetchOptions, RemoteCallbacks, Repository};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::load::git::{tree_of, GitError};
 use crate::load::SourceTree;
 use crate::model::attributes::hex;
 
@@ -22,6 +23,12 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<GitError> for SourceError {
+    fn from(e: GitError) -> Self {
+        SourceError::Git(e.0)
+    }
 }
 
 impl From<git2::Error> for SourceError {
@@ -154,73 +161,6 @@ impl Source {
             }
         }
     }
-}
-
-/// The files under `path` (or the root) of `commit`, read from git objects: no checkout.
-pub fn tree_of(
-    repo: &Repository,
-    commit: &git2::Commit,
-    path: Option<&str>,
-) -> Result<SourceTree, SourceError> {
-    let root_tree = commit.tree()?;
-    let tree = match path {
-        Some(p) => {
-            let entry = root_tree.get_path(Path::new(p)).map_err(|_| {
-                SourceError::Git(format!("path `{p}` not found at {}", commit.id()))
-            })?;
-            repo.find_tree(entry.id())?
-        }
-        None => root_tree,
-    };
-    let mut files = SourceTree::new(path.unwrap_or("."));
-    let mut failure = None;
-    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-        let name = entry.name().unwrap_or("");
-        if name.starts_with('.') {
-            return TreeWalkResult::Skip;
-        }
-        if entry.kind() == Some(git2::ObjectType::Blob) {
-            match repo.find_blob(entry.id()) {
-                Ok(blob) => {
-                    files
-                        .files
-                        .insert(format!("{dir}{name}"), blob.content().to_vec());
-                }
-                Err(e) => failure = Some(e),
-            }
-        }
-        TreeWalkResult::Ok
-    })?;
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok(files),
-    }
-}
-
-/// The desired-state directory `dir` as it was at `rev` (any revision git understands) in the
-/// repository that contains `dir`; also returns the commit id.
-pub fn at_revision(dir: &Path, rev: &str) -> Result<(String, SourceTree), SourceError> {
-    let repo = Repository::discover(dir)?;
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| SourceError::Git("the repository has no working tree".into()))?
-        .canonicalize()
-        .map_err(|e| SourceError::Git(e.to_string()))?;
-    let abs = dir
-        .canonicalize()
-        .map_err(|e| SourceError::Git(format!("{}: {e}", dir.display())))?;
-    let rel = abs
-        .strip_prefix(&workdir)
-        .map_err(|_| SourceError::Git(format!("{} is not inside the repository", dir.display())))?
-        .to_string_lossy()
-        .to_string();
-    let commit = repo
-        .revparse_single(rev)
-        .map_err(|e| SourceError::Git(format!("cannot resolve `{rev}`: {}", e.message())))?
-        .peel_to_commit()?;
-    let mut tree = tree_of(&repo, &commit, (!rel.is_empty()).then_some(rel.as_str()))?;
-    tree.root = dir.display().to_string();
-    Ok((commit.id().to_string(), tree))
 }
 
 /// Writes the files to `dir` (replacing what was there), for build contexts.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::live::PendingStep;
+use crate::model::live::PendingStep;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {

@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
-use crate::live::postgres::Postgres;
-use crate::live::s3::S3;
+pub mod job;
+
 use crate::model::backup::Compression;
 use crate::model::{Backup, DesiredState};
+use crate::providers::postgres::Postgres;
+use crate::providers::s3::S3;
 use crate::secrets::Secrets;
 use store::{Sink, Store};
 
@@ -53,6 +55,23 @@ pub struct Tools<'a> {
     pub rt: Handle,
 }
 
+impl<'a> Tools<'a> {
+    /// The tools of `engine`'s providers.
+    pub fn of(
+        desired: &'a DesiredState,
+        engine: &'a crate::engine::Engine,
+        rt: Handle,
+    ) -> Tools<'a> {
+        Tools {
+            desired,
+            secrets: engine.secrets(),
+            postgres: engine.registry().postgres(),
+            s3: engine.registry().s3(),
+            rt,
+        }
+    }
+}
+
 impl Tools<'_> {
     pub fn stores(
         &self,
@@ -81,7 +100,7 @@ impl Tools<'_> {
 }
 
 pub fn now() -> u64 {
-    crate::apply::journal::now()
+    crate::clock::now()
 }
 
 /// `20261128T143800Z`.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use tokio::runtime::Handle;
 
 use super::Manifest;
-use crate::live::s3::S3;
+use crate::providers::s3::S3;
 
 const PART: usize = 8 << 20;
 

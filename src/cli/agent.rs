@@ -5,9 +5,10 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::live::{runtime, state_dir};
+use super::runtime;
 use super::Outcome;
 use crate::agent::{self, AgentOptions};
+use crate::engine::state_dir;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {

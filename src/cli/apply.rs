@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::Args;
 
-use super::live::{check_host, runtime, state_dir, SavedPlan, Session};
+use super::runtime;
 use super::Outcome;
-use crate::apply;
-use crate::apply::journal::Journal;
+use crate::engine::journal::{Journal, StateLock};
+use crate::engine::{apply, check_host, state_dir, Engine, PlanOptions, SavedPlan};
 use crate::load::{self, SourceTree};
 use crate::model::DesiredState;
 use crate::plan::{self, Plan};
@@ -92,39 +92,35 @@ async fn apply_async(
     opts: &ApplyOptions<'_>,
     state_dir: PathBuf,
 ) -> anyhow::Result<Outcome> {
-    let session = Session::open(desired, state_dir.clone()).await?;
-    let _lock =
-        crate::apply::journal::StateLock::acquire(&state_dir, desired.project.name.as_str())?;
+    let engine = Engine::open(desired, state_dir.clone()).await?;
+    let _lock = StateLock::acquire(&state_dir, desired.project.name.as_str())?;
     let mut journal = Journal::open(&state_dir, desired.project.name.as_str())?;
-    for line in
-        crate::apply::recover::recover(&session.docker, session.postgres.as_ref(), &mut journal)
-            .await?
-    {
+    for line in engine.recover(&mut journal).await? {
         println!("{line}");
     }
-    let mut live = session.observe(desired).await?;
+    let observed = engine.observe(desired).await?;
     // The autoscaler's and the budgets' replica counts stand in for the declared ones.
-    let effective = crate::scale::with_overrides(desired, &live.overrides);
+    let effective = crate::scale::with_overrides(desired, &observed.overrides);
     let desired = &effective;
-    let plan = match saved {
+    let (plan, live) = match saved {
         Some(plan) => {
-            if plan.fingerprint != live.fingerprint() {
+            if plan.fingerprint != observed.fingerprint() {
                 bail!("live state changed since this plan was made; nothing was applied\n  = hint: run `converge plan --out` again and review the new plan");
             }
-            plan
+            (plan, observed)
         }
         None => {
-            if live
-                .pending
-                .iter()
-                .any(|p| p.due <= crate::apply::journal::now())
-            {
-                let ctx = session.context(desired, &live, dir, None);
-                apply::run_due_deferred(&ctx, &mut journal, &state_dir, &mut |l| println!("{l}"))
-                    .await?;
-                live = session.observe(desired).await?;
-            }
-            session.plan(desired, &live, opts.host, None, opts.retry_failed)
+            let live = engine
+                .run_due(desired, observed, &mut journal, dir, None, &mut |l| {
+                    println!("{l}")
+                })
+                .await?;
+            let plan_opts = PlanOptions {
+                host: opts.host,
+                revision: None,
+                retry_failed: opts.retry_failed,
+            };
+            (engine.plan(desired, &live, &plan_opts), live)
         }
     };
     print!("{}", plan::text::render(&plan));
@@ -139,16 +135,23 @@ async fn apply_async(
         return Ok(Outcome::Failure);
     }
     println!("\nApplying {} step(s):", plan.steps.len());
-    let ctx = session.context(desired, &live, dir, None);
-    let outcome = apply::execute(&plan, &ctx, &mut journal, &mut |l| println!("{l}")).await?;
+    let run = engine.run(desired, &live, dir, None);
+    let outcome = engine
+        .apply(&plan, &run, &mut journal, &mut |l| println!("{l}"))
+        .await?;
+    Ok(report(&plan, &outcome))
+}
+
+/// Prints the outcome the way Terraform does.
+fn report(plan: &Plan, outcome: &apply::Outcome) -> Outcome {
     let s = plan.summary();
-    match &outcome {
+    match outcome {
         apply::Outcome::Applied => {
             println!(
                 "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
                 s.add, s.change, s.destroy
             );
-            Ok(Outcome::Success)
+            Outcome::Success
         }
         apply::Outcome::RolledBack { step, error, kept } => {
             if kept.is_empty() {
@@ -159,17 +162,17 @@ async fn apply_async(
                     kept.join("\n  - ")
                 );
             }
-            Ok(Outcome::Failure)
+            Outcome::Failure
         }
         apply::Outcome::Interrupted { after } => {
             eprintln!(
                 "\nApply interrupted after step {after}; the next run recovers from the journal."
             );
-            Ok(Outcome::Failure)
+            Outcome::Failure
         }
         apply::Outcome::RollbackFailed { step, error, left } => {
             eprintln!("\nApply failed at `{step}`: {error}\nRollback failed; fix these by hand, then run `converge plan`:\n  - {}", left.join("\n  - "));
-            Ok(Outcome::Failure)
+            Outcome::Failure
         }
     }
 }

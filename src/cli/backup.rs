@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 
-use super::live::{runtime, state_dir, Session};
+use super::runtime;
 use super::Outcome;
-use crate::apply::journal::Journal;
+use crate::backup::job::{human, run_now, verify};
 use crate::backup::{self, Tools};
+use crate::engine::{state_dir, Engine};
 use crate::load::{self, SourceTree};
 use crate::model::backup::VerifyMode;
 use crate::model::{Backup, DesiredState, Kind, Resource, ResourceId};
@@ -88,21 +89,6 @@ fn load_backup(
     Ok((desired, b))
 }
 
-fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
-
 fn age(secs: u64) -> String {
     let d = backup::now().saturating_sub(secs);
     match d {
@@ -118,9 +104,9 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
     match cmd {
         BackupCommand::Run(a) => {
             let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &a.name)?;
-            let session = rt.block_on(Session::open(&desired, state_dir(state)))?;
+            let session = rt.block_on(Engine::open(&desired, state_dir(state)))?;
             let tools = tools(&desired, &session, &rt);
-            match run_now(&tools, &b, &session.state_dir) {
+            match run_now(&tools, &b, session.state_dir()) {
                 Ok(lines) => {
                     lines.iter().for_each(|l| println!("{l}"));
                     Ok(Outcome::Success)
@@ -133,7 +119,7 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
         }
         BackupCommand::List(a) => {
             let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &a.name)?;
-            let session = rt.block_on(Session::open(&desired, state_dir(state)))?;
+            let session = rt.block_on(Engine::open(&desired, state_dir(state)))?;
             let tools = tools(&desired, &session, &rt);
             println!(
                 "{:<34} {:<44} {:>6} {:>10}  retention",
@@ -183,7 +169,7 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
                 (None, _) => ("latest".into(), "desired-state".into()),
             };
             let (desired, b) = load_backup(&dir, a.env.as_deref(), &a.name)?;
-            let session = rt.block_on(Session::open(&desired, state_dir(state)))?;
+            let session = rt.block_on(Engine::open(&desired, state_dir(state)))?;
             let tools = tools(&desired, &session, &rt);
             let mode = match a.mode.as_deref() {
                 Some("restore") => VerifyMode::Restore,
@@ -209,7 +195,7 @@ pub fn restore(a: RestoreArgs, state: Option<&Path>) -> anyhow::Result<Outcome> 
         .ok_or_else(|| anyhow!("`{}` is not a backup id\n  = hint: write NAME@latest, or an id from `converge backup list NAME`", a.backup_id))?;
     let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &name)?;
     let rt = runtime()?;
-    let session = rt.block_on(Session::open(&desired, state_dir(state)))?;
+    let session = rt.block_on(Engine::open(&desired, state_dir(state)))?;
     let tools = tools(&desired, &session, &rt);
     let (store, m) = backup::find(&tools, &b, &id).map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
@@ -240,88 +226,8 @@ pub fn restore(a: RestoreArgs, state: Option<&Path>) -> anyhow::Result<Outcome> 
 
 fn tools<'a>(
     desired: &'a DesiredState,
-    session: &'a Session,
+    engine: &'a Engine,
     rt: &tokio::runtime::Runtime,
 ) -> Tools<'a> {
-    Tools {
-        desired,
-        secrets: &session.secrets,
-        postgres: session.postgres.as_ref(),
-        s3: session.s3.as_ref(),
-        rt: rt.handle().clone(),
-    }
-}
-
-/// A backup, its verification and retention, recorded in the journal; lines to print.
-pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String>, String> {
-    let project = tools.desired.project.name.as_str();
-    let mut journal = Journal::open(state_dir, project).map_err(|e| e.to_string())?;
-    let started = std::time::Instant::now();
-    let outcome = backup::run(tools, b);
-    let m = match outcome {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = journal.record("backup-failed", |x| {
-                x.resource = Some(format!("backup/{}", b.name));
-                x.error = Some(e.clone());
-            });
-            return Err(e);
-        }
-    };
-    let mut lines = vec![format!(
-        "Backed up backup/{} as {}: {} raw, {} stored ({}, {}) in {:.1}s",
-        b.name,
-        m.id,
-        human(m.raw_bytes),
-        human(m.stored_bytes),
-        m.compression,
-        m.encryption,
-        started.elapsed().as_secs_f64()
-    )];
-    for d in &b.destinations {
-        lines.push(format!("  -> {}", d.url));
-    }
-    let verified = if b.verify == VerifyMode::None {
-        Ok("not verified (verify: none)".to_string())
-    } else {
-        verify(tools, b, &m.id, b.verify)
-    };
-    let _ = journal.record(if verified.is_ok() { "backup-done" } else { "backup-failed" }, |x| {
-        x.resource = Some(format!("backup/{}", b.name));
-        x.detail = Some(m.id.clone());
-        x.error = verified.as_ref().err().cloned();
-        x.data = serde_json::json!({"id": m.id, "stored_bytes": m.stored_bytes, "seconds": started.elapsed().as_secs_f64()});
-    });
-    lines.push(verified?);
-    match backup::retention(tools, b) {
-        Ok(deleted) if deleted.is_empty() => {}
-        Ok(deleted) => lines.push(format!(
-            "Retention deleted {} old copy(ies): {}",
-            deleted.len(),
-            deleted.join(", ")
-        )),
-        Err(e) => lines.push(format!("warning: retention failed: {e}")),
-    }
-    Ok(lines)
-}
-
-fn verify(tools: &Tools, b: &Backup, id: &str, mode: VerifyMode) -> Result<String, String> {
-    let (store, m) = backup::find(tools, b, id)?;
-    backup::verify_checksum(tools, b, &store, &m)?;
-    if mode != VerifyMode::Restore {
-        return Ok(format!(
-            "Verified {} at {}: checksum and every chunk authenticate.",
-            m.id,
-            store.describe()
-        ));
-    }
-    let d = backup::verify_restore(tools, b, &store, &m)?;
-    Ok(format!(
-        "Verified {} at {}: restored {} table(s), {} row(s) into a scratch database and dropped it; restore took {:.1}s (the measured RTO).",
-        m.id,
-        store.describe(),
-        d.tables,
-        d.rows,
-        d.seconds
-    ))
+    Tools::of(desired, engine, rt.handle().clone())
 }

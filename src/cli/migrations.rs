@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 
-use super::live::{runtime, state_dir, Session};
+use super::runtime;
 use super::Outcome;
+use crate::engine::{state_dir, Engine};
 use crate::model::{Kind, ResourceId};
 
 #[derive(Subcommand, Debug)]
@@ -40,10 +41,10 @@ pub fn run(cmd: MigrationsCommand, state: Option<&Path>) -> anyhow::Result<Outco
     }
     let files = desired.migrations.get(&id).cloned().unwrap_or_default();
     runtime()?.block_on(async {
-        let session = Session::open(&desired, state_dir(state)).await?;
+        let session = Engine::open(&desired, state_dir(state)).await?;
         let pg = session
-            .postgres
-            .as_ref()
+            .registry()
+            .postgres()
             .context("no PostgreSQL provider is configured (providers.postgres)")?;
         let repaired = pg.repair(&name, &files).await.map_err(anyhow::Error::msg)?;
         if repaired.is_empty() {

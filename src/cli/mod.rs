@@ -3,7 +3,6 @@
 mod agent;
 mod apply;
 pub mod backup;
-pub mod live;
 mod migrations;
 mod plan;
 mod render;
@@ -160,4 +159,14 @@ pub(crate) fn load_or_report(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The async runtime the commands block on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }

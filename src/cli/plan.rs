@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::live::{check_host, offline_plan, runtime, state_dir, SavedPlan, Session};
+use super::runtime;
 use super::{Outcome, PlanFormat};
-use crate::agent::source::at_revision;
+use crate::diff::synthetic::after_apply;
 use crate::diff::{diff, DiffOptions};
-use crate::live::synthetic::after_apply;
-use crate::live::LiveState;
+use crate::engine::{check_host, offline_plan, state_dir, Engine, PlanOptions, SavedPlan};
+use crate::load::git::at_revision;
 use crate::load::{self, SourceTree};
 use crate::model::attributes::ReferenceDigest;
+use crate::model::live::LiveState;
 use crate::model::DesiredState;
 use crate::plan::{self, Plan, PlanContext};
 
@@ -83,16 +84,15 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
     } else {
         let rt = runtime()?;
         Some(rt.block_on(async {
-            let session = Session::open(&desired, state_dir(state)).await?;
-            let live = session.observe(&desired).await?;
+            let engine = Engine::open(&desired, state_dir(state)).await?;
+            let live = engine.observe(&desired).await?;
             let effective = crate::scale::with_overrides(&desired, &live.overrides);
-            anyhow::Ok(session.plan(
-                &effective,
-                &live,
-                args.host.as_deref(),
-                head_rev.as_deref(),
-                args.retry_failed,
-            ))
+            let opts = PlanOptions {
+                host: args.host.as_deref(),
+                revision: head_rev.as_deref(),
+                retry_failed: args.retry_failed,
+            };
+            anyhow::Ok(engine.plan(&effective, &live, &opts))
         })?)
     };
     match (&change, &live) {

@@ -6,8 +6,8 @@ use anyhow::Context;
 
 use super::{load_or_report, Outcome};
 use crate::diff::{diff, DiffOptions};
-use crate::live::LiveState;
 use crate::model::attributes::ReferenceDigest;
+use crate::model::live::LiveState;
 
 pub fn run(dir: &Path, env: Option<&str>, out: Option<&Path>) -> anyhow::Result<Outcome> {
     let Some(desired) = load_or_report(dir, env)? else {

@@ -8,15 +8,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 
-use super::live::{runtime, state_dir, Session};
+use super::runtime;
 use super::Outcome;
-use crate::apply::journal::{self, Journal};
-use crate::apply::{self, files};
-use crate::diff::{diff, Diff, DiffOptions};
-use crate::live::{Color, LiveService, LiveState};
+use crate::diff::Diff;
+use crate::engine::journal::{self, Journal};
+use crate::engine::{apply, PlanOptions};
+use crate::engine::{state_dir, Engine};
+use crate::model::live::{Color, LiveService, LiveState};
 use crate::model::service::Strategy;
 use crate::model::{DesiredState, Kind, Resource, ResourceId, Service};
 use crate::plan::{self, PlanContext};
+use crate::providers::files;
 use crate::render::{self, ActiveColor};
 
 #[derive(Args, Debug)]
@@ -60,7 +62,7 @@ async fn rollback(
     host: Option<&str>,
     state_dir: PathBuf,
 ) -> anyhow::Result<Outcome> {
-    let session = Session::open(desired, state_dir.clone()).await?;
+    let session = Engine::open(desired, state_dir.clone()).await?;
     let _lock = journal::StateLock::acquire(&state_dir, desired.project.name.as_str())?;
     let mut journal = Journal::open(&state_dir, desired.project.name.as_str())?;
     let live = session.observe(desired).await?;
@@ -211,7 +213,7 @@ async fn redeploy_previous(
     s: &Service,
     ls: &LiveService,
     live: &LiveState,
-    session: &Session,
+    session: &Engine,
     journal: &mut Journal,
     dir: &Path,
     host: Option<&str>,
@@ -219,10 +221,10 @@ async fn redeploy_previous(
     let resource = format!("service/{}", s.name);
     let (_, bad_hash) = current(ls);
     let project = desired.project.name.as_str();
-    let failed = Journal::failed(&session.state_dir, project)
+    let failed = Journal::failed(session.state_dir(), project)
         .remove(&resource)
         .unwrap_or_default();
-    let entry = Journal::deployed(&session.state_dir, project, &resource)
+    let entry = Journal::deployed(session.state_dir(), project, &resource)
         .into_iter()
         .rev()
         .find(|e| {
@@ -237,13 +239,12 @@ async fn redeploy_previous(
         ResourceId::new(Kind::Service, s.name.as_str()),
         Resource::Service(previous),
     );
-    let opts = DiffOptions {
+    let opts = PlanOptions {
         host,
-        secrets: &session.secrets,
-        kinds: Some(&session.kinds()),
+        revision: None,
         retry_failed: true,
     };
-    let full = diff(&target, live, &opts);
+    let full = session.diff(&target, live, &opts, &session.kinds());
     let routers: Vec<String> = desired
         .resources
         .values()
@@ -283,8 +284,10 @@ async fn redeploy_previous(
         crate::plan::text::utc(entry.ts)
     );
     print!("{}", plan::text::render(&p));
-    let ctx = session.context(&target, live, dir, None);
-    let outcome = apply::execute(&p, &ctx, journal, &mut |l| println!("{l}")).await?;
+    let run = session.run(&target, live, dir, None);
+    let outcome = session
+        .apply(&p, &run, journal, &mut |l| println!("{l}"))
+        .await?;
     if outcome != apply::Outcome::Applied {
         eprintln!("\nRollback failed: {outcome:?}");
         return Ok(Outcome::Failure);

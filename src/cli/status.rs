@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 
-use super::live::{runtime, state_dir, Session};
+use super::runtime;
 use super::{load_or_report, Outcome};
 use crate::agent::budgets;
-use crate::apply::journal::{self, Journal};
 use crate::budget::BudgetStatus;
 use crate::cost::money;
+use crate::engine::journal::{self, Journal};
+use crate::engine::{state_dir, Engine};
 use crate::model::{DesiredState, Kind, ResourceId};
 
 #[derive(Args, Debug)]
@@ -60,7 +61,7 @@ pub fn run(args: StatusArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
     let Some(desired) = load_or_report(&args.dir, args.env.as_deref())? else {
         return Ok(Outcome::Failure);
     };
-    super::live::check_host(&desired, args.host.as_deref())?;
+    crate::engine::check_host(&desired, args.host.as_deref())?;
     let report = runtime()?.block_on(gather(&desired, args.host.as_deref(), state_dir(state)))?;
     match args.format {
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -74,7 +75,7 @@ async fn gather(
     host: Option<&str>,
     state_dir: PathBuf,
 ) -> anyhow::Result<Report> {
-    let session = Session::open(desired, state_dir.clone()).await?;
+    let session = Engine::open(desired, state_dir.clone()).await?;
     let live = session.observe(desired).await?;
     let project = desired.project.name.as_str();
     let entries = Journal::entries(&state_dir, project);
@@ -101,7 +102,7 @@ async fn gather(
     let services = desired
         .services()
         .filter(|s| {
-            host.is_none_or(|h| crate::load::validate::hosts_of(s, &desired.project).contains(&h))
+            host.is_none_or(|h| crate::model::service::hosts_of(s, &desired.project).contains(&h))
         })
         .map(|s| {
             let o = live.overrides.get(s.name.as_str());
@@ -128,7 +129,7 @@ async fn gather(
         desired,
         &live,
         &entries,
-        session.postgres.as_ref(),
+        session.registry().postgres(),
         &previous,
         journal::now(),
     )

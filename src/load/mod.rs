@@ -3,6 +3,7 @@
 
 pub mod de;
 pub mod diagnostic;
+pub mod git;
 pub mod overrides;
 pub mod source;
 pub mod validate;

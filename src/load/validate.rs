@@ -10,6 +10,7 @@ use super::source::SourceTree;
 use super::yaml::{Node, NodeValue, Span};
 use super::Typed;
 use crate::model::attributes::hex;
+pub use crate::model::service::{hosts_of, metrics_host_ports, published_ports};
 use crate::model::service::{Metric, Strategy};
 use crate::model::types::SecretString;
 use crate::model::{
@@ -252,22 +253,6 @@ fn check_abs_path(path: &str, n: &Node, key: &str, ctx: &mut Ctx) {
     }
 }
 
-/// Host ports a service publishes: per color for blue-green, `ports[].host` otherwise.
-pub fn published_ports(s: &Service) -> Vec<u16> {
-    if s.deploy.strategy == Strategy::BlueGreen {
-        [&s.deploy.blue, &s.deploy.green]
-            .into_iter()
-            .flatten()
-            .map(|c| c.port.get())
-            .collect()
-    } else {
-        s.ports
-            .iter()
-            .filter_map(|p| p.host.map(|h| h.get()))
-            .collect()
-    }
-}
-
 fn check_service(s: &Service, n: &Node, ctx: &mut Ctx) {
     match (&s.image, &s.build) {
         (None, None) => ctx.diags.push(
@@ -397,25 +382,6 @@ fn check_metrics(s: &Service, n: &Node, ctx: &mut Ctx) {
     }
 }
 
-/// The host ports that publish a service's metrics port: both colors' ports for blue-green
-/// (which publishes its first container port), else the `host` of that port mapping.
-pub fn metrics_host_ports(s: &Service) -> Vec<u16> {
-    let Some(m) = &s.metrics else {
-        return Vec::new();
-    };
-    if s.deploy.strategy == Strategy::BlueGreen {
-        return match s.ports.first() {
-            Some(first) if first.container == m.port => published_ports(s),
-            _ => Vec::new(),
-        };
-    }
-    s.ports
-        .iter()
-        .filter(|p| p.container == m.port)
-        .filter_map(|p| p.host.map(|h| h.get()))
-        .collect()
-}
-
 fn check_placement(s: &Service, n: &Node, ctx: &mut Ctx) {
     let Some(p) = ctx.project else { return };
     let names: Vec<&str> = p.hosts.iter().map(|h| h.name.as_str()).collect();
@@ -444,23 +410,6 @@ fn check_placement(s: &Service, n: &Node, ctx: &mut Ctx) {
             .hint("check `placement.labels` against the labels of the Project's hosts"),
         );
     }
-}
-
-/// The hosts a service may run on.
-pub fn hosts_of<'p>(s: &Service, p: &'p Project) -> Vec<&'p str> {
-    p.hosts
-        .iter()
-        .filter(|h| {
-            s.placement.hosts.is_empty() || s.placement.hosts.iter().any(|x| x == h.name.as_str())
-        })
-        .filter(|h| {
-            s.placement
-                .labels
-                .iter()
-                .all(|(k, v)| h.labels.get(k) == Some(v))
-        })
-        .map(|h| h.name.as_str())
-        .collect()
 }
 
 fn check_health(s: &Service, n: &Node, ctx: &mut Ctx) {

@@ -9,6 +9,7 @@ pub mod budget;
 pub mod configfile;
 pub mod database;
 pub mod environment;
+pub mod live;
 pub mod notifier;
 pub mod project;
 pub mod router;

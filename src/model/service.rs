@@ -353,3 +353,55 @@ impl RestartPolicy {
         }
     }
 }
+
+/// Host ports a service publishes: per color for blue-green, `ports[].host` otherwise.
+pub fn published_ports(s: &Service) -> Vec<u16> {
+    if s.deploy.strategy == Strategy::BlueGreen {
+        [&s.deploy.blue, &s.deploy.green]
+            .into_iter()
+            .flatten()
+            .map(|c| c.port.get())
+            .collect()
+    } else {
+        s.ports
+            .iter()
+            .filter_map(|p| p.host.map(|h| h.get()))
+            .collect()
+    }
+}
+
+/// The host ports that publish a service's metrics port: both colors' ports for blue-green
+/// (which publishes its first container port), else the `host` of that port mapping.
+pub fn metrics_host_ports(s: &Service) -> Vec<u16> {
+    let Some(m) = &s.metrics else {
+        return Vec::new();
+    };
+    if s.deploy.strategy == Strategy::BlueGreen {
+        return match s.ports.first() {
+            Some(first) if first.container == m.port => published_ports(s),
+            _ => Vec::new(),
+        };
+    }
+    s.ports
+        .iter()
+        .filter(|p| p.container == m.port)
+        .filter_map(|p| p.host.map(|h| h.get()))
+        .collect()
+}
+
+/// The hosts a service may run on.
+pub fn hosts_of<'p>(s: &Service, p: &'p crate::model::Project) -> Vec<&'p str> {
+    p.hosts
+        .iter()
+        .filter(|h| {
+            s.placement.hosts.is_empty() || s.placement.hosts.iter().any(|x| x == h.name.as_str())
+        })
+        .filter(|h| {
+            s.placement
+                .labels
+                .iter()
+                .all(|(k, v)| h.labels.get(k) == Some(v))
+        })
+        .map(|h| h.name.as_str())
+        .collect()
+}

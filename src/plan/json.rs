@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{Plan, Step, Summary};
 use crate::diff::{AttrChange, Change};
-use crate::live::PendingStep;
+use crate::model::live::PendingStep;
 
 pub const FORMAT_VERSION: &str = "1.0";
 

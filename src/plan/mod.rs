@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use serde::{Deserialize, Serialize};
 
 use crate::diff::{Change, ChangeAction, Diff, ServiceChange, Subject};
-use crate::live::PendingStep;
+use crate::model::live::PendingStep;
 use crate::model::service::Strategy;
 use crate::model::{DesiredState, Kind, Resource};
 

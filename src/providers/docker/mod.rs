@@ -1,5 +1,5 @@
-//! The Docker provider (bollard): observes the containers, networks and volumes converge owns and
-//! performs the container operations apply needs. bollard's types stay inside this file.
+//! The Docker container runtime (bollard): observes the containers, networks and volumes converge
+//! owns and performs the container operations of `ContainerRuntime`. bollard's types stay here.
 //! Only objects labelled `converge.managed=true` and `converge.project=<project>` are touched.
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,43 +16,19 @@ use bollard::query_parameters::{
     StopContainerOptions,
 };
 use futures_util::StreamExt;
-use thiserror::Error;
 
-use super::{Color, LiveContainer, LiveResource, LiveService, LiveState, LiveVolume};
-use crate::model::{Attributes, Kind, ResourceId};
+use crate::model::live::{Color, LiveContainer, LiveResource, LiveService, LiveState, LiveVolume};
+use crate::model::{Attributes, ResourceId};
+use crate::providers::runtime::*;
 
-pub const MANAGED: &str = "converge.managed";
-pub const PROJECT: &str = "converge.project";
-pub const RESOURCE: &str = "converge.resource";
-pub const COLOR: &str = "converge.color";
-pub const REPLICA: &str = "converge.replica";
-pub const SPEC_HASH: &str = "converge.spec-hash";
-pub const SPEC: &str = "converge.spec";
-pub const REVISION: &str = "converge.revision";
-pub const PRUNE: &str = "converge.prune";
+pub mod cgroup;
 
-#[derive(Debug, Error)]
-pub enum DockerError {
-    #[error("cannot connect to Docker at {endpoint}: {message}\n  = hint: is the Docker engine running, and may this user use its socket?")]
-    Connect { endpoint: String, message: String },
-    #[error("image `{image}` is not present and cannot be pulled: {message}\n  = hint: build or load it on this host (`docker build`, `docker load`, `docker import`)")]
-    Image { image: String, message: String },
-    #[error("docker: {what}: {message}")]
-    Api { what: String, message: String },
-}
+/// How many Docker stats calls are in flight at once: each waits for the engine's next
+/// once-a-second collection, so they should all wait for the same one.
+const CONCURRENCY: usize = 128;
 
-impl DockerError {
-    /// Connection problems and engine errors may pass; a missing image or a bad spec will not.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            DockerError::Connect { .. } => true,
-            DockerError::Image { .. } => false,
-            DockerError::Api { message, .. } => {
-                message.contains("timed out") || message.contains("connection")
-            }
-        }
-    }
-}
+/// Errors of this runtime are the runtime errors every provider shares.
+pub type DockerError = RuntimeError;
 
 fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
     let what = what.into();
@@ -80,36 +56,6 @@ fn not_found(e: &bollard::errors::Error) -> bool {
             ..
         }
     )
-}
-
-/// What a container must look like; built by apply from a service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContainerSpec {
-    pub name: String,
-    pub image: String,
-    pub command: Option<Vec<String>>,
-    /// Resolved values: never logged.
-    pub env: Vec<(String, String)>,
-    pub labels: BTreeMap<String, String>,
-    /// (container port, protocol, host port).
-    pub ports: Vec<(u16, String, Option<u16>)>,
-    /// (source, target, read only, named volume).
-    pub mounts: Vec<(String, String, bool, bool)>,
-    pub cpus: Option<f64>,
-    pub memory: Option<u64>,
-    pub gpus: u32,
-    pub restart: String,
-    pub network: String,
-    pub aliases: Vec<String>,
-}
-
-/// A container's state as apply needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContainerStatus {
-    pub running: bool,
-    pub exit_code: Option<i64>,
-    /// The address on the project network.
-    pub ip: Option<String>,
 }
 
 pub struct Docker {
@@ -621,19 +567,110 @@ impl Docker {
     }
 }
 
-/// A container's cumulative CPU time and current memory, as `docker stats` reads them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ContainerReading {
-    pub cpu_ns: u64,
-    pub online_cpus: u32,
-    pub memory_bytes: u64,
-    pub memory_limit: u64,
-}
-
-/// Containers renamed out of the way during a replace end in `.old-<n>`.
-pub fn is_retired(name: &str) -> bool {
-    name.rsplit_once(".old-")
-        .is_some_and(|(_, n)| n.chars().all(|c| c.is_ascii_digit()))
+#[async_trait::async_trait]
+impl ContainerRuntime for Docker {
+    fn project(&self) -> &str {
+        Docker::project(self)
+    }
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        Docker::ping(self).await
+    }
+    async fn observe(&self, live: &mut LiveState) -> Result<(), RuntimeError> {
+        Docker::observe(self, live).await
+    }
+    fn volume_name(&self, logical: &str) -> String {
+        Docker::volume_name(self, logical)
+    }
+    async fn create_network(&self) -> Result<(), RuntimeError> {
+        Docker::create_network(self).await
+    }
+    async fn remove_network(&self) -> Result<(), RuntimeError> {
+        Docker::remove_network(self).await
+    }
+    async fn create_volume(&self, logical: &str, prune: bool) -> Result<(), RuntimeError> {
+        Docker::create_volume(self, logical, prune).await
+    }
+    async fn remove_volume(&self, logical: &str) -> Result<(), RuntimeError> {
+        Docker::remove_volume(self, logical).await
+    }
+    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        Docker::ensure_image(self, image).await
+    }
+    async fn build_image(
+        &self,
+        context: &Path,
+        dockerfile: Option<&str>,
+        args: &BTreeMap<String, String>,
+        tag: &str,
+    ) -> Result<(), RuntimeError> {
+        Docker::build_image(self, context, dockerfile, args, tag).await
+    }
+    async fn run(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
+        Docker::run(self, spec).await
+    }
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        Docker::start(self, name).await
+    }
+    async fn stop(&self, name: &str, grace_secs: i32) -> Result<(), RuntimeError> {
+        Docker::stop(self, name, grace_secs).await
+    }
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        Docker::remove(self, name).await
+    }
+    async fn rename(&self, from: &str, to: &str) -> Result<(), RuntimeError> {
+        Docker::rename(self, from, to).await
+    }
+    async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError> {
+        Docker::status(self, name).await
+    }
+    async fn exec(&self, name: &str, cmd: &[String]) -> Result<i64, RuntimeError> {
+        Docker::exec(self, name, cmd).await
+    }
+    async fn ids(&self) -> Result<BTreeMap<String, String>, RuntimeError> {
+        Docker::ids(self).await
+    }
+    async fn stats(&self, name: &str) -> Result<ContainerReading, RuntimeError> {
+        Docker::stats(self, name).await
+    }
+    async fn all_names(&self) -> Result<Vec<String>, RuntimeError> {
+        Docker::all_names(self).await
+    }
+    async fn container_names(&self, resource: &str) -> Result<Vec<String>, RuntimeError> {
+        Docker::container_names(self, resource).await
+    }
+    async fn readings(
+        &self,
+        names: &[String],
+    ) -> BTreeMap<String, Result<ContainerReading, RuntimeError>> {
+        if names.is_empty() {
+            return BTreeMap::new();
+        }
+        // A local container's counters come from its cgroup (microseconds); the others from the
+        // stats API, all calls in flight at once.
+        let ids = self.ids().await.unwrap_or_default();
+        let cgroups = cgroup::Cgroups::default();
+        let mut out = BTreeMap::new();
+        let mut remote = Vec::new();
+        for name in names {
+            match ids.get(name).and_then(|id| cgroups.read(id)) {
+                Some(r) => {
+                    out.insert(name.clone(), Ok(r));
+                }
+                None => remote.push(name.clone()),
+            }
+        }
+        let from_api: Vec<(String, Result<ContainerReading, RuntimeError>)> =
+            futures_util::stream::iter(remote)
+                .map(|name| async move {
+                    let r = Docker::stats(self, &name).await;
+                    (name, r)
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        out.extend(from_api);
+        out
+    }
 }
 
 fn split_image(image: &str) -> (&str, &str) {
@@ -729,11 +766,6 @@ fn tar_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
     builder.into_inner()
 }
 
-/// The id kind that Docker containers represent.
-pub fn service_id(name: &str) -> ResourceId {
-    ResourceId::new(Kind::Service, name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,3 +786,29 @@ mod tests {
         assert!(!is_retired("p-api-1"));
     }
 }
+
+/// Docker runs services when the desired state has any, or the Project names the engine.
+pub const FACTORY: crate::providers::registry::Factory = crate::providers::registry::Factory {
+    name: "docker",
+    subjects: crate::providers::services::SUBJECTS,
+    wanted: |d| {
+        d.project.providers.docker.is_some()
+            || crate::providers::registry::has_kind(d, crate::providers::services::SUBJECTS)
+    },
+    secret_free: true,
+    connect: |d, _| {
+        Box::pin(async move {
+            let endpoint = d
+                .project
+                .providers
+                .docker
+                .as_ref()
+                .and_then(|x| x.endpoint.as_deref());
+            let docker = Docker::connect(endpoint, d.project.name.as_str())?;
+            docker.ping().await?;
+            let provider =
+                crate::providers::services::ServiceProvider::new(std::sync::Arc::new(docker));
+            Ok(std::sync::Arc::new(provider) as std::sync::Arc<dyn crate::providers::Provider>)
+        })
+    },
+};

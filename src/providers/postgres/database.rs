@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, Undo};
 use crate::diff::Change;
-use crate::live::postgres::Postgres;
 use crate::model::{Database, MigrationFile, Resource, SecretDigest};
+use crate::providers::postgres::Postgres;
+use crate::providers::{Context, Undo};
 
 /// A down file kept with the step that ran its up file, so the step can be undone later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,25 +19,20 @@ pub struct DownFile {
     pub sql: String,
 }
 
-fn pg<'a>(ctx: &Context<'a>) -> Result<&'a Postgres, String> {
-    ctx.postgres
-        .ok_or_else(|| "no PostgreSQL provider is configured (providers.postgres)".to_string())
-}
-
 /// Create or update: roles, database, extensions and grants as declared.
-pub async fn reconcile(ctx: &Context<'_>, db: &Database) -> Result<Undo, String> {
+pub async fn reconcile(pg: &Postgres, ctx: &Context<'_>, db: &Database) -> Result<Undo, String> {
     let password = |p: &crate::model::types::SecretString| -> Result<(String, String), String> {
         let value = ctx.secrets.resolve(p).map_err(|e| e.to_string())?;
         Ok((value, ctx.secrets.digest(p)))
     };
-    pg(ctx)?
-        .reconcile(db, ctx.desired.project.name.as_str(), &password)
+    pg.reconcile(db, ctx.desired.project.name.as_str(), &password)
         .await?;
     Ok(Undo::Nothing)
 }
 
 /// Runs the change's pending migrations; the undo runs their down files when all have one.
 pub async fn migrate(
+    pg: &Postgres,
     ctx: &Context<'_>,
     db: &Database,
     change: Option<&Change>,
@@ -53,9 +48,9 @@ pub async fn migrate(
         .iter()
         .filter(|f| change.is_some_and(|c| c.migrations.contains(&f.stem())))
         .collect();
-    let applied = pg(ctx)?.migrate(db, &wanted, &runner()).await?;
+    let applied = pg.migrate(db, &wanted, &runner()).await?;
     // Grants on schemas the migrations created can be given now.
-    pg(ctx)?.apply_grants(db).await?;
+    pg.apply_grants(db).await?;
     let ran: Vec<&&MigrationFile> = wanted
         .iter()
         .filter(|f| applied.contains(&f.version))
@@ -81,12 +76,11 @@ pub async fn migrate(
 
 /// Runs down files in reverse; in prod a `pg_dump` is taken first.
 pub async fn migrate_down(
-    pg: Option<&Postgres>,
+    pg: &Postgres,
     database: &str,
     files: &[DownFile],
     dump_to: Option<&str>,
 ) -> Result<(), String> {
-    let pg = pg.ok_or("no PostgreSQL provider is configured (providers.postgres)")?;
     if let Some(dir) = dump_to {
         dump(pg, database, Path::new(dir)).await?;
     }
@@ -108,8 +102,7 @@ pub async fn migrate_down(
 }
 
 /// Drops a database whose `prune: true` allowed it, after a fresh dump when a Backup covers it.
-pub async fn drop(ctx: &Context<'_>, name: &str) -> Result<Undo, String> {
-    let pg = pg(ctx)?;
+pub async fn drop(pg: &Postgres, ctx: &Context<'_>, name: &str) -> Result<Undo, String> {
     let covered =
         ctx.desired.resources.values().any(
             |r| matches!(r, Resource::Backup(b) if b.source.database.as_deref() == Some(name)),
@@ -142,10 +135,7 @@ fn dump_dir(ctx: &Context<'_>, db: &str) -> PathBuf {
 /// `pg_dump -Fc` of `db` into `dir`; the password goes through the environment, never argv.
 pub async fn dump(pg: &Postgres, db: &str, dir: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let file = dir.join(format!(
-        "{db}-{}-before-rollback.dump",
-        super::journal::now()
-    ));
+    let file = dir.join(format!("{db}-{}-before-rollback.dump", crate::clock::now()));
     let mut cmd = tokio::process::Command::new("pg_dump");
     cmd.arg("-Fc")
         .arg("-f")

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::live::PendingStep;
+use crate::model::live::PendingStep;
 
 #[derive(Debug, Error)]
 #[error("journal {path}: {source}")]
@@ -91,12 +91,7 @@ pub struct Journal {
     pub run: String,
 }
 
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::clock::now;
 
 impl Journal {
     /// Opens `<state_dir>/journal/<project>.jsonl` for appending.
@@ -422,7 +417,7 @@ mod tests {
         let owned: Vec<Entry> = kept.into_iter().cloned().collect();
         assert_eq!(pending_of(&entries), pending_of(&owned));
         assert_eq!(
-            crate::apply::recover::unfinished_runs(&owned),
+            crate::engine::recover::unfinished_runs(&owned),
             vec!["crashed".to_string()]
         );
     }

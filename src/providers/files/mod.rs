@@ -1,9 +1,28 @@
-//! Rendered files: written atomically (temporary file + rename), checked, reloaded; a failed
-//! check or reload puts the previous file back before anything else happens.
+//! The files provider: routers and config files rendered to disk, written atomically (temporary
+//! file + rename), checked, reloaded; a failed check or reload puts the previous file back
+//! before anything else happens.
+
+mod provider;
 
 use std::path::Path;
 
+pub use provider::FilesProvider;
+
 use crate::model::Action;
+
+/// Files are written when the desired state has routers or config files.
+pub const FACTORY: crate::providers::registry::Factory = crate::providers::registry::Factory {
+    name: "files",
+    subjects: provider::SUBJECTS,
+    wanted: |d| crate::providers::registry::has_kind(d, provider::SUBJECTS),
+    secret_free: true,
+    connect: |_, _| {
+        Box::pin(async {
+            Ok(std::sync::Arc::new(FilesProvider)
+                as std::sync::Arc<dyn crate::providers::Provider>)
+        })
+    },
+};
 
 /// Runs a check or reload action: a command (exit 0) or an HTTP request (2xx/3xx).
 pub async fn run_action(action: &Action) -> Result<(), String> {
@@ -32,7 +51,8 @@ pub async fn run_action(action: &Action) -> Result<(), String> {
         Action::Http { http } => {
             let (host, port, path) =
                 split_url(&http.url).ok_or_else(|| format!("cannot parse URL {}", http.url))?;
-            let status = crate::health::http_request(&host, port, &http.method, &path).await?;
+            let status =
+                crate::providers::health::http_request(&host, port, &http.method, &path).await?;
             if (200..400).contains(&status) {
                 Ok(())
             } else {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::docker::ContainerReading;
+use crate::providers::runtime::ContainerReading;
 
 /// Where cgroups are mounted; a test can point this elsewhere.
 pub struct Cgroups {

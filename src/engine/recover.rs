@@ -5,9 +5,10 @@
 
 use std::collections::BTreeSet;
 
+use super::apply::run_undo;
 use super::journal::{Entry, Journal, JournalError};
-use super::{run_undo, Undo};
-use crate::live::docker::{is_retired, Docker};
+use crate::providers::runtime::{is_retired, ContainerRuntime};
+use crate::providers::{Registry, Undo};
 
 /// Runs that started and neither finished nor were recovered, oldest first.
 pub fn unfinished_runs(entries: &[Entry]) -> Vec<String> {
@@ -35,8 +36,7 @@ pub fn unfinished_runs(entries: &[Entry]) -> Vec<String> {
 
 /// Undoes what unfinished runs completed; returns one line per action, for the log.
 pub async fn recover(
-    docker: &Docker,
-    postgres: Option<&crate::live::postgres::Postgres>,
+    registry: &Registry,
     journal: &mut Journal,
 ) -> Result<Vec<String>, JournalError> {
     let entries = journal.read_all();
@@ -64,7 +64,7 @@ pub async fn recover(
                 e.action.clone().unwrap_or_default(),
                 e.resource.clone().unwrap_or_default()
             );
-            match run_undo(&undo, docker, postgres).await {
+            match run_undo(&undo, registry).await {
                 Ok(()) => {
                     report.push(format!(
                         "recovery: undid `{what}` of the interrupted run {run}"
@@ -94,13 +94,15 @@ pub async fn recover(
             "recovery: the interrupted run {run} is rolled back; converging from here"
         ));
     }
-    report.extend(restore_retired(docker).await);
+    if let Some(rt) = registry.runtime() {
+        report.extend(restore_retired(rt).await);
+    }
     Ok(report)
 }
 
 /// Containers renamed `<name>.old-<ts>` by a replace that never finished: put back when their
 /// replacement does not exist, removed when it does.
-async fn restore_retired(docker: &Docker) -> Vec<String> {
+async fn restore_retired(docker: &dyn ContainerRuntime) -> Vec<String> {
     let mut report = Vec::new();
     let Ok(names) = docker.all_names().await else {
         return report;

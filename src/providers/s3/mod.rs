@@ -12,12 +12,36 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_s3::Client;
 
-use super::{LiveResource, LiveState};
+mod provider;
+
+pub use provider::S3Provider;
+
 use crate::model::bucket::{days, lifecycle_text, BucketEncryption, PublicAccess};
+use crate::model::live::{LiveResource, LiveState};
 use crate::model::{Bucket, DesiredState, Kind, Resource, ResourceId};
 
 const PROJECT_TAG: &str = "converge-project";
 const PRUNE_TAG: &str = "converge-prune";
+
+/// S3 is set up when the Project declares it (buckets and backup destinations).
+pub const FACTORY: crate::providers::registry::Factory = crate::providers::registry::Factory {
+    name: "s3",
+    subjects: provider::SUBJECTS,
+    wanted: |d| d.project.providers.s3.is_some(),
+    secret_free: false,
+    connect: |d, secrets| {
+        Box::pin(async move {
+            let p = d.project.providers.s3.as_ref().expect("wanted");
+            let endpoint = match &p.endpoint {
+                Some(e) => Some(secrets.resolve(e)?),
+                None => None,
+            };
+            let s3 = S3::connect(endpoint.as_deref(), &p.region).await;
+            Ok(std::sync::Arc::new(S3Provider::new(s3))
+                as std::sync::Arc<dyn crate::providers::Provider>)
+        })
+    },
+};
 
 fn err<E: std::fmt::Debug>(
     what: &str,

@@ -10,10 +10,32 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::{AppliedMigration, LiveResource, LiveState};
+pub mod database;
+mod provider;
+
+pub use provider::PostgresProvider;
+
 use crate::model::attributes::{role_flags, Attr, AttrValue};
 use crate::model::database::{Grant, GrantTarget};
+use crate::model::live::{AppliedMigration, LiveResource, LiveState};
 use crate::model::{Attributes, Database, DesiredState, Kind, MigrationFile, Resource, ResourceId};
+
+/// PostgreSQL is connected when the Project declares it (databases, backups, budgets' spend and
+/// queue-depth queries all go through it).
+pub const FACTORY: crate::providers::registry::Factory = crate::providers::registry::Factory {
+    name: "postgres",
+    subjects: provider::SUBJECTS,
+    wanted: |d| d.project.providers.postgres.is_some(),
+    secret_free: false,
+    connect: |d, secrets| {
+        Box::pin(async move {
+            let p = d.project.providers.postgres.as_ref().expect("wanted");
+            let pg = Postgres::connect(&secrets.resolve(&p.url)?).await?;
+            Ok(std::sync::Arc::new(PostgresProvider::new(pg))
+                as std::sync::Arc<dyn crate::providers::Provider>)
+        })
+    },
+};
 
 #[derive(Debug, Error)]
 pub enum PgError {
@@ -67,7 +89,7 @@ struct DbComment {
 
 /// Resolves a role's password reference to (value, keyed digest); the value is never logged.
 pub type PasswordFn<'a> =
-    dyn Fn(&crate::model::types::SecretString) -> Result<(String, String), String> + 'a;
+    dyn Fn(&crate::model::types::SecretString) -> Result<(String, String), String> + Sync + 'a;
 
 pub struct Postgres {
     admin: Client,

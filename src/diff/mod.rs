@@ -2,13 +2,15 @@
 //! Pure: no I/O. Decides create / update / replace / delete and, for blue-green services,
 //! which color takes over, so routers can be rendered against the colors after the change.
 
+pub mod synthetic;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::live::{Color, LiveService, LiveState};
-use crate::load::validate::{hosts_of, published_ports};
+use crate::model::live::{Color, LiveService, LiveState};
 use crate::model::service::Strategy;
+use crate::model::service::{hosts_of, published_ports};
 use crate::model::types::Duration;
 use crate::model::{
     AttrValue, Attributes, DesiredState, Kind, Resource, ResourceId, SecretDigest, Service,
@@ -634,7 +636,7 @@ fn diff_attributes(
 fn check_migrations<'a>(
     db: &crate::model::Database,
     files: &'a [crate::model::MigrationFile],
-    live: &crate::live::LiveResource,
+    live: &crate::model::live::LiveResource,
     errors: &mut Vec<String>,
 ) -> Vec<&'a crate::model::MigrationFile> {
     let id = format!("database/{}", db.name);

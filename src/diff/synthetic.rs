@@ -5,7 +5,7 @@ use crate::diff::{diff, Change, ChangeAction, DiffOptions, ServiceChange, Subjec
 use crate::model::service::Strategy;
 use crate::model::{Attributes, DesiredState, Kind, Resource, ResourceId};
 
-use super::{Color, LiveContainer, LiveResource, LiveService, LiveState, LiveVolume};
+use crate::model::live::{Color, LiveContainer, LiveResource, LiveService, LiveState, LiveVolume};
 
 /// `live` with every change of `diff(desired, live)` carried out.
 pub fn after_apply(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> LiveState {
@@ -91,7 +91,7 @@ fn apply_change(desired: &DesiredState, c: &Change, opts: &DiffOptions, live: &m
                             entry.applied_migrations = ms
                                 .iter()
                                 .map(|m| {
-                                    let applied = super::AppliedMigration {
+                                    let applied = crate::model::live::AppliedMigration {
                                         name: m.name.clone(),
                                         checksum: m.checksum.clone(),
                                     };

@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::live::docker::Docker;
 use crate::model::service::Health;
+use crate::providers::runtime::ContainerRuntime;
 
 /// Why a gate failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum GateError {
 
 /// One probe; `Err` carries what went wrong, for the gate's message.
 pub async fn probe(
-    docker: &Docker,
+    docker: &dyn ContainerRuntime,
     container: &str,
     ip: Option<&str>,
     h: &Health,
@@ -96,7 +96,11 @@ pub async fn http_request(host: &str, port: u16, method: &str, path: &str) -> Re
 
 /// Probes `container` until `healthy_after` consecutive successes; fails after `retries`
 /// attempts or as soon as the container stops running.
-pub async fn gate(docker: &Docker, container: &str, h: &Health) -> Result<(), GateError> {
+pub async fn gate(
+    docker: &dyn ContainerRuntime,
+    container: &str,
+    h: &Health,
+) -> Result<(), GateError> {
     let mut streak = 0;
     let mut last = String::new();
     // A process needs a moment to listen: a first probe at once would cost a whole interval.

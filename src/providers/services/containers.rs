@@ -3,12 +3,25 @@
 
 use std::collections::BTreeMap;
 
-use super::Context;
-use crate::health;
-use crate::live::docker::{self, ContainerSpec, Docker};
-use crate::live::Color;
+use crate::model::live::Color;
 use crate::model::service::{Protocol, Strategy};
 use crate::model::{Attributes, Resource, Service};
+use crate::providers::health;
+use crate::providers::runtime::{self as docker, ContainerRuntime, ContainerSpec};
+use crate::providers::Context;
+
+/// A step's context with the runtime the service runs on.
+pub struct Ctx<'a> {
+    pub base: &'a Context<'a>,
+    pub docker: &'a dyn ContainerRuntime,
+}
+
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = Context<'a>;
+    fn deref(&self) -> &Context<'a> {
+        self.base
+    }
+}
 
 /// `<project>-<service>-<n>`, or `<project>-<service>-<color>-<n>` for blue-green.
 pub fn container_name(project: &str, service: &str, color: Option<Color>, replica: u32) -> String {
@@ -19,13 +32,13 @@ pub fn container_name(project: &str, service: &str, color: Option<Color>, replic
 }
 
 /// The spec attributes (secrets as keyed digests) and their hash, as labelled on containers.
-pub fn spec_attributes(ctx: &Context, s: &Service) -> Attributes {
-    let all = Resource::Service(s.clone()).attributes(ctx.secrets);
+pub fn spec_attributes(secrets: &crate::secrets::Secrets, s: &Service) -> Attributes {
+    let all = Resource::Service(s.clone()).attributes(secrets);
     Attributes(all.0.into_iter().filter(|(_, a)| a.replaces).collect())
 }
 
 /// Pulls or builds the image; returns the reference to run.
-pub async fn image_for(ctx: &Context<'_>, s: &Service) -> Result<String, String> {
+pub async fn image_for(ctx: &Ctx<'_>, s: &Service) -> Result<String, String> {
     if let Some(image) = &s.image {
         ctx.docker
             .ensure_image(image)
@@ -37,7 +50,7 @@ pub async fn image_for(ctx: &Context<'_>, s: &Service) -> Result<String, String>
         .build
         .as_ref()
         .ok_or("the service has neither image nor build")?;
-    let hash = spec_attributes(ctx, s).spec_hash();
+    let hash = spec_attributes(ctx.secrets, s).spec_hash();
     let tag = format!("converge/{}-{}:{hash}", ctx.desired.project.name, s.name);
     let dir = ctx.root.join(&b.context);
     ctx.docker
@@ -48,14 +61,14 @@ pub async fn image_for(ctx: &Context<'_>, s: &Service) -> Result<String, String>
 }
 
 fn spec(
-    ctx: &Context,
+    ctx: &Ctx,
     s: &Service,
     color: Option<Color>,
     replica: u32,
     image: &str,
 ) -> Result<ContainerSpec, String> {
     let project = ctx.desired.project.name.as_str();
-    let attrs = spec_attributes(ctx, s);
+    let attrs = spec_attributes(ctx.secrets, s);
     let mut env = Vec::new();
     for (k, v) in &s.env {
         env.push((
@@ -135,7 +148,7 @@ fn spec(
 
 /// Starts one replica and waits for its health gate (when the service declares one).
 pub async fn start_one(
-    ctx: &Context<'_>,
+    ctx: &Ctx<'_>,
     s: &Service,
     color: Option<Color>,
     replica: u32,
@@ -158,7 +171,7 @@ pub async fn start_one(
 
 /// Starts `replicas`; when one fails, the ones this call started are removed again.
 pub async fn start_set(
-    ctx: &Context<'_>,
+    ctx: &Ctx<'_>,
     s: &Service,
     color: Option<Color>,
     replicas: &[u32],
@@ -177,15 +190,19 @@ pub async fn start_set(
     Ok(started)
 }
 
-pub async fn remove_all(docker: &Docker, names: &[String]) {
+pub async fn remove_all(docker: &dyn ContainerRuntime, names: &[String]) {
     for n in names {
         let _ = docker.remove(n).await;
     }
 }
 
 /// Moves a container out of the way (renamed `<name>.old-<ts>`, stopped); returns the new name.
-pub async fn retire(docker: &Docker, name: &str, grace_secs: i32) -> Result<String, String> {
-    let retired = format!("{name}.old-{}", super::journal::now());
+pub async fn retire(
+    docker: &dyn ContainerRuntime,
+    name: &str,
+    grace_secs: i32,
+) -> Result<String, String> {
+    let retired = format!("{name}.old-{}", crate::clock::now());
     docker
         .stop(name, grace_secs)
         .await
@@ -198,7 +215,10 @@ pub async fn retire(docker: &Docker, name: &str, grace_secs: i32) -> Result<Stri
 }
 
 /// Puts retired containers back under their names and starts them.
-pub async fn restore(docker: &Docker, retired: &[(String, String)]) -> Result<(), String> {
+pub async fn restore(
+    docker: &dyn ContainerRuntime,
+    retired: &[(String, String)],
+) -> Result<(), String> {
     let mut errors = Vec::new();
     for (old, original) in retired {
         let _ = docker.remove(original).await;
@@ -220,7 +240,7 @@ pub async fn restore(docker: &Docker, retired: &[(String, String)]) -> Result<()
 /// Replaces the running containers: all at once (`recreate`) or one by one (`rolling`, each
 /// health-gated). On failure everything this call changed is put back before it returns.
 pub async fn replace(
-    ctx: &Context<'_>,
+    ctx: &Ctx<'_>,
     s: &Service,
     current: &[String],
 ) -> Result<(Vec<String>, Vec<(String, String)>), String> {

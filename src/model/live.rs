@@ -1,13 +1,6 @@
 //! Live state as plain data: what the providers (Docker, PostgreSQL, S3, files) observed,
 //! converted at their boundary into these types. The diff reads only this.
 
-pub mod cgroup;
-pub mod docker;
-pub mod observe;
-pub mod postgres;
-pub mod s3;
-pub mod synthetic;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -135,7 +128,7 @@ pub struct LiveState {
     pub failed: BTreeMap<String, BTreeSet<String>>,
     /// Replica counts the autoscaler or a budget chose, by service name (from the journal).
     #[serde(default)]
-    pub overrides: BTreeMap<String, crate::scale::ReplicaOverride>,
+    pub overrides: BTreeMap<String, ReplicaOverride>,
 }
 
 impl LiveState {
@@ -148,4 +141,20 @@ impl LiveState {
     pub fn service(&self, id: &ResourceId) -> Option<&LiveService> {
         self.resources.get(id).and_then(|r| r.service.as_ref())
     }
+}
+
+/// Where a replica count other than the declared `replicas` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Autoscale,
+    Budget,
+}
+
+/// The replica count a service runs at instead of its declared `replicas`, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaOverride {
+    pub replicas: u32,
+    pub reason: String,
+    pub origin: Origin,
 }

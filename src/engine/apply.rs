@@ -1,0 +1,455 @@
+//! Apply: runs a plan's steps in order against the live systems, records each in the journal
+//! before and after it runs, and when a step fails runs the compensations of the completed
+//! steps in reverse. The outcome is `applied`, `rolled-back` or `rollback-failed`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+
+use crate::diff::{Change, ServiceChange};
+use crate::model::live::Color;
+use crate::model::{DesiredState, Resource, ResourceId};
+use crate::plan::{Plan, Step, StepAction};
+use crate::providers::services::containers::spec_attributes;
+use crate::providers::{Context, ProviderError, Registry, Undo};
+
+use super::deferred::cancel_drains;
+pub use super::journal::{self, Journal, JournalError};
+use super::verify::{new_colors, verify};
+
+/// One apply: the providers, what every step needs, and the shutdown flag.
+pub struct Run<'a> {
+    pub registry: &'a Registry,
+    pub ctx: Context<'a>,
+    /// Set by a shutdown signal: the running step finishes, no other starts.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+}
+
+impl<'a> std::ops::Deref for Run<'a> {
+    type Target = Context<'a>;
+    fn deref(&self) -> &Context<'a> {
+        &self.ctx
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Stopped between steps by a shutdown; the next start recovers from the journal.
+    Interrupted {
+        after: usize,
+    },
+    RolledBack {
+        step: String,
+        error: String,
+        /// Completed steps that are kept by design (a database or bucket is never undone).
+        kept: Vec<String>,
+    },
+    RollbackFailed {
+        step: String,
+        error: String,
+        left: Vec<String>,
+    },
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Interrupted { .. } => "interrupted",
+            Outcome::RolledBack { .. } => "rolled-back",
+            Outcome::RollbackFailed { .. } => "rollback-failed",
+        }
+    }
+}
+
+/// Runs `plan`; `progress` receives one line per event, for the terminal.
+pub async fn execute(
+    plan: &Plan,
+    ctx: &Run<'_>,
+    journal: &mut Journal,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Outcome, JournalError> {
+    let changes: BTreeMap<&str, &Change> =
+        plan.changes.iter().map(|c| (c.id.as_str(), c)).collect();
+    journal.record("apply-started", |e| {
+        e.data = serde_json::json!({"revision": ctx.revision, "fingerprint": plan.fingerprint, "steps": plan.steps.len()});
+    })?;
+    let changes_ref = &changes;
+    let total = plan.steps.len();
+    let mut done: Vec<(&Step, Undo)> = Vec::new();
+    let mut retired_on_success: Vec<String> = Vec::new();
+    // Independent service creations start together (like compose), at most 4 at a time.
+    let mut ahead: BTreeMap<usize, (Result<Undo, String>, f64)> = BTreeMap::new();
+    let mut completed: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+    for (pos, step) in plan.steps.iter().enumerate() {
+        if ctx
+            .stop
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+            && !ahead.contains_key(&step.id)
+        {
+            progress(&format!(
+                "  stopping before step {}: shutdown requested",
+                step.id
+            ));
+            journal.record("apply-interrupted", |e| e.step = Some(step.id))?;
+            return Ok(Outcome::Interrupted { after: step.id - 1 });
+        }
+        if !ahead.contains_key(&step.id) && parallel(step, &changes) {
+            let batch: Vec<&Step> = plan.steps[pos..]
+                .iter()
+                .take_while(|s| parallel(s, &changes))
+                .filter(|s| s.waits_for.iter().all(|w| completed.contains(w)))
+                .collect();
+            if batch.len() > 1 {
+                for s in &batch {
+                    journal.record("step-started", |e| fill_step(e, s))?;
+                }
+                let results: Vec<(usize, Result<Undo, String>, f64)> =
+                    futures_util::stream::iter(batch)
+                        .map(|s| async move {
+                            let t = Instant::now();
+                            (
+                                s.id,
+                                create_service(s, changes_ref, ctx).await,
+                                t.elapsed().as_secs_f64(),
+                            )
+                        })
+                        .buffer_unordered(4)
+                        .collect()
+                        .await;
+                for (id, r, secs) in results {
+                    ahead.insert(id, (r, secs));
+                }
+            }
+        }
+        let (result, secs) = match ahead.remove(&step.id) {
+            Some(precomputed) => precomputed,
+            None => {
+                journal.record("step-started", |e| fill_step(e, step))?;
+                let started = Instant::now();
+                let change = changes.get(step.resource.as_str()).copied();
+                let result = run_step(step, change, &changes, ctx, journal).await;
+                (result, started.elapsed().as_secs_f64())
+            }
+        };
+        if result.is_ok() {
+            completed.insert(step.id);
+        }
+        match result {
+            Ok(undo) => {
+                progress(&format!(
+                    "  [{}/{total}] {} {}: {} ... ok ({secs:.1}s)",
+                    step.id,
+                    step.action.as_str(),
+                    step.resource,
+                    step.detail
+                ));
+                journal.record("step-done", |e| {
+                    fill_step(e, step);
+                    e.data = serde_json::to_value(&undo).unwrap_or_default();
+                })?;
+                match &undo {
+                    Undo::RestoreContainers { retired, .. } | Undo::RestartRetired { retired } => {
+                        retired_on_success.extend(retired.iter().map(|(old, _)| old.clone()))
+                    }
+                    _ => {}
+                }
+                done.push((step, undo));
+            }
+            Err(error) => {
+                progress(&format!(
+                    "  [{}/{total}] {} {}: {} ... FAILED ({secs:.1}s)\n      {error}",
+                    step.id,
+                    step.action.as_str(),
+                    step.resource,
+                    step.detail
+                ));
+                journal.record("step-failed", |e| {
+                    fill_step(e, step);
+                    e.error = Some(error.clone());
+                })?;
+                // Creations that ran alongside and succeeded are undone with the rest.
+                for (id, (r, _)) in std::mem::take(&mut ahead) {
+                    if let (Ok(undo), Some(s)) = (r, plan.steps.iter().find(|s| s.id == id)) {
+                        journal.record("step-done", |e| {
+                            fill_step(e, s);
+                            e.data = serde_json::to_value(&undo).unwrap_or_default();
+                        })?;
+                        done.push((s, undo));
+                    }
+                }
+                for resource in deploys_implicated(step, &changes, ctx.desired) {
+                    if let Some(s) = ctx.desired.service(name_of(&resource)) {
+                        let hash = spec_attributes(ctx.secrets, s).spec_hash();
+                        journal.record("spec-failed", |e| {
+                            e.resource = Some(resource.clone());
+                            e.data = serde_json::json!({"hash": hash});
+                        })?;
+                    }
+                }
+                let left = compensate(&done, ctx, journal, progress).await?;
+                let what = format!("{} {}", step.action.as_str(), step.resource);
+                let kept: Vec<String> = done
+                    .iter()
+                    .filter(|(s, u)| {
+                        *u == Undo::Nothing
+                            && !s.deferred
+                            && s.compensation.is_none()
+                            && s.action != StepAction::Drain
+                    })
+                    .map(|(s, _)| format!("{} {}", s.action.as_str(), s.resource))
+                    .collect();
+                let outcome = if left.is_empty() {
+                    Outcome::RolledBack {
+                        step: what,
+                        error,
+                        kept,
+                    }
+                } else {
+                    Outcome::RollbackFailed {
+                        step: what,
+                        error,
+                        left,
+                    }
+                };
+                journal.record("apply-finished", |e| e.detail = Some(outcome.name().into()))?;
+                return Ok(outcome);
+            }
+        }
+    }
+    if let Some(rt) = ctx.registry.runtime() {
+        for old in &retired_on_success {
+            let _ = rt.remove(old).await;
+        }
+    }
+    record_deployed(plan, ctx, journal)?;
+    journal.record("apply-finished", |e| e.detail = Some("applied".into()))?;
+    Ok(Outcome::Applied)
+}
+
+/// Services whose new spec the failed step was deploying: those are remembered as failed.
+fn deploys_implicated(
+    step: &Step,
+    changes: &BTreeMap<&str, &Change>,
+    desired: &DesiredState,
+) -> Vec<String> {
+    let deploying = |id: &str| {
+        matches!(
+            changes.get(id).and_then(|c| c.service.as_ref()),
+            Some(
+                ServiceChange::Start { .. }
+                    | ServiceChange::Deploy { .. }
+                    | ServiceChange::Replace { .. }
+            )
+        )
+    };
+    match (step.resource.split('/').next(), step.action) {
+        (
+            Some("service"),
+            StepAction::Create | StepAction::StartColor | StepAction::Replace | StepAction::Switch,
+        ) => {
+            vec![step.resource.clone()]
+        }
+        (Some("router"), StepAction::Switch) => switched_services(&step.resource, desired)
+            .into_iter()
+            .filter(|id| deploying(id))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `service/<name>` of every route of a router.
+fn switched_services(router: &str, desired: &DesiredState) -> Vec<String> {
+    match ResourceId::parse(router, None).and_then(|id| desired.get(&id)) {
+        Some(Resource::Router(r)) => r
+            .routes
+            .iter()
+            .map(|rt| format!("service/{}", rt.service))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// After a successful apply, the spec of every service it deployed, for `converge rollback`.
+fn record_deployed(plan: &Plan, ctx: &Run<'_>, journal: &mut Journal) -> Result<(), JournalError> {
+    for c in &plan.changes {
+        let color = match &c.service {
+            Some(ServiceChange::Start { color, .. }) => *color,
+            Some(ServiceChange::Deploy { to, .. }) => Some(*to),
+            Some(ServiceChange::Replace { .. }) => None,
+            _ => continue,
+        };
+        let Some(s) = ctx.desired.service(name_of(&c.id)) else {
+            continue;
+        };
+        let hash = spec_attributes(ctx.secrets, s).spec_hash();
+        journal.record("deployed", |e| {
+            e.resource = Some(c.id.clone());
+            e.data = serde_json::json!({"hash": hash, "color": color, "service": s});
+        })?;
+    }
+    Ok(())
+}
+
+/// A plain service creation: needs nothing from the journal, can run beside others.
+fn parallel(step: &Step, changes: &BTreeMap<&str, &Change>) -> bool {
+    step.action == StepAction::Create
+        && step.resource.starts_with("service/")
+        && matches!(
+            changes
+                .get(step.resource.as_str())
+                .and_then(|c| c.service.as_ref()),
+            Some(ServiceChange::Start { color: None, .. })
+        )
+}
+
+async fn create_service(
+    step: &Step,
+    changes: &BTreeMap<&str, &Change>,
+    ctx: &Run<'_>,
+) -> Result<Undo, String> {
+    let change = changes.get(step.resource.as_str()).copied();
+    provider_step(step, change, ctx).await
+}
+
+fn fill_step(e: &mut journal::Entry, step: &Step) {
+    e.step = Some(step.id);
+    e.resource = Some(step.resource.clone());
+    e.action = Some(step.action.as_str().into());
+    e.detail = Some(step.detail.clone());
+}
+
+/// Undoes completed steps in reverse; returns what could not be undone.
+async fn compensate(
+    done: &[(&Step, Undo)],
+    ctx: &Run<'_>,
+    journal: &mut Journal,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<String>, JournalError> {
+    let mut left = Vec::new();
+    for (step, undo) in done.iter().rev() {
+        if *undo == Undo::Nothing {
+            continue;
+        }
+        journal.record("compensation-started", |e| fill_step(e, step))?;
+        match run_undo(undo, ctx.registry).await {
+            Ok(()) => {
+                progress(&format!(
+                    "  undo {} {} ... ok",
+                    step.action.as_str(),
+                    step.resource
+                ));
+                journal.record("compensation-done", |e| fill_step(e, step))?;
+            }
+            Err(error) => {
+                progress(&format!(
+                    "  undo {} {} ... FAILED: {error}",
+                    step.action.as_str(),
+                    step.resource
+                ));
+                journal.record("compensation-failed", |e| {
+                    fill_step(e, step);
+                    e.error = Some(error.clone());
+                })?;
+                left.push(format!(
+                    "{} {}: {error}",
+                    step.action.as_str(),
+                    step.resource
+                ));
+            }
+        }
+    }
+    Ok(left)
+}
+
+fn name_of(resource: &str) -> &str {
+    resource.split_once('/').map(|(_, n)| n).unwrap_or(resource)
+}
+
+/// Runs an undo with the provider that owns it.
+pub async fn run_undo(undo: &Undo, registry: &Registry) -> Result<(), String> {
+    let Some(subject) = undo.subject() else {
+        return Ok(());
+    };
+    match registry.for_subject(subject) {
+        Some(p) => p.undo(undo).await.map_err(|e| e.to_string()),
+        None => Err(format!(
+            "no provider is connected that can undo {undo:?}; check the Project's providers"
+        )),
+    }
+}
+
+/// A step run by the provider that owns its resource.
+async fn provider_step(
+    step: &Step,
+    change: Option<&Change>,
+    ctx: &Run<'_>,
+) -> Result<Undo, String> {
+    let Some(provider) = ctx.registry.for_resource(&step.resource) else {
+        return Err(ProviderError::Unsupported {
+            action: step.action.as_str().into(),
+            resource: step.resource.clone(),
+            hint: String::new(),
+        }
+        .to_string());
+    };
+    provider
+        .apply(step, change, &ctx.ctx)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// One step. The engine keeps what needs the journal or several services: cancelling drains
+/// before a color starts, recording deferred drains, verifying new colors after a switch.
+async fn run_step(
+    step: &Step,
+    change: Option<&Change>,
+    changes: &BTreeMap<&str, &Change>,
+    ctx: &Run<'_>,
+    journal: &mut Journal,
+) -> Result<Undo, String> {
+    let kind = step.resource.split('/').next().unwrap_or("");
+    let sc = change.and_then(|c| c.service.as_ref());
+    match (kind, step.action, sc) {
+        ("service", StepAction::StartColor, Some(ServiceChange::Start { color, .. })) => {
+            let color = color.unwrap_or(Color::Blue);
+            cancel_drains(journal, &step.resource, color).map_err(|e| e.to_string())?;
+            provider_step(step, change, ctx).await
+        }
+        ("service", StepAction::StartColor, Some(ServiceChange::Deploy { to, .. })) => {
+            cancel_drains(journal, &step.resource, *to).map_err(|e| e.to_string())?;
+            provider_step(step, change, ctx).await
+        }
+        ("service", StepAction::Switch, _) => {
+            verify(ctx, &new_colors(vec![step.resource.clone()], changes)).await?;
+            Ok(Undo::Nothing)
+        }
+        ("service", StepAction::Drain, Some(ServiceChange::Deploy { from, drain, .. }))
+            if step.deferred =>
+        {
+            let due = journal::now() + drain.as_millis().div_ceil(1000);
+            let run = journal.run.clone();
+            journal
+                .record("deferred", |e| {
+                    fill_step(e, step);
+                    e.data = serde_json::json!({"due": due, "color": from, "run": run});
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(Undo::Nothing)
+        }
+        ("router" | "configfile", StepAction::Switch, _) => {
+            let undo = provider_step(step, change, ctx).await?;
+            let targets = new_colors(switched_services(&step.resource, ctx.desired), changes);
+            if let Err(e) = verify(ctx, &targets).await {
+                run_undo(&undo, ctx.registry)
+                    .await
+                    .map_err(|r| format!("{e}; switching back failed: {r}"))?;
+                return Err(format!("{e}; traffic was switched back"));
+            }
+            Ok(undo)
+        }
+        _ => provider_step(step, change, ctx).await,
+    }
+}

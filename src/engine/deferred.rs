@@ -1,0 +1,89 @@
+//! Deferred steps: drains of the old color that run `drain` after a switch, kept in the journal
+//! until they do (so they survive a restart), cancelled when their color takes traffic again.
+
+use std::path::Path;
+
+use crate::model::live::Color;
+use crate::model::ResourceId;
+use crate::providers::services::drain_color;
+
+use super::apply::Run;
+use super::journal::{self, Journal, JournalError};
+
+/// Stops `color` of a service on the runtime.
+async fn drain(ctx: &Run<'_>, id: &ResourceId, color: Color) -> Result<(), String> {
+    let rt = ctx
+        .registry
+        .runtime()
+        .ok_or("no container runtime is connected")?;
+    drain_color(rt, ctx.desired.project.name.as_str(), id, color).await
+}
+
+/// A new deploy into `color` supersedes a drain of that color still pending.
+pub fn cancel_drains(
+    journal: &mut Journal,
+    resource: &str,
+    color: Color,
+) -> Result<(), JournalError> {
+    for entry in journal::open_deferred(&journal.read_all()) {
+        let same_color = entry.data.get("color").and_then(|c| c.as_str()) == Some(color.as_str());
+        if entry.resource.as_deref() == Some(resource)
+            && entry.action.as_deref() == Some("drain")
+            && same_color
+        {
+            let (run, step) = (entry.run.clone(), entry.step);
+            journal.record("deferred-done", |e| {
+                e.resource = Some(resource.to_string());
+                e.action = Some("drain".into());
+                e.detail = Some(format!("cancelled: a new deploy uses {color}"));
+                e.data = serde_json::json!({"run": run, "step": step});
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs deferred drains that are due; one whose color takes traffic again is cancelled instead.
+pub async fn run_due_deferred(
+    ctx: &Run<'_>,
+    journal: &mut Journal,
+    state_dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), JournalError> {
+    let project = ctx.desired.project.name.as_str();
+    for entry in journal::open_deferred(&Journal::entries(state_dir, project)) {
+        let due = entry.data.get("due").and_then(|d| d.as_u64()).unwrap_or(0);
+        if due > journal::now() || entry.action.as_deref() != Some("drain") {
+            continue;
+        }
+        let resource = entry.resource.clone().unwrap_or_default();
+        let Some(id) = ResourceId::parse(&resource, None) else {
+            continue;
+        };
+        let color: Option<Color> = entry
+            .data
+            .get("color")
+            .and_then(|c| serde_json::from_value(c.clone()).ok());
+        let active = ctx.live.service(&id).and_then(|l| l.active_color);
+        let outcome = match color {
+            Some(c) if active == Some(c) => "cancelled: that color takes traffic again".to_string(),
+            Some(c) => match drain(ctx, &id, c).await {
+                Ok(()) => format!("stopped {c}"),
+                Err(e) => {
+                    progress(&format!("  drain {resource} failed, will retry: {e}"));
+                    continue;
+                }
+            },
+            None => "nothing to drain".into(),
+        };
+        progress(&format!("  deferred drain {resource}: {outcome}"));
+        let (run, step) = (entry.run.clone(), entry.step);
+        journal.record("deferred-done", |e| {
+            e.resource = Some(resource.clone());
+            e.action = Some("drain".into());
+            e.detail = Some(outcome.clone());
+            e.data = serde_json::json!({"run": run, "step": step});
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! The engine: the one loop every caller runs. Desired state + providers → observe → plan →
+//! apply → outcome, with the journal around it: recovery of an interrupted run, deferred steps
+//! that came due, saved plans, health gates and compensation. The CLI commands and the agent are
+//! thin callers of [`Engine`]; nothing else calls a provider except backups.
+
+pub mod apply;
+pub mod deferred;
+pub mod journal;
+pub mod observe;
+pub mod recover;
+pub mod saved;
+mod verify;
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::diff::{diff, Diff, DiffOptions};
+use crate::model::attributes::ReferenceDigest;
+use crate::model::live::LiveState;
+use crate::model::{DesiredState, Kind};
+use crate::plan::{self, Plan, PlanContext};
+use crate::providers::{Context, ProviderError, Registry};
+use crate::secrets::{SecretError, Secrets};
+
+pub use apply::{Outcome, Run};
+pub use journal::{Journal, JournalError, LockError, StateLock};
+pub use saved::SavedPlan;
+
+/// Why the engine could not start, observe or record.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("{count} secret reference(s) cannot be resolved; nothing was changed:\n  {list}")]
+    Secrets { count: usize, list: String },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("observing {what}: {source}")]
+    Observe {
+        what: &'static str,
+        source: ProviderError,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("unknown host `{host}` (--host)\n  = hint: the Project lists: {known}")]
+    UnknownHost { host: String, known: String },
+}
+
+/// What a plan is made for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions<'a> {
+    /// Only what `placement` puts on this host.
+    pub host: Option<&'a str>,
+    /// The git revision being planned (labelled on what apply creates).
+    pub revision: Option<&'a str>,
+    /// Plan again a spec that failed and was rolled back.
+    pub retry_failed: bool,
+}
+
+/// A project's connected providers, its secrets and its state directory.
+pub struct Engine {
+    registry: Registry,
+    secrets: Secrets,
+    state_dir: PathBuf,
+}
+
+impl Engine {
+    /// Connects the providers `desired` needs and checks that every secret reference resolves
+    /// (before any provider that needs a secret connects).
+    pub async fn open(desired: &DesiredState, state_dir: PathBuf) -> Result<Engine, EngineError> {
+        let secrets = Secrets::load_or_create(&state_dir)?;
+        let mut missing = Vec::new();
+        let registry = Registry::connect(desired, &secrets, || {
+            missing = secrets.check(desired);
+            match missing.is_empty() {
+                true => Ok(()),
+                false => Err(ProviderError::Step("unresolved secret references".into())),
+            }
+        })
+        .await;
+        if !missing.is_empty() {
+            return Err(EngineError::Secrets {
+                count: missing.len(),
+                list: missing.join("\n  "),
+            });
+        }
+        Ok(Engine {
+            registry: registry?,
+            secrets,
+            state_dir,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Declared kinds a connected provider reconciles; the others are planned offline only.
+    pub fn kinds(&self) -> Vec<Kind> {
+        self.registry.kinds()
+    }
+
+    /// Everything live that `desired` could touch, with the journal's memory.
+    pub async fn observe(&self, desired: &DesiredState) -> Result<LiveState, EngineError> {
+        observe::observe(&self.registry, &self.secrets, desired, &self.state_dir).await
+    }
+
+    /// Containers and rendered files only, for sampling ticks.
+    pub async fn observe_services(&self, desired: &DesiredState) -> Result<LiveState, EngineError> {
+        observe::observe_services(&self.registry, &self.secrets, desired).await
+    }
+
+    /// Undoes what an interrupted run completed; one line per action, for the log.
+    pub async fn recover(&self, journal: &mut Journal) -> Result<Vec<String>, JournalError> {
+        recover::recover(&self.registry, journal).await
+    }
+
+    /// Observes, runs the deferred steps that came due (then observes again).
+    pub async fn prepare(
+        &self,
+        desired: &DesiredState,
+        journal: &mut Journal,
+        root: &Path,
+        revision: Option<&str>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<LiveState, EngineError> {
+        let live = self.observe(desired).await?;
+        self.run_due(desired, live, journal, root, revision, progress)
+            .await
+    }
+
+    /// Runs the deferred steps of `live` that came due; the live state after them.
+    pub async fn run_due(
+        &self,
+        desired: &DesiredState,
+        live: LiveState,
+        journal: &mut Journal,
+        root: &Path,
+        revision: Option<&str>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<LiveState, EngineError> {
+        if !live.pending.iter().any(|p| p.due <= journal::now()) {
+            return Ok(live);
+        }
+        let run = self.run(desired, &live, root, revision);
+        deferred::run_due_deferred(&run, journal, &self.state_dir, progress).await?;
+        self.observe(desired).await
+    }
+
+    /// The changes between `desired` and `live`, for the kinds in `kinds`.
+    pub fn diff(
+        &self,
+        desired: &DesiredState,
+        live: &LiveState,
+        opts: &PlanOptions<'_>,
+        kinds: &[Kind],
+    ) -> Diff {
+        let d = DiffOptions {
+            host: opts.host,
+            secrets: &self.secrets,
+            kinds: Some(kinds),
+            retry_failed: opts.retry_failed,
+        };
+        diff(desired, live, &d)
+    }
+
+    /// The plan that converges `live` to `desired` with every connected provider.
+    pub fn plan(&self, desired: &DesiredState, live: &LiveState, opts: &PlanOptions<'_>) -> Plan {
+        let d = self.diff(desired, live, opts, &self.kinds());
+        plan_of(desired, live, d, opts)
+    }
+
+    /// What a step needs to run against this engine's providers.
+    pub fn run<'a>(
+        &'a self,
+        desired: &'a DesiredState,
+        live: &'a LiveState,
+        root: &'a Path,
+        revision: Option<&'a str>,
+    ) -> Run<'a> {
+        Run {
+            registry: &self.registry,
+            ctx: Context {
+                desired,
+                secrets: &self.secrets,
+                live,
+                revision,
+                root,
+                state_dir: &self.state_dir,
+            },
+            stop: None,
+        }
+    }
+
+    /// Runs `plan`; `progress` receives one line per event, for the terminal or the log.
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        run: &Run<'_>,
+        journal: &mut Journal,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Outcome, JournalError> {
+        apply::execute(plan, run, journal, progress).await
+    }
+}
+
+/// The plan of `diff` (the steps, their order and the plan's fingerprint).
+pub fn plan_of(desired: &DesiredState, live: &LiveState, d: Diff, opts: &PlanOptions<'_>) -> Plan {
+    plan::plan(
+        desired,
+        d,
+        PlanContext {
+            revision: opts.revision,
+            host: opts.host,
+            fingerprint: live.fingerprint(),
+            pending: live.pending.clone(),
+        },
+    )
+}
+
+/// The plan against an empty live state: no provider is contacted.
+pub fn offline_plan(desired: &DesiredState, host: Option<&str>) -> Plan {
+    let live = LiveState::default();
+    let opts = DiffOptions {
+        host,
+        secrets: &ReferenceDigest,
+        kinds: None,
+        retry_failed: false,
+    };
+    plan_of(
+        desired,
+        &live,
+        diff(desired, &live, &opts),
+        &PlanOptions {
+            host,
+            ..Default::default()
+        },
+    )
+}
+
+/// Fails when `host` is not one of the Project's hosts.
+pub fn check_host(desired: &DesiredState, host: Option<&str>) -> Result<(), EngineError> {
+    if let Some(h) = host {
+        if !desired.project.hosts.iter().any(|x| x.name.as_str() == h) {
+            let names: Vec<&str> = desired
+                .project
+                .hosts
+                .iter()
+                .map(|x| x.name.as_str())
+                .collect();
+            return Err(EngineError::UnknownHost {
+                host: h.to_string(),
+                known: names.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `--state-dir`, else /var/lib/converge as root, else $XDG_STATE_HOME/converge.
+pub fn state_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(d) = flag {
+        return d.to_path_buf();
+    }
+    if is_root() {
+        return PathBuf::from("/var/lib/converge");
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("converge")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,79 @@
+//! Verification after a traffic switch: the new color keeps running and passing its health
+//! check for `verify_for`; otherwise the switch is undone.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::diff::{Change, ServiceChange};
+use crate::model::live::Color;
+use crate::providers::health::probe;
+use crate::providers::services::containers::container_name;
+
+use super::apply::Run;
+
+/// The (service, color) pairs that `services` move to in this plan.
+pub fn new_colors(
+    services: Vec<String>,
+    changes: &BTreeMap<&str, &Change>,
+) -> Vec<(String, Color)> {
+    services
+        .into_iter()
+        .filter_map(|id| {
+            let color = match changes.get(id.as_str()).and_then(|c| c.service.as_ref()) {
+                Some(ServiceChange::Deploy { to, .. }) => *to,
+                Some(ServiceChange::Start { color: Some(c), .. }) => *c,
+                _ => return None,
+            };
+            Some((id, color))
+        })
+        .collect()
+}
+
+/// Keeps probing the new color for `verify_for` after the switch: the container must stay up
+/// and its health check must not fail twice in a row.
+pub async fn verify(ctx: &Run<'_>, targets: &[(String, Color)]) -> Result<(), String> {
+    let project = ctx.desired.project.name.as_str();
+    let Some(rt) = ctx.registry.runtime() else {
+        return Ok(());
+    };
+    for (id, color) in targets {
+        let Some(s) = ctx
+            .desired
+            .service(id.split_once('/').map(|(_, n)| n).unwrap_or(id))
+        else {
+            continue;
+        };
+        let Some(h) = &s.health else { continue };
+        let deadline = Instant::now() + s.deploy.verify_for.to_std();
+        let names: Vec<String> = (1..=s.replicas)
+            .map(|r| container_name(project, s.name.as_str(), Some(*color), r))
+            .collect();
+        let mut failures: BTreeMap<&str, u32> = BTreeMap::new();
+        while Instant::now() < deadline {
+            for name in &names {
+                let status = rt.status(name).await.map_err(|e| e.to_string())?;
+                let Some(st) = status.filter(|st| st.running) else {
+                    return Err(format!(
+                        "{name} stopped during the {} verification after the switch",
+                        s.deploy.verify_for
+                    ));
+                };
+                match probe(rt, name, st.ip.as_deref(), h).await {
+                    Ok(()) => {
+                        failures.insert(name, 0);
+                    }
+                    Err(e) => {
+                        let n = failures.entry(name).or_default();
+                        *n += 1;
+                        if *n >= 2 {
+                            return Err(format!("{name} failed its health check during the {} verification after the switch: {e}", s.deploy.verify_for));
+                        }
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(h.interval.to_std().min(left)).await;
+        }
+    }
+    Ok(())
+}

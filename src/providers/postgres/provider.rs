@@ -1,0 +1,89 @@
+//! `PostgresProvider`: databases, their roles, grants, extensions and migrations.
+
+use std::any::Any;
+
+use async_trait::async_trait;
+
+use crate::diff::{Change, Subject};
+use crate::model::live::LiveState;
+use crate::model::{DesiredState, Kind, Resource, ResourceId};
+use crate::plan::{Step, StepAction};
+use crate::providers::{Context, Provider, ProviderError, Undo};
+use crate::secrets::Secrets;
+
+use super::{database, Postgres};
+
+pub const SUBJECTS: &[Subject] = &[Subject::Resource(Kind::Database)];
+
+pub struct PostgresProvider {
+    pg: Postgres,
+}
+
+impl PostgresProvider {
+    pub fn new(pg: Postgres) -> Self {
+        PostgresProvider { pg }
+    }
+
+    pub fn postgres(&self) -> &Postgres {
+        &self.pg
+    }
+}
+
+#[async_trait]
+impl Provider for PostgresProvider {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn subjects(&self) -> &'static [Subject] {
+        SUBJECTS
+    }
+
+    async fn observe(
+        &self,
+        desired: &DesiredState,
+        secrets: &Secrets,
+        live: &mut LiveState,
+    ) -> Result<(), ProviderError> {
+        Ok(self.pg.observe(desired, secrets, live).await?)
+    }
+
+    async fn apply(
+        &self,
+        step: &Step,
+        change: Option<&Change>,
+        ctx: &Context<'_>,
+    ) -> Result<Undo, ProviderError> {
+        let name = step.resource.split_once('/').map(|(_, n)| n).unwrap_or("");
+        if step.action == StepAction::Delete {
+            return Ok(database::drop(&self.pg, ctx, name).await?);
+        }
+        let Some(Resource::Database(db)) = ctx.desired.get(&ResourceId::new(Kind::Database, name))
+        else {
+            return Err(format!("{} is not in the desired state", step.resource).into());
+        };
+        Ok(match step.action {
+            StepAction::Create | StepAction::Update => {
+                database::reconcile(&self.pg, ctx, db).await?
+            }
+            StepAction::Migrate => database::migrate(&self.pg, ctx, db, change).await?,
+            other => return Err(format!("cannot {} a database", other.as_str()).into()),
+        })
+    }
+
+    async fn undo(&self, undo: &Undo) -> Result<(), ProviderError> {
+        if let Undo::MigrateDown {
+            database,
+            files,
+            dump_to,
+        } = undo
+        {
+            database::migrate_down(&self.pg, database, files, dump_to.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,136 @@
+//! The registry: which provider applies which subject. Providers are connected only when the
+//! desired state needs them (a resource of their kinds, or the Project naming them), so a
+//! database-only project never contacts a container engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::diff::Subject;
+use crate::model::{DesiredState, Kind};
+use crate::providers::postgres::{Postgres, PostgresProvider};
+use crate::providers::runtime::ContainerRuntime;
+use crate::providers::s3::{S3Provider, S3};
+use crate::providers::services::ServiceProvider;
+use crate::providers::{Provider, ProviderError};
+use crate::secrets::Secrets;
+
+/// How one provider comes into a project.
+pub struct Factory {
+    pub name: &'static str,
+    pub subjects: &'static [Subject],
+    /// Whether this desired state needs the provider.
+    pub wanted: fn(&DesiredState) -> bool,
+    /// Connects without resolving any secret (it can run before the secrets are checked).
+    pub secret_free: bool,
+    pub connect: for<'a> fn(
+        &'a DesiredState,
+        &'a Secrets,
+    ) -> BoxFuture<'a, Result<Arc<dyn Provider>, ProviderError>>,
+}
+
+/// Every provider of this build, in the order they connect. A new provider is one line here.
+pub const FACTORIES: &[Factory] = &[
+    crate::providers::docker::FACTORY,
+    crate::providers::files::FACTORY,
+    crate::providers::postgres::FACTORY,
+    crate::providers::s3::FACTORY,
+];
+
+/// Whether `desired` holds a resource of one of `subjects`' kinds.
+pub fn has_kind(desired: &DesiredState, subjects: &[Subject]) -> bool {
+    desired
+        .resources
+        .keys()
+        .any(|id| subjects.contains(&Subject::Resource(id.kind)))
+}
+
+/// The subject a plan's `kind/name` resource id belongs to.
+pub fn subject_of(resource: &str) -> Option<Subject> {
+    match resource.split_once('/')?.0 {
+        "network" => Some(Subject::Network),
+        "volume" => Some(Subject::Volume),
+        prefix => Kind::from_id_prefix(prefix).map(Subject::Resource),
+    }
+}
+
+/// The connected providers of one project, by subject.
+#[derive(Default)]
+pub struct Registry {
+    providers: Vec<Arc<dyn Provider>>,
+    by_subject: BTreeMap<Subject, usize>,
+}
+
+impl Registry {
+    /// Connects the providers `desired` needs; `checked` runs once the secret-free ones are up
+    /// (the engine checks every secret reference there, before anything resolves one).
+    pub async fn connect(
+        desired: &DesiredState,
+        secrets: &Secrets,
+        checked: impl FnOnce() -> Result<(), ProviderError>,
+    ) -> Result<Registry, ProviderError> {
+        let mut registry = Registry::default();
+        let wanted: Vec<&Factory> = FACTORIES.iter().filter(|f| (f.wanted)(desired)).collect();
+        for f in wanted.iter().filter(|f| f.secret_free) {
+            registry.add((f.connect)(desired, secrets).await?);
+        }
+        checked()?;
+        for f in wanted.iter().filter(|f| !f.secret_free) {
+            registry.add((f.connect)(desired, secrets).await?);
+        }
+        Ok(registry)
+    }
+
+    /// Adds a connected provider; it takes over the subjects it owns.
+    pub fn add(&mut self, provider: Arc<dyn Provider>) {
+        let index = self.providers.len();
+        for s in provider.subjects() {
+            self.by_subject.insert(*s, index);
+        }
+        self.providers.push(provider);
+    }
+
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.providers.iter()
+    }
+
+    pub fn for_subject(&self, subject: Subject) -> Option<&dyn Provider> {
+        self.by_subject
+            .get(&subject)
+            .map(|&i| self.providers[i].as_ref())
+    }
+
+    /// The provider of a plan's `kind/name` resource.
+    pub fn for_resource(&self, resource: &str) -> Option<&dyn Provider> {
+        subject_of(resource).and_then(|s| self.for_subject(s))
+    }
+
+    /// Declared kinds some connected provider reconciles.
+    pub fn kinds(&self) -> Vec<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| self.by_subject.contains_key(&Subject::Resource(*k)))
+            .collect()
+    }
+
+    /// A connected provider of a concrete type.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.providers
+            .iter()
+            .find_map(|p| p.as_any().downcast_ref::<T>())
+    }
+
+    /// The container runtime services run on, when services are part of this project.
+    pub fn runtime(&self) -> Option<&dyn ContainerRuntime> {
+        self.get::<ServiceProvider>().map(|p| p.runtime().as_ref())
+    }
+
+    pub fn postgres(&self) -> Option<&Postgres> {
+        self.get::<PostgresProvider>().map(|p| p.postgres())
+    }
+
+    pub fn s3(&self) -> Option<&S3> {
+        self.get::<S3Provider>().map(|p| p.s3())
+    }
+}

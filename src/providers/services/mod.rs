@@ -1,0 +1,235 @@
+//! The services provider: a service's containers, the project network and named volumes, run on
+//! a `ContainerRuntime` (Docker today). Blue-green orchestration that needs the journal or other
+//! services (deferred drains, verification after a switch) stays in the engine.
+
+pub mod containers;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::diff::{Change, ServiceChange, Subject};
+use crate::model::live::{Color, LiveState};
+use crate::model::{DesiredState, Kind, ResourceId};
+use crate::plan::{Step, StepAction};
+use crate::providers::runtime::ContainerRuntime;
+use crate::providers::{Context, Provider, ProviderError, Undo};
+use crate::secrets::Secrets;
+use containers::Ctx;
+
+pub const SUBJECTS: &[Subject] = &[
+    Subject::Resource(Kind::Service),
+    Subject::Network,
+    Subject::Volume,
+];
+
+pub struct ServiceProvider {
+    runtime: Arc<dyn ContainerRuntime>,
+}
+
+impl ServiceProvider {
+    pub fn new(runtime: Arc<dyn ContainerRuntime>) -> Self {
+        ServiceProvider { runtime }
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn ContainerRuntime> {
+        &self.runtime
+    }
+}
+
+fn name_of(resource: &str) -> &str {
+    resource.split_once('/').map(|(_, n)| n).unwrap_or(resource)
+}
+
+#[async_trait]
+impl Provider for ServiceProvider {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn subjects(&self) -> &'static [Subject] {
+        SUBJECTS
+    }
+
+    async fn observe(
+        &self,
+        _desired: &DesiredState,
+        _secrets: &Secrets,
+        live: &mut LiveState,
+    ) -> Result<(), ProviderError> {
+        Ok(self.runtime.observe(live).await?)
+    }
+
+    async fn apply(
+        &self,
+        step: &Step,
+        change: Option<&Change>,
+        ctx: &Context<'_>,
+    ) -> Result<Undo, ProviderError> {
+        let rt = self.runtime.as_ref();
+        let name = name_of(&step.resource);
+        match (step.resource.split('/').next().unwrap_or(""), step.action) {
+            ("network", StepAction::Create) => {
+                rt.create_network().await?;
+                Ok(Undo::RemoveNetwork)
+            }
+            ("network", StepAction::Delete) => {
+                rt.remove_network().await?;
+                Ok(Undo::Nothing)
+            }
+            ("volume", StepAction::Create) => {
+                let prune = change
+                    .and_then(|c| c.attributes.iter().find(|a| a.key == "prune"))
+                    .and_then(|a| a.after.as_ref())
+                    .is_some_and(|v| v.display() == "true");
+                rt.create_volume(name, prune).await?;
+                Ok(Undo::Nothing)
+            }
+            ("volume", StepAction::Delete) => {
+                rt.remove_volume(name).await?;
+                Ok(Undo::Nothing)
+            }
+            ("service", _) => {
+                let ctx = Ctx {
+                    base: ctx,
+                    docker: rt,
+                };
+                Ok(service_step(step, change, &ctx).await?)
+            }
+            _ => Err(ProviderError::Unsupported {
+                action: step.action.as_str().into(),
+                resource: step.resource.clone(),
+                hint: String::new(),
+            }),
+        }
+    }
+
+    async fn undo(&self, undo: &Undo) -> Result<(), ProviderError> {
+        let rt = self.runtime.as_ref();
+        match undo {
+            Undo::RemoveContainers { names } => {
+                for n in names {
+                    rt.remove(n).await?;
+                }
+                Ok(())
+            }
+            Undo::RestoreContainers { started, retired } => {
+                containers::remove_all(rt, started).await;
+                Ok(containers::restore(rt, retired).await?)
+            }
+            Undo::RestartRetired { retired } => Ok(containers::restore(rt, retired).await?),
+            Undo::RemoveNetwork => Ok(rt.remove_network().await?),
+            _ => Ok(()),
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The container work of one service step. Deferred drains, cancelled drains and the
+/// verification after a switch are the engine's: they need the journal or other services.
+async fn service_step(step: &Step, change: Option<&Change>, ctx: &Ctx<'_>) -> Result<Undo, String> {
+    let id = ResourceId::new(Kind::Service, name_of(&step.resource));
+    let sc = change.and_then(|c| c.service.as_ref());
+    let live = ctx.live.service(&id);
+    if step.action == StepAction::Delete {
+        for n in ctx
+            .docker
+            .container_names(&step.resource)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            ctx.docker.remove(&n).await.map_err(|e| e.to_string())?;
+        }
+        return Ok(Undo::Nothing);
+    }
+    let s = ctx
+        .desired
+        .service(&id.name)
+        .ok_or("the service is not in the desired state")?;
+    match (step.action, sc) {
+        (StepAction::Create, _) => {
+            let replicas: Vec<u32> = (1..=s.replicas).collect();
+            let names = containers::start_set(ctx, s, None, &replicas).await?;
+            Ok(Undo::RemoveContainers { names })
+        }
+        (StepAction::StartColor, Some(ServiceChange::Start { color, .. })) => {
+            start_color(ctx, s, color.unwrap_or(Color::Blue)).await
+        }
+        (StepAction::StartColor, Some(ServiceChange::Deploy { to, .. })) => {
+            start_color(ctx, s, *to).await
+        }
+        (StepAction::Replace, _) => {
+            let current: Vec<String> = live
+                .map(|l| l.containers.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default();
+            let (started, retired) = containers::replace(ctx, s, &current).await?;
+            Ok(Undo::RestoreContainers { started, retired })
+        }
+        (StepAction::Scale, Some(ServiceChange::Scale { from, to, color })) => {
+            if to > from {
+                let replicas: Vec<u32> = (from + 1..=*to).collect();
+                let names = containers::start_set(ctx, s, *color, &replicas).await?;
+                Ok(Undo::RemoveContainers { names })
+            } else {
+                let project = ctx.desired.project.name.as_str();
+                let mut retired = Vec::new();
+                for r in (to + 1)..=*from {
+                    let name = containers::container_name(project, s.name.as_str(), *color, r);
+                    retired.push((containers::retire(ctx.docker, &name, 30).await?, name));
+                }
+                Ok(Undo::RestartRetired { retired })
+            }
+        }
+        (StepAction::Start, Some(ServiceChange::Repair { stopped })) => {
+            for n in stopped {
+                ctx.docker.start(n).await.map_err(|e| e.to_string())?;
+            }
+            Ok(Undo::Nothing)
+        }
+        (StepAction::Drain, Some(ServiceChange::Drain { color })) => {
+            drain_color(ctx.docker, ctx.desired.project.name.as_str(), &id, *color).await?;
+            Ok(Undo::Nothing)
+        }
+        (action, _) => Err(format!(
+            "cannot {} {} in this version of converge",
+            action.as_str(),
+            step.resource
+        )),
+    }
+}
+
+async fn start_color(
+    ctx: &Ctx<'_>,
+    s: &crate::model::Service,
+    color: Color,
+) -> Result<Undo, String> {
+    let replicas: Vec<u32> = (1..=s.replicas).collect();
+    let names = containers::start_set(ctx, s, Some(color), &replicas).await?;
+    Ok(Undo::RemoveContainers { names })
+}
+
+/// Stops and removes every container of `color`.
+pub async fn drain_color(
+    rt: &dyn ContainerRuntime,
+    project: &str,
+    id: &ResourceId,
+    color: Color,
+) -> Result<(), String> {
+    let prefix = format!("{project}-{}-{color}-", id.name);
+    for n in rt
+        .container_names(&id.to_string())
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if n.starts_with(&prefix) {
+            // A grace period for requests still in flight, then the container goes.
+            rt.stop(&n, 30).await.map_err(|e| e.to_string())?;
+            rt.remove(&n).await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}

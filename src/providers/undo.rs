@@ -1,0 +1,52 @@
+//! What undoes a completed step: returned by a provider's `apply`, recorded in the journal with
+//! the step, and run in reverse when a later step fails or after a crash.
+
+use serde::{Deserialize, Serialize};
+
+use crate::diff::Subject;
+use crate::model::{Action, Kind};
+use crate::providers::postgres::database::DownFile;
+
+/// What undoes a completed step; recorded in the journal with the step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "kebab-case")]
+pub enum Undo {
+    Nothing,
+    RemoveContainers {
+        names: Vec<String>,
+    },
+    RestoreContainers {
+        started: Vec<String>,
+        retired: Vec<(String, String)>,
+    },
+    RestartRetired {
+        retired: Vec<(String, String)>,
+    },
+    RemoveNetwork,
+    MigrateDown {
+        database: String,
+        files: Vec<DownFile>,
+        /// In prod: where a `pg_dump` goes before the down files run.
+        dump_to: Option<String>,
+    },
+    RestoreFile {
+        path: String,
+        previous: Option<String>,
+        reload: Option<Action>,
+    },
+}
+
+impl Undo {
+    /// The subject whose provider runs this undo (`None`: nothing to run).
+    pub fn subject(&self) -> Option<Subject> {
+        match self {
+            Undo::Nothing => None,
+            Undo::RemoveContainers { .. }
+            | Undo::RestoreContainers { .. }
+            | Undo::RestartRetired { .. } => Some(Subject::Resource(Kind::Service)),
+            Undo::RemoveNetwork => Some(Subject::Network),
+            Undo::MigrateDown { .. } => Some(Subject::Resource(Kind::Database)),
+            Undo::RestoreFile { .. } => Some(Subject::Resource(Kind::Router)),
+        }
+    }
+}
