@@ -31,7 +31,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use converge::agent::autoscale::Autoscaler;
-use converge::engine::observe::observe;
 use converge::load::load_dir;
 use converge::model::{Kind, ResourceId};
 use converge::providers::docker::Docker;
@@ -155,9 +154,8 @@ fn main() {
 
     let docker = Docker::connect(None, &project).expect("connect to Docker");
     let t = Instant::now();
-    let live = rt
-        .block_on(observe(&desired, &docker, Vec::new()))
-        .expect("observe");
+    let mut live = converge::model::live::LiveState::default();
+    rt.block_on(docker.observe(&mut live)).expect("observe");
     let observe_ms = t.elapsed().as_secs_f64() * 1e3;
     let containers: Vec<String> = scaled
         .iter()
@@ -215,7 +213,8 @@ fn main() {
             gap_cpu_sched += s0 - cs;
         }
         let now = now_ms();
-        let round = rt.block_on(autoscaler.sample(&desired, &live, &docker, Some(&postgres), now));
+        let round =
+            rt.block_on(autoscaler.sample(&desired, &live, Some(&docker), Some(&postgres), now));
         let t1 = Instant::now();
         let decisions = autoscaler.decide(&desired, &chosen, now);
         let t2 = Instant::now();

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diff::{Change, ChangeAction};
 use crate::model::live::{LiveResource, LiveState};
 use crate::model::types::Size;
 use crate::model::{AttrValue, Budget, DesiredState, Kind, Resource, ResourceId, Service};
@@ -167,12 +166,13 @@ pub fn live_usage(live: &LiveResource) -> Usage {
 }
 
 /// Prices the desired state (with its effective replica counts) against the live state: the
-/// monthly cost of every service and bucket before and after, set on each change that moves it.
+/// monthly cost of every service and bucket before and after. `deleted` says which live
+/// resources the plan deletes (they cost nothing after it).
 pub fn estimate(
     desired: &DesiredState,
     live: &LiveState,
     in_scope: &dyn Fn(&Service) -> bool,
-    changes: &mut [Change],
+    deleted: &dyn Fn(&str) -> bool,
 ) -> Option<CostSummary> {
     let rates = Rates::of_state(desired)?;
     let mut resources: BTreeMap<String, CostDelta> = BTreeMap::new();
@@ -191,18 +191,12 @@ pub fn estimate(
         match id.kind {
             Kind::Service if !resources.contains_key(&key) => {
                 let before = rates.monthly(&live_usage(l));
-                let gone = changes
-                    .iter()
-                    .any(|c| c.id == key && c.action == ChangeAction::Delete);
-                let after = if gone { 0.0 } else { before };
+                let after = if deleted(&key) { 0.0 } else { before };
                 resources.insert(key, CostDelta { before, after });
             }
             Kind::Bucket => {
                 let stored = rates.storage_monthly(l.stored_bytes.unwrap_or(0));
-                let gone = changes
-                    .iter()
-                    .any(|c| c.id == key && c.action == ChangeAction::Delete);
-                let after = if gone { 0.0 } else { stored };
+                let after = if deleted(&key) { 0.0 } else { stored };
                 resources.insert(
                     key,
                     CostDelta {
@@ -212,11 +206,6 @@ pub fn estimate(
                 );
             }
             _ => {}
-        }
-    }
-    for c in changes.iter_mut() {
-        if let Some(d) = resources.get(&c.id).filter(|d| !d.is_zero()) {
-            c.cost = Some(*d);
         }
     }
     resources.retain(|_, d| d.before > 0.0 || d.after > 0.0);
@@ -348,8 +337,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let mut changes = Vec::new();
-        let s = estimate(&desired, &live, &|_| true, &mut changes).expect("rates");
+        let s = estimate(&desired, &live, &|_| true, &|_| false).expect("rates");
         assert_eq!(s.resources["service/w"].before, 36.5);
         assert!((s.resources["service/w"].after - 109.5).abs() < 1e-9);
         assert!((s.resources["bucket/data-bucket"].after - 5.0).abs() < 1e-9);

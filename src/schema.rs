@@ -36,7 +36,7 @@ fn kind_schema<T: JsonSchema>(kind: Kind) -> Value {
 pub fn per_kind() -> Vec<(Kind, Value)> {
     Kind::ALL
         .iter()
-        .map(|&k| {
+        .filter_map(|&k| {
             let v = match k {
                 Kind::Project => kind_schema::<Project>(k),
                 Kind::Environment => kind_schema::<Environment>(k),
@@ -48,8 +48,9 @@ pub fn per_kind() -> Vec<(Kind, Value)> {
                 Kind::Backup => kind_schema::<Backup>(k),
                 Kind::Budget => kind_schema::<Budget>(k),
                 Kind::Notifier => kind_schema::<Notifier>(k),
+                Kind::Network | Kind::Volume => return None,
             };
-            (k, v)
+            Some((k, v))
         })
         .collect()
 }

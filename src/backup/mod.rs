@@ -4,12 +4,12 @@
 //! restore. Blocking code: run it on a blocking thread with a runtime handle for S3.
 
 pub mod crypto;
+mod restore;
 pub mod store;
+mod verify;
 
 use std::io::{self, Read, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,6 +23,9 @@ use crate::providers::postgres::Postgres;
 use crate::providers::s3::S3;
 use crate::secrets::Secrets;
 use store::{Sink, Store};
+
+pub use restore::{find, restore_database, restore_files};
+pub use verify::{verify_checksum, verify_restore, Drill};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -404,212 +407,6 @@ pub fn expired(manifests: &[Manifest], keep_secs: u64) -> Vec<Manifest> {
         .filter(|m| m.started_at < cutoff)
         .cloned()
         .collect()
-}
-
-/// The copy `id` (or `latest`) of `b`, from the first destination that has it (local first).
-pub fn find(t: &Tools, b: &Backup, id: &str) -> Result<(Store, Manifest), String> {
-    let mut stores: Vec<Store> = t.stores(b)?.into_iter().map(|(s, _)| s).collect();
-    stores.sort_by_key(|s| !s.is_local());
-    for s in stores {
-        let ms = s.manifests(b.name.as_str(), &t.rt)?;
-        let found = if id == "latest" {
-            ms.into_iter().next()
-        } else {
-            ms.into_iter().find(|m| m.id == id)
-        };
-        if let Some(m) = found {
-            return Ok((s, m));
-        }
-    }
-    Err(format!(
-        "no copy `{id}` of backup/{} at any destination",
-        b.name
-    ))
-}
-
-/// The original bytes of a copy: verified against the manifest's key id, decrypted, decompressed.
-fn open(
-    t: &Tools,
-    b: &Backup,
-    store: &Store,
-    m: &Manifest,
-) -> Result<Box<dyn Read + Send>, String> {
-    let raw = store.reader(&m.id, m.stored_bytes, &t.rt)?;
-    let plain: Box<dyn Read + Send> = match (m.encryption.as_str(), t.key(b)?) {
-        ("none", _) => raw,
-        (_, None) => {
-            return Err(format!(
-                "{} is encrypted and backup/{} declares no key",
-                m.id, b.name
-            ))
-        }
-        (_, Some(key)) => {
-            let id = crypto::key_id(&key);
-            if m.key_id.as_deref() != Some(id.as_str()) {
-                return Err(format!(
-                    "{} was encrypted with key {}, and the configured key is {id}: restore needs the key it was made with",
-                    m.id,
-                    m.key_id.as_deref().unwrap_or("?")
-                ));
-            }
-            Box::new(crypto::Decryptor::new(raw, &key).map_err(|e| e.to_string())?)
-        }
-    };
-    Ok(match m.compression.as_str() {
-        "zstd" => Box::new(zstd::stream::read::Decoder::new(plain).map_err(|e| e.to_string())?),
-        "gzip" => Box::new(flate2::read::GzDecoder::new(plain)),
-        _ => plain,
-    })
-}
-
-/// Reads through and checks the stored bytes' sha256; returns the bytes read.
-struct Hashing<R> {
-    inner: R,
-    sha: Sha256,
-    n: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sha.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
-/// Downloads the copy, checks its sha256 and decrypts and decompresses all of it.
-pub fn verify_checksum(t: &Tools, b: &Backup, store: &Store, m: &Manifest) -> Result<(), String> {
-    let mut h = Hashing {
-        inner: store.reader(&m.id, m.stored_bytes, &t.rt)?,
-        sha: Sha256::new(),
-        n: 0,
-    };
-    io::copy(&mut h, &mut io::sink()).map_err(|e| e.to_string())?;
-    let got = crate::model::attributes::hex(&h.sha.finalize());
-    if got != m.sha256 || h.n != m.stored_bytes {
-        return Err(format!("{} at {} fails its checksum: the stored bytes changed (sha256 {} expected, {got} found)", m.id, store.describe(), &m.sha256[..16]));
-    }
-    let mut plain = open(t, b, store, m)?;
-    io::copy(&mut plain, &mut io::sink()).map_err(|e| format!("{}: {e}", m.id))?;
-    Ok(())
-}
-
-/// Restores a database copy into `target` (created when missing; must be empty unless `force`).
-pub fn restore_database(
-    t: &Tools,
-    b: &Backup,
-    store: &Store,
-    m: &Manifest,
-    target: &str,
-    force: bool,
-) -> Result<(), String> {
-    let pg = t.pg()?;
-    let tables = t.rt.block_on(pg.ensure_database(target))?;
-    if tables > 0 && !force {
-        return Err(format!("database {target} already holds {tables} table(s); restore refuses to overwrite it\n  = hint: restore into a new database, or pass --force"));
-    }
-    let mut input = open(t, b, store, m)?;
-    let mut cmd = Command::new("pg_restore");
-    cmd.args(["--no-owner", "--no-privileges", "--exit-on-error"]);
-    if force {
-        cmd.args(["--clean", "--if-exists"]);
-    }
-    cmd.args(["-d", &pg.dsn(target)]);
-    if let Some(pw) = pg.password() {
-        cmd.env("PGPASSWORD", pw);
-    }
-    pipe_into(cmd, &mut input)
-}
-
-/// Restores a files copy into `dir`.
-pub fn restore_files(
-    t: &Tools,
-    b: &Backup,
-    store: &Store,
-    m: &Manifest,
-    dir: &Path,
-) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let mut input = open(t, b, store, m)?;
-    let mut cmd = Command::new("tar");
-    cmd.arg("-x").arg("-C").arg(dir).arg("-f").arg("-");
-    pipe_into(cmd, &mut input)
-}
-
-fn pipe_into(mut cmd: Command, input: &mut dyn Read) -> Result<(), String> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let copied = io::copy(input, &mut stdin);
-    drop(stdin);
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    copied.map_err(|e| format!("reading the backup: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{:?} failed: {}",
-            cmd.get_program(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-/// The outcome of a restore drill.
-#[derive(Debug, Clone, Serialize)]
-pub struct Drill {
-    pub tables: i64,
-    pub rows: i64,
-    pub seconds: f64,
-}
-
-/// Restores into a scratch database, checks it holds tables and rows, drops it; the measured RTO.
-pub fn verify_restore(t: &Tools, b: &Backup, store: &Store, m: &Manifest) -> Result<Drill, String> {
-    let started = Instant::now();
-    if b.source.database.is_none() {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        restore_files(t, b, store, m, dir.path())?;
-        let files = walk_count(dir.path());
-        return Ok(Drill {
-            tables: 0,
-            rows: files as i64,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-    }
-    let pg = t.pg()?;
-    let scratch = format!("converge_verify_{}", now());
-    let restored = restore_database(t, b, store, m, &scratch, false);
-    let counted = restored.and_then(|_| t.rt.block_on(pg.count_rows(&scratch)));
-    let _ = t.rt.block_on(pg.drop_database(&scratch));
-    let (tables, rows) = counted?;
-    if tables == 0 {
-        return Err(format!("{} restored no table", m.id));
-    }
-    Ok(Drill {
-        tables,
-        rows,
-        seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-fn walk_count(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        walk_count(&e.path())
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// `database@latest` or `database-20261128T143800Z` → (backup name, id or `latest`).

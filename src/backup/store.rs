@@ -82,9 +82,14 @@ impl Store {
                 }
             }
             Store::S3 { s3, bucket, prefix } => {
-                for o in rt.block_on(s3.list(bucket, prefix))? {
+                for o in rt
+                    .block_on(s3.list(bucket, prefix))
+                    .map_err(|e| e.to_string())?
+                {
                     if o.key.ends_with(".manifest.json") {
-                        let bytes = rt.block_on(s3.get(bucket, &o.key))?;
+                        let bytes = rt
+                            .block_on(s3.get(bucket, &o.key))
+                            .map_err(|e| e.to_string())?;
                         if let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) {
                             out.push(m);
                         }
@@ -107,9 +112,9 @@ impl Store {
                     .and_then(|_| std::fs::rename(&tmp, &path))
                     .map_err(|e| format!("write {}: {e}", path.display()))
             }
-            Store::S3 { s3, bucket, prefix } => {
-                rt.block_on(s3.put(bucket, &format!("{prefix}{}.manifest.json", m.id), json))
-            }
+            Store::S3 { s3, bucket, prefix } => rt
+                .block_on(s3.put(bucket, &format!("{prefix}{}.manifest.json", m.id), json))
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -122,8 +127,10 @@ impl Store {
                 Ok(())
             }
             Store::S3 { s3, bucket, prefix } => {
-                rt.block_on(s3.delete(bucket, &format!("{prefix}{id}.manifest.json")))?;
+                rt.block_on(s3.delete(bucket, &format!("{prefix}{id}.manifest.json")))
+                    .map_err(|e| e.to_string())?;
                 rt.block_on(s3.delete(bucket, &format!("{prefix}{id}.cvbak")))
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -168,7 +175,9 @@ impl Store {
             }
             Store::S3 { s3, bucket, prefix } => {
                 let key = format!("{prefix}{id}.cvbak");
-                let upload = rt.block_on(s3.start_upload(bucket, &key))?;
+                let upload = rt
+                    .block_on(s3.start_upload(bucket, &key))
+                    .map_err(|e| e.to_string())?;
                 Ok(Box::new(S3Sink {
                     s3: s3.clone(),
                     bucket: bucket.clone(),
@@ -264,6 +273,7 @@ impl Sink for S3Sink {
         }
         let (s3, rt) = (self.s3.clone(), self.rt.clone());
         rt.block_on(s3.complete_upload(&self.bucket, &self.key, &self.upload, &self.etags))
+            .map_err(|e| e.to_string())
     }
     fn abort(self: Box<Self>) {
         self.rt

@@ -245,12 +245,12 @@ async fn redeploy_previous(
         retry_failed: true,
     };
     let full = session.diff(&target, live, &opts, &session.kinds());
-    let routers: Vec<String> = desired
+    let routers: Vec<ResourceId> = desired
         .resources
         .values()
         .filter_map(|r| match r {
             Resource::Router(rt) if rt.routes.iter().any(|x| x.service == s.name.as_str()) => {
-                Some(format!("router/{}", rt.name))
+                Some(ResourceId::new(Kind::Router, rt.name.as_str()))
             }
             _ => None,
         })
@@ -259,7 +259,7 @@ async fn redeploy_previous(
         changes: full
             .changes
             .into_iter()
-            .filter(|c| c.id == resource || routers.contains(&c.id))
+            .filter(|c| c.id.to_string() == resource || routers.contains(&c.id))
             .collect(),
         notes: Vec::new(),
         colors: full.colors,

@@ -2,165 +2,20 @@
 //! Pure: no I/O. Decides create / update / replace / delete and, for blue-green services,
 //! which color takes over, so routers can be rendered against the colors after the change.
 
+mod change;
+mod service;
 pub mod synthetic;
 
-use std::collections::{BTreeMap, BTreeSet};
+pub use change::*;
+use service::*;
 
-use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::live::{Color, LiveService, LiveState};
 use crate::model::service::Strategy;
 use crate::model::service::{hosts_of, published_ports};
-use crate::model::types::Duration;
-use crate::model::{
-    AttrValue, Attributes, DesiredState, Kind, Resource, ResourceId, SecretDigest, Service,
-};
+use crate::model::{AttrValue, Attributes, DesiredState, Kind, Resource, ResourceId, Service};
 use crate::render::{self, ActiveColor};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeAction {
-    Create,
-    Update,
-    Replace,
-    Delete,
-}
-
-/// What a change is about: a declared kind, or a network/volume that services imply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Subject {
-    Network,
-    Volume,
-    Resource(Kind),
-}
-
-/// One attribute's before and after; `None` is absent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttrChange {
-    pub key: String,
-    pub before: Option<AttrValue>,
-    pub after: Option<AttrValue>,
-    /// Changing it needs new containers.
-    pub replaces: bool,
-}
-
-/// A rendered file's content before and after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileChange {
-    pub path: String,
-    pub before: Option<String>,
-    pub after: String,
-}
-
-/// What happens to a service's containers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum ServiceChange {
-    /// Start `replicas` containers (in `color` for blue-green).
-    Start { replicas: u32, color: Option<Color> },
-    /// New containers replace the old ones, all at once (`recreate`) or one by one (`rolling`).
-    Replace { strategy: Strategy, replicas: u32 },
-    /// Blue-green: start `to`, gate, switch routers, verify, drain `from` after `drain`.
-    Deploy {
-        from: Color,
-        to: Color,
-        replicas: u32,
-        verify_for: Duration,
-        drain: Duration,
-    },
-    /// Change the number of running containers.
-    Scale {
-        from: u32,
-        to: u32,
-        color: Option<Color>,
-    },
-    /// Start containers that were stopped by hand.
-    Repair { stopped: Vec<String> },
-    /// Stop an idle color that is still running with no drain pending.
-    Drain { color: Color },
-    /// Remove every container of the service.
-    Remove { containers: Vec<String> },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub id: String,
-    pub subject: Subject,
-    pub action: ChangeAction,
-    pub reason: String,
-    pub attributes: Vec<AttrChange>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileChange>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<ServiceChange>,
-    /// Pending migrations, by file name stem (`0002_add_channels`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub migrations: Vec<String>,
-    /// Warnings about dangerous statements in the pending migrations.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lints: Vec<crate::lint::Lint>,
-    /// Ids of changes this one must wait for.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<String>,
-    /// Set when the replica count comes from the autoscaler or a budget, not from Git: such a
-    /// change is not drift.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<crate::scale::Origin>,
-    /// Projected monthly cost before and after, when a Budget declares rates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost: Option<crate::cost::CostDelta>,
-}
-
-impl Change {
-    fn new(id: String, subject: Subject, action: ChangeAction, reason: impl Into<String>) -> Self {
-        Change {
-            id,
-            subject,
-            action,
-            reason: reason.into(),
-            attributes: Vec::new(),
-            file: None,
-            service: None,
-            migrations: Vec::new(),
-            lints: Vec::new(),
-            depends_on: Vec::new(),
-            origin: None,
-            cost: None,
-        }
-    }
-}
-
-/// What the diff saw but will not change, e.g. resources kept because pruning is off.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Diff {
-    pub changes: Vec<Change>,
-    pub notes: Vec<String>,
-    /// The active color of each blue-green service once the changes are applied.
-    pub colors: BTreeMap<String, ActiveColor>,
-    /// Problems that stop the plan (a changed applied migration, an encoding change).
-    #[serde(default)]
-    pub errors: Vec<String>,
-    /// Projected monthly cost before and after, when a Budget declares rates.
-    #[serde(default)]
-    pub cost: Option<crate::cost::CostSummary>,
-}
-
-pub struct DiffOptions<'a> {
-    /// Only services placed on this host (all services when `None`).
-    pub host: Option<&'a str>,
-    pub secrets: &'a dyn SecretDigest,
-    /// Kinds that a provider observed (all kinds when `None`, as offline); the others are noted, not planned.
-    pub kinds: Option<&'a [Kind]>,
-    /// Deploy specs that failed before anyway (`--retry-failed`).
-    pub retry_failed: bool,
-}
-
-impl DiffOptions<'_> {
-    fn reconciles(&self, kind: Kind) -> bool {
-        self.kinds.is_none_or(|k| k.contains(&kind))
-    }
-}
 
 /// Compares desired and live state.
 pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Diff {
@@ -174,7 +29,12 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
         .collect();
     infrastructure(desired, live, &services, &mut out);
     for s in &services {
+        let from = out.changes.len();
         diff_service(s, live, opts, &mut out);
+        let hash = service_attributes(s, opts).spec_hash();
+        for c in &mut out.changes[from..] {
+            c.spec_hash = Some(hash.clone());
+        }
     }
     for s in desired.services() {
         if s.deploy.strategy == Strategy::BlueGreen && !out.colors.contains_key(s.name.as_str()) {
@@ -207,21 +67,20 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
         }
     }
     orphans(desired, live, &services, opts, &mut out);
-    let network = format!("network/{}", desired.project.name);
+    let network = ResourceId::new(Kind::Network, desired.project.name.as_str());
     for change in &mut out.changes {
-        let Subject::Resource(kind) = change.subject else {
+        let Subject::Resource(_) = change.subject else {
             continue;
         };
-        let name = change.id.split_once('/').map(|(_, n)| n).unwrap_or("");
-        let Some(r) = desired.get(&ResourceId::new(kind, name)) else {
+        let Some(r) = desired.get(&change.id) else {
             continue;
         };
-        change.depends_on = r.dependencies().iter().map(|d| d.to_string()).collect();
+        change.depends_on = r.dependencies().to_vec();
         if let Resource::ConfigFile(_) = r {
             // Config files see every service (ports, colors): render after they change.
             change.depends_on = desired
                 .services()
-                .map(|s| format!("service/{}", s.name))
+                .map(|s| ResourceId::new(Kind::Service, s.name.as_str()))
                 .collect();
         }
         if let Resource::Service(s) = r {
@@ -231,9 +90,10 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
                 s.volumes
                     .iter()
                     .filter(|v| v.is_named_volume())
-                    .map(|v| format!("volume/{}", v.source)),
+                    .map(|v| ResourceId::new(Kind::Volume, v.source.as_str())),
             );
-            change.depends_on.sort();
+            // In the order of their ids' text, as plans have always listed them.
+            change.depends_on.sort_by_key(|d| d.to_string());
             change.depends_on.dedup();
         }
     }
@@ -241,20 +101,43 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
         Some(h) => hosts_of(s, &desired.project).contains(&h),
         None => true,
     };
-    out.cost = crate::cost::estimate(desired, live, &in_scope, &mut out.changes);
+    let deleted: BTreeSet<String> = out
+        .changes
+        .iter()
+        .filter(|c| c.action == ChangeAction::Delete)
+        .map(|c| c.id.to_string())
+        .collect();
+    out.cost = crate::cost::estimate(desired, live, &in_scope, &|id| deleted.contains(id));
+    // Each change that moves a resource's cost carries its before and after.
+    if let Some(summary) = &out.cost {
+        for c in out.changes.iter_mut() {
+            if let Some(d) = summary
+                .resources
+                .get(&c.id.to_string())
+                .filter(|d| !d.is_zero())
+            {
+                c.cost = Some(*d);
+            }
+        }
+    }
     out
 }
 
-fn id_of(kind: Kind, name: &str) -> ResourceId {
+pub(super) fn id_of(kind: Kind, name: &str) -> ResourceId {
     ResourceId::new(kind, name)
 }
 
 /// The project network and the named volumes that the services need.
-fn infrastructure(desired: &DesiredState, live: &LiveState, services: &[&Service], out: &mut Diff) {
+pub(super) fn infrastructure(
+    desired: &DesiredState,
+    live: &LiveState,
+    services: &[&Service],
+    out: &mut Diff,
+) {
     let network = desired.project.name.to_string();
     if !services.is_empty() && !live.networks.contains(&network) {
         let mut c = Change::new(
-            format!("network/{network}"),
+            ResourceId::new(Kind::Network, network.as_str()),
             Subject::Network,
             ChangeAction::Create,
             "the project's network does not exist",
@@ -271,7 +154,7 @@ fn infrastructure(desired: &DesiredState, live: &LiveState, services: &[&Service
     for (name, prune) in volumes {
         if !live.volumes.contains_key(name) {
             let mut c = Change::new(
-                format!("volume/{name}"),
+                ResourceId::new(Kind::Volume, name),
                 Subject::Volume,
                 ChangeAction::Create,
                 "the volume does not exist",
@@ -282,7 +165,7 @@ fn infrastructure(desired: &DesiredState, live: &LiveState, services: &[&Service
     }
 }
 
-fn added(key: &str, value: impl ToString) -> AttrChange {
+pub(super) fn added(key: &str, value: impl ToString) -> AttrChange {
     AttrChange {
         key: key.into(),
         before: None,
@@ -292,7 +175,7 @@ fn added(key: &str, value: impl ToString) -> AttrChange {
 }
 
 /// Attribute differences; `only` restricts the comparison to keys it accepts.
-fn attr_changes(
+pub(super) fn attr_changes(
     before: Option<&Attributes>,
     after: &Attributes,
     only: &dyn Fn(&str, bool) -> bool,
@@ -318,219 +201,7 @@ fn attr_changes(
         .collect()
 }
 
-fn service_attributes(s: &Service, opts: &DiffOptions) -> Attributes {
-    Resource::Service(s.clone()).attributes(opts.secrets)
-}
-
-/// Attributes that live containers can show: the spec and the replica count.
-fn container_visible(key: &str, replaces: bool) -> bool {
-    replaces || key == "replicas"
-}
-
-fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Diff) {
-    let id = id_of(Kind::Service, s.name.as_str());
-    let desired = service_attributes(s, opts);
-    let hash = desired.spec_hash();
-    let observed = live.resources.get(&id);
-    let ls = observed
-        .and_then(|r| r.service.as_ref())
-        .filter(|ls| !ls.containers.is_empty());
-    let bg = s.deploy.strategy == Strategy::BlueGreen;
-    let spec_failed = !opts.retry_failed
-        && live
-            .failed
-            .get(&id.to_string())
-            .is_some_and(|f| f.contains(&hash));
-    let failed_note = || {
-        format!(
-            "{id}: this spec ({hash}) failed and was rolled back; it is not retried until the desired state changes or --retry-failed is given"
-        )
-    };
-    let overridden = live.overrides.get(s.name.as_str());
-    let Some(ls) = ls else {
-        if spec_failed {
-            out.notes.push(failed_note());
-            return;
-        }
-        if s.replicas == 0 {
-            let why = overridden
-                .map(|o| o.reason.as_str())
-                .unwrap_or("replicas: 0");
-            out.notes.push(format!("{id}: not running ({why})"));
-            return;
-        }
-        let color = bg.then_some(Color::Blue);
-        let mut c = Change::new(
-            id.to_string(),
-            Subject::Resource(Kind::Service),
-            ChangeAction::Create,
-            "not running",
-        );
-        c.attributes = attr_changes(None, &desired, &container_visible);
-        c.service = Some(ServiceChange::Start {
-            replicas: s.replicas,
-            color,
-        });
-        if let Some(color) = color {
-            c.reason = format!("not running; starts as {color}");
-            out.colors.insert(s.name.to_string(), color_port(s, color));
-        }
-        out.changes.push(c);
-        return;
-    };
-    let mut before = observed.map(|r| r.attributes.clone()).unwrap_or_default();
-    let active = if bg { Some(active_color(ls)) } else { None };
-    let current: Vec<_> = ls.of_color(active).collect();
-    before.text("replicas", current.iter().filter(|c| c.running).count());
-    let attrs = attr_changes(Some(&before), &desired, &container_visible);
-    let spec_changed = current.is_empty() || current.iter().any(|c| c.spec_hash != hash);
-    let changed_keys: Vec<&str> = attrs
-        .iter()
-        .filter(|a| a.replaces)
-        .map(|a| a.key.as_str())
-        .collect();
-    let why = if changed_keys.is_empty() {
-        "container spec changed".to_string()
-    } else {
-        format!("{} changed", changed_keys.join(", "))
-    };
-    if spec_changed && spec_failed {
-        out.notes.push(failed_note());
-        if let Some(from) = active {
-            out.colors.insert(s.name.to_string(), color_port(s, from));
-        }
-        return;
-    }
-    let mut change = |action, reason: String, sc| {
-        let mut c = Change::new(
-            id.to_string(),
-            Subject::Resource(Kind::Service),
-            action,
-            reason,
-        );
-        c.attributes = attrs.clone();
-        c.service = Some(sc);
-        out.changes.push(c);
-    };
-    if let Some(from) = active {
-        let to = from.other();
-        if spec_changed {
-            change(
-                ChangeAction::Update,
-                format!("blue-green: {to} takes over from {from} ({why})"),
-                ServiceChange::Deploy {
-                    from,
-                    to,
-                    replicas: s.replicas,
-                    verify_for: s.deploy.verify_for,
-                    drain: s.deploy.drain,
-                },
-            );
-            out.colors.insert(s.name.to_string(), color_port(s, to));
-            return;
-        }
-        out.colors.insert(s.name.to_string(), color_port(s, from));
-    } else if spec_changed {
-        change(
-            ChangeAction::Replace,
-            why,
-            ServiceChange::Replace {
-                strategy: s.deploy.strategy,
-                replicas: s.replicas,
-            },
-        );
-        return;
-    }
-    let stopped: Vec<String> = current
-        .iter()
-        .filter(|c| !c.running)
-        .map(|c| c.name.clone())
-        .collect();
-    let running = (current.len() - stopped.len()) as u32;
-    if !stopped.is_empty() && current.len() as u32 <= s.replicas {
-        change(
-            ChangeAction::Update,
-            format!(
-                "drift: {} of {} containers stopped ({})",
-                stopped.len(),
-                current.len(),
-                stopped.join(", ")
-            ),
-            ServiceChange::Repair { stopped },
-        );
-    } else if current.len() as u32 != s.replicas || running != current.len() as u32 {
-        let mut reason = format!("replicas {} → {}", current.len(), s.replicas);
-        if let Some(o) = overridden.filter(|o| o.replicas == s.replicas) {
-            reason = format!("{reason}: {}", o.reason);
-        }
-        change(
-            ChangeAction::Update,
-            reason,
-            ServiceChange::Scale {
-                from: current.len() as u32,
-                to: s.replicas,
-                color: active,
-            },
-        );
-    }
-    if let Some(active) = active {
-        let idle = active.other();
-        let idle_running = ls.of_color(Some(idle)).any(|c| c.running);
-        let drain_pending = live
-            .pending
-            .iter()
-            .any(|p| p.resource == id.to_string() && p.action == "drain");
-        if idle_running && !drain_pending {
-            change(
-                ChangeAction::Update,
-                format!("idle color {idle} is still running with no drain pending"),
-                ServiceChange::Drain { color: idle },
-            );
-        }
-    }
-    if let Some(o) = overridden.filter(|o| o.replicas == s.replicas) {
-        let id = id.to_string();
-        for c in out.changes.iter_mut().filter(|c| c.id == id) {
-            if matches!(c.service, Some(ServiceChange::Scale { .. })) {
-                c.origin = Some(o.origin);
-            }
-        }
-    }
-}
-
-/// The color taking traffic: as the provider derived it, else the one with running containers.
-fn active_color(ls: &LiveService) -> Color {
-    ls.active_color
-        .or_else(|| {
-            ls.containers
-                .iter()
-                .find(|c| c.running)
-                .and_then(|c| c.color)
-        })
-        .or_else(|| ls.containers.first().and_then(|c| c.color))
-        .unwrap_or(Color::Blue)
-}
-
-fn current_color(s: &Service, ls: Option<&LiveService>) -> Option<ActiveColor> {
-    let ls = ls.filter(|l| !l.containers.is_empty())?;
-    Some(color_port(s, active_color(ls)))
-}
-
-fn color_port(s: &Service, color: Color) -> ActiveColor {
-    let port = match color {
-        Color::Blue => s.deploy.blue.as_ref(),
-        Color::Green => s.deploy.green.as_ref(),
-    }
-    .map(|c| c.port.get())
-    .or_else(|| published_ports(s).first().copied())
-    .unwrap_or(0);
-    ActiveColor {
-        color: color.as_str().into(),
-        port,
-    }
-}
-
-fn diff_file(
+pub(super) fn diff_file(
     id: &ResourceId,
     path: &str,
     rendered: Result<String, render::RenderError>,
@@ -556,7 +227,7 @@ fn diff_file(
             format!("{path} differs from the rendered template"),
         ),
     };
-    let mut c = Change::new(id.to_string(), Subject::Resource(id.kind), action, reason);
+    let mut c = Change::new(id.clone(), Subject::Resource(id.kind), action, reason);
     if before.is_none() {
         let attrs = resource.attributes(&crate::model::attributes::ReferenceDigest);
         c.attributes = attr_changes(None, &attrs, &|_, _| true);
@@ -569,7 +240,7 @@ fn diff_file(
     out.changes.push(c);
 }
 
-fn diff_attributes(
+pub(super) fn diff_attributes(
     id: &ResourceId,
     resource: &Resource,
     desired: &DesiredState,
@@ -625,7 +296,7 @@ fn diff_attributes(
         ),
         (Some(_), true, true) => return,
     };
-    let mut c = Change::new(id.to_string(), Subject::Resource(id.kind), action, reason);
+    let mut c = Change::new(id.clone(), Subject::Resource(id.kind), action, reason);
     c.attributes = changes;
     c.migrations = pending;
     c.lints = lints;
@@ -633,7 +304,7 @@ fn diff_attributes(
 }
 
 /// Applied migrations must match their files; returns the pending ones (errors when not).
-fn check_migrations<'a>(
+pub(super) fn check_migrations<'a>(
     db: &crate::model::Database,
     files: &'a [crate::model::MigrationFile],
     live: &crate::model::live::LiveResource,
@@ -689,7 +360,7 @@ pub fn desired_attributes(resource: &Resource, opts: &DiffOptions) -> Attributes
 }
 
 /// Live resources that left the desired state: deleted only when pruning allows it.
-fn orphans(
+pub(super) fn orphans(
     desired: &DesiredState,
     live: &LiveState,
     services: &[&Service],
@@ -718,7 +389,7 @@ fn orphans(
             continue;
         }
         let mut c = Change::new(
-            id.to_string(),
+            id.clone(),
             Subject::Resource(id.kind),
             ChangeAction::Delete,
             "no longer declared (sync.prune is on)",
@@ -738,7 +409,7 @@ fn orphans(
     let network = desired.project.name.to_string();
     if prune && services.is_empty() && live.networks.contains(&network) {
         out.changes.push(Change::new(
-            format!("network/{network}"),
+            ResourceId::new(Kind::Network, network.as_str()),
             Subject::Network,
             ChangeAction::Delete,
             "no service uses it",
@@ -754,7 +425,7 @@ fn orphans(
         }
         if prune && v.prune {
             out.changes.push(Change::new(
-                format!("volume/{name}"),
+                ResourceId::new(Kind::Volume, name.as_str()),
                 Subject::Volume,
                 ChangeAction::Delete,
                 "no longer used; it was declared with `prune: true`",

@@ -18,11 +18,7 @@ pub fn after_apply(desired: &DesiredState, live: &LiveState, opts: &DiffOptions)
 }
 
 fn apply_change(desired: &DesiredState, c: &Change, opts: &DiffOptions, live: &mut LiveState) {
-    let name =
-        c.id.split_once('/')
-            .map(|(_, n)| n)
-            .unwrap_or("")
-            .to_string();
+    let name = c.id.name.clone();
     match (c.subject, c.action) {
         (Subject::Network, ChangeAction::Delete) => {
             live.networks.remove(&name);

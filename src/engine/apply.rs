@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 use crate::diff::{Change, ServiceChange};
 use crate::model::live::Color;
-use crate::model::{DesiredState, Resource, ResourceId};
+use crate::model::{DesiredState, Kind, Resource, ResourceId};
 use crate::plan::{Plan, Step, StepAction};
 use crate::providers::services::containers::spec_attributes;
 use crate::providers::{Context, ProviderError, Registry, Undo};
@@ -17,6 +17,9 @@ use crate::providers::{Context, ProviderError, Registry, Undo};
 use super::deferred::cancel_drains;
 pub use super::journal::{self, Journal, JournalError};
 use super::verify::{new_colors, verify};
+
+/// The plan's changes by resource.
+pub(super) type Changes<'a> = BTreeMap<&'a ResourceId, &'a Change>;
 
 /// One apply: the providers, what every step needs, and the shutdown flag.
 pub struct Run<'a> {
@@ -71,8 +74,7 @@ pub async fn execute(
     journal: &mut Journal,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Outcome, JournalError> {
-    let changes: BTreeMap<&str, &Change> =
-        plan.changes.iter().map(|c| (c.id.as_str(), c)).collect();
+    let changes: Changes<'_> = plan.changes.iter().map(|c| (&c.id, c)).collect();
     journal.record("apply-started", |e| {
         e.data = serde_json::json!({"revision": ctx.revision, "fingerprint": plan.fingerprint, "steps": plan.steps.len()});
     })?;
@@ -129,7 +131,7 @@ pub async fn execute(
             None => {
                 journal.record("step-started", |e| fill_step(e, step))?;
                 let started = Instant::now();
-                let change = changes.get(step.resource.as_str()).copied();
+                let change = changes.get(&step.resource).copied();
                 let result = run_step(step, change, &changes, ctx, journal).await;
                 (result, started.elapsed().as_secs_f64())
             }
@@ -181,10 +183,9 @@ pub async fn execute(
                     }
                 }
                 for resource in deploys_implicated(step, &changes, ctx.desired) {
-                    if let Some(s) = ctx.desired.service(name_of(&resource)) {
-                        let hash = spec_attributes(ctx.secrets, s).spec_hash();
+                    if let Some(hash) = spec_hash(&resource, &changes, &ctx.ctx) {
                         journal.record("spec-failed", |e| {
-                            e.resource = Some(resource.clone());
+                            e.resource = Some(resource.to_string());
                             e.data = serde_json::json!({"hash": hash});
                         })?;
                     }
@@ -232,10 +233,10 @@ pub async fn execute(
 /// Services whose new spec the failed step was deploying: those are remembered as failed.
 fn deploys_implicated(
     step: &Step,
-    changes: &BTreeMap<&str, &Change>,
+    changes: &Changes<'_>,
     desired: &DesiredState,
-) -> Vec<String> {
-    let deploying = |id: &str| {
+) -> Vec<ResourceId> {
+    let deploying = |id: &ResourceId| {
         matches!(
             changes.get(id).and_then(|c| c.service.as_ref()),
             Some(
@@ -245,14 +246,14 @@ fn deploys_implicated(
             )
         )
     };
-    match (step.resource.split('/').next(), step.action) {
+    match (step.resource.kind, step.action) {
         (
-            Some("service"),
+            Kind::Service,
             StepAction::Create | StepAction::StartColor | StepAction::Replace | StepAction::Switch,
         ) => {
             vec![step.resource.clone()]
         }
-        (Some("router"), StepAction::Switch) => switched_services(&step.resource, desired)
+        (Kind::Router, StepAction::Switch) => switched_services(&step.resource, desired)
             .into_iter()
             .filter(|id| deploying(id))
             .collect(),
@@ -260,16 +261,26 @@ fn deploys_implicated(
     }
 }
 
-/// `service/<name>` of every route of a router.
-fn switched_services(router: &str, desired: &DesiredState) -> Vec<String> {
-    match ResourceId::parse(router, None).and_then(|id| desired.get(&id)) {
+/// The services every route of a router sends traffic to.
+fn switched_services(router: &ResourceId, desired: &DesiredState) -> Vec<ResourceId> {
+    match desired.get(router) {
         Some(Resource::Router(r)) => r
             .routes
             .iter()
-            .map(|rt| format!("service/{}", rt.service))
+            .map(|rt| ResourceId::new(Kind::Service, rt.service.as_str()))
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The spec hash the plan recorded for a service's change (computed again for a plan saved by
+/// an earlier version, which did not record it).
+fn spec_hash(id: &ResourceId, changes: &Changes<'_>, ctx: &Context<'_>) -> Option<String> {
+    if let Some(hash) = changes.get(id).and_then(|c| c.spec_hash.clone()) {
+        return Some(hash);
+    }
+    let s = ctx.desired.service(&id.name)?;
+    Some(spec_attributes(ctx.secrets, s).spec_hash())
 }
 
 /// After a successful apply, the spec of every service it deployed, for `converge rollback`.
@@ -281,12 +292,15 @@ fn record_deployed(plan: &Plan, ctx: &Run<'_>, journal: &mut Journal) -> Result<
             Some(ServiceChange::Replace { .. }) => None,
             _ => continue,
         };
-        let Some(s) = ctx.desired.service(name_of(&c.id)) else {
+        let Some(s) = ctx.desired.service(&c.id.name) else {
             continue;
         };
-        let hash = spec_attributes(ctx.secrets, s).spec_hash();
+        let hash = c
+            .spec_hash
+            .clone()
+            .unwrap_or_else(|| spec_attributes(ctx.secrets, s).spec_hash());
         journal.record("deployed", |e| {
-            e.resource = Some(c.id.clone());
+            e.resource = Some(c.id.to_string());
             e.data = serde_json::json!({"hash": hash, "color": color, "service": s});
         })?;
     }
@@ -294,29 +308,23 @@ fn record_deployed(plan: &Plan, ctx: &Run<'_>, journal: &mut Journal) -> Result<
 }
 
 /// A plain service creation: needs nothing from the journal, can run beside others.
-fn parallel(step: &Step, changes: &BTreeMap<&str, &Change>) -> bool {
+fn parallel(step: &Step, changes: &Changes<'_>) -> bool {
     step.action == StepAction::Create
-        && step.resource.starts_with("service/")
+        && step.resource.kind == Kind::Service
         && matches!(
-            changes
-                .get(step.resource.as_str())
-                .and_then(|c| c.service.as_ref()),
+            changes.get(&step.resource).and_then(|c| c.service.as_ref()),
             Some(ServiceChange::Start { color: None, .. })
         )
 }
 
-async fn create_service(
-    step: &Step,
-    changes: &BTreeMap<&str, &Change>,
-    ctx: &Run<'_>,
-) -> Result<Undo, String> {
-    let change = changes.get(step.resource.as_str()).copied();
+async fn create_service(step: &Step, changes: &Changes<'_>, ctx: &Run<'_>) -> Result<Undo, String> {
+    let change = changes.get(&step.resource).copied();
     provider_step(step, change, ctx).await
 }
 
 fn fill_step(e: &mut journal::Entry, step: &Step) {
     e.step = Some(step.id);
-    e.resource = Some(step.resource.clone());
+    e.resource = Some(step.resource.to_string());
     e.action = Some(step.action.as_str().into());
     e.detail = Some(step.detail.clone());
 }
@@ -364,16 +372,12 @@ async fn compensate(
     Ok(left)
 }
 
-fn name_of(resource: &str) -> &str {
-    resource.split_once('/').map(|(_, n)| n).unwrap_or(resource)
-}
-
 /// Runs an undo with the provider that owns it.
 pub async fn run_undo(undo: &Undo, registry: &Registry) -> Result<(), String> {
-    let Some(subject) = undo.subject() else {
+    let Some(kind) = undo.kind() else {
         return Ok(());
     };
-    match registry.for_subject(subject) {
+    match registry.for_kind(kind) {
         Some(p) => p.undo(undo).await.map_err(|e| e.to_string()),
         None => Err(format!(
             "no provider is connected that can undo {undo:?}; check the Project's providers"
@@ -387,10 +391,10 @@ async fn provider_step(
     change: Option<&Change>,
     ctx: &Run<'_>,
 ) -> Result<Undo, String> {
-    let Some(provider) = ctx.registry.for_resource(&step.resource) else {
+    let Some(provider) = ctx.registry.for_id(&step.resource) else {
         return Err(ProviderError::Unsupported {
             action: step.action.as_str().into(),
-            resource: step.resource.clone(),
+            resource: step.resource.to_string(),
             hint: String::new(),
         }
         .to_string());
@@ -406,27 +410,26 @@ async fn provider_step(
 async fn run_step(
     step: &Step,
     change: Option<&Change>,
-    changes: &BTreeMap<&str, &Change>,
+    changes: &Changes<'_>,
     ctx: &Run<'_>,
     journal: &mut Journal,
 ) -> Result<Undo, String> {
-    let kind = step.resource.split('/').next().unwrap_or("");
     let sc = change.and_then(|c| c.service.as_ref());
-    match (kind, step.action, sc) {
-        ("service", StepAction::StartColor, Some(ServiceChange::Start { color, .. })) => {
+    match (step.resource.kind, step.action, sc) {
+        (Kind::Service, StepAction::StartColor, Some(ServiceChange::Start { color, .. })) => {
             let color = color.unwrap_or(Color::Blue);
             cancel_drains(journal, &step.resource, color).map_err(|e| e.to_string())?;
             provider_step(step, change, ctx).await
         }
-        ("service", StepAction::StartColor, Some(ServiceChange::Deploy { to, .. })) => {
+        (Kind::Service, StepAction::StartColor, Some(ServiceChange::Deploy { to, .. })) => {
             cancel_drains(journal, &step.resource, *to).map_err(|e| e.to_string())?;
             provider_step(step, change, ctx).await
         }
-        ("service", StepAction::Switch, _) => {
+        (Kind::Service, StepAction::Switch, _) => {
             verify(ctx, &new_colors(vec![step.resource.clone()], changes)).await?;
             Ok(Undo::Nothing)
         }
-        ("service", StepAction::Drain, Some(ServiceChange::Deploy { from, drain, .. }))
+        (Kind::Service, StepAction::Drain, Some(ServiceChange::Deploy { from, drain, .. }))
             if step.deferred =>
         {
             let due = journal::now() + drain.as_millis().div_ceil(1000);
@@ -439,7 +442,7 @@ async fn run_step(
                 .map_err(|e| e.to_string())?;
             Ok(Undo::Nothing)
         }
-        ("router" | "configfile", StepAction::Switch, _) => {
+        (Kind::Router | Kind::ConfigFile, StepAction::Switch, _) => {
             let undo = provider_step(step, change, ctx).await?;
             let targets = new_colors(switched_services(&step.resource, ctx.desired), changes);
             if let Err(e) = verify(ctx, &targets).await {

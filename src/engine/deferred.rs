@@ -22,12 +22,12 @@ async fn drain(ctx: &Run<'_>, id: &ResourceId, color: Color) -> Result<(), Strin
 /// A new deploy into `color` supersedes a drain of that color still pending.
 pub fn cancel_drains(
     journal: &mut Journal,
-    resource: &str,
+    resource: &ResourceId,
     color: Color,
 ) -> Result<(), JournalError> {
     for entry in journal::open_deferred(&journal.read_all()) {
         let same_color = entry.data.get("color").and_then(|c| c.as_str()) == Some(color.as_str());
-        if entry.resource.as_deref() == Some(resource)
+        if entry.resource.as_deref() == Some(resource.to_string().as_str())
             && entry.action.as_deref() == Some("drain")
             && same_color
         {

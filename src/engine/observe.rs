@@ -2,7 +2,6 @@
 //! providers is derived (a blue-green service's active color from its router's file) and the
 //! journal's memory is added (deferred steps, failed specs, replica overrides).
 
-use crate::diff::Subject;
 use crate::model::live::{Color, LiveState};
 use crate::model::service::published_ports;
 use crate::model::service::Strategy;
@@ -64,9 +63,8 @@ pub async fn observe_services(
 ) -> Result<LiveState, EngineError> {
     let mut live = LiveState::default();
     for p in registry.providers() {
-        let subjects = p.subjects();
-        let services = subjects.contains(&Subject::Resource(Kind::Service))
-            || subjects.contains(&Subject::Resource(Kind::Router));
+        let kinds = p.kinds();
+        let services = kinds.contains(&Kind::Service) || kinds.contains(&Kind::Router);
         if services {
             p.observe(desired, secrets, &mut live)
                 .await

@@ -4,22 +4,20 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::diff::{Change, ServiceChange};
+use crate::diff::ServiceChange;
 use crate::model::live::Color;
 use crate::providers::health::probe;
 use crate::providers::services::containers::container_name;
 
-use super::apply::Run;
+use super::apply::{Changes, Run};
+use crate::model::ResourceId;
 
 /// The (service, color) pairs that `services` move to in this plan.
-pub fn new_colors(
-    services: Vec<String>,
-    changes: &BTreeMap<&str, &Change>,
-) -> Vec<(String, Color)> {
+pub fn new_colors(services: Vec<ResourceId>, changes: &Changes<'_>) -> Vec<(ResourceId, Color)> {
     services
         .into_iter()
         .filter_map(|id| {
-            let color = match changes.get(id.as_str()).and_then(|c| c.service.as_ref()) {
+            let color = match changes.get(&id).and_then(|c| c.service.as_ref()) {
                 Some(ServiceChange::Deploy { to, .. }) => *to,
                 Some(ServiceChange::Start { color: Some(c), .. }) => *c,
                 _ => return None,
@@ -31,16 +29,13 @@ pub fn new_colors(
 
 /// Keeps probing the new color for `verify_for` after the switch: the container must stay up
 /// and its health check must not fail twice in a row.
-pub async fn verify(ctx: &Run<'_>, targets: &[(String, Color)]) -> Result<(), String> {
+pub async fn verify(ctx: &Run<'_>, targets: &[(ResourceId, Color)]) -> Result<(), String> {
     let project = ctx.desired.project.name.as_str();
     let Some(rt) = ctx.registry.runtime() else {
         return Ok(());
     };
     for (id, color) in targets {
-        let Some(s) = ctx
-            .desired
-            .service(id.split_once('/').map(|(_, n)| n).unwrap_or(id))
-        else {
+        let Some(s) = ctx.desired.service(&id.name) else {
             continue;
         };
         let Some(h) = &s.health else { continue };

@@ -432,7 +432,9 @@ fn type_resource(doc: Document, sink: &Sink, diags: &mut Vec<Diagnostic>) -> Opt
         Kind::Backup => from_node_all(node, sink).map(Resource::Backup),
         Kind::Budget => from_node_all(node, sink).map(Resource::Budget),
         Kind::Notifier => from_node_all(node, sink).map(Resource::Notifier),
-        Kind::Project | Kind::Environment => unreachable!("partitioned out before typing"),
+        Kind::Project | Kind::Environment | Kind::Network | Kind::Volume => {
+            unreachable!("partitioned out before typing; implied kinds are never documents")
+        }
     };
     match typed {
         Ok(resource) => Some(Typed {

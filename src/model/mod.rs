@@ -34,7 +34,8 @@ pub use project::Project;
 pub use router::Router;
 pub use service::Service;
 
-/// Every kind of document in a desired-state directory.
+/// Every kind of document in a desired-state directory ([`Kind::ALL`]), and the two kinds that
+/// services imply and a plan manages without a document of their own ([`Kind::IMPLIED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Kind {
     Project,
@@ -47,9 +48,16 @@ pub enum Kind {
     Backup,
     Budget,
     Notifier,
+    /// The project's network, implied by its services.
+    Network,
+    /// A named volume, implied by a service's `volumes`.
+    Volume,
 }
 
 impl Kind {
+    /// Kinds that exist only as what services imply: never written as `kind:` in a document.
+    pub const IMPLIED: [Kind; 2] = [Kind::Network, Kind::Volume];
+
     pub const ALL: [Kind; 10] = [
         Kind::Project,
         Kind::Environment,
@@ -76,6 +84,8 @@ impl Kind {
             Kind::Backup => "Backup",
             Kind::Budget => "Budget",
             Kind::Notifier => "Notifier",
+            Kind::Network => "Network",
+            Kind::Volume => "Volume",
         }
     }
 
@@ -92,6 +102,8 @@ impl Kind {
             Kind::Backup => "backup",
             Kind::Budget => "budget",
             Kind::Notifier => "notifier",
+            Kind::Network => "network",
+            Kind::Volume => "volume",
         }
     }
 
@@ -99,8 +111,17 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == text)
     }
 
+    /// The document kind of an id prefix (`service` → Service); implied kinds are not documents.
     pub fn from_id_prefix(text: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.id_prefix() == text)
+    }
+
+    /// Any kind a plan names, implied ones included (`network` → Network).
+    pub fn from_any_prefix(text: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .chain(Kind::IMPLIED)
+            .find(|k| k.id_prefix() == text)
     }
 }
 
@@ -138,9 +159,21 @@ impl ResourceId {
     }
 }
 
+impl ResourceId {
+    /// Parses `kind/name` of any kind a plan names, implied kinds (network, volume) included.
+    pub fn parse_any(text: &str) -> Option<ResourceId> {
+        let (prefix, name) = text.split_once('/')?;
+        if name.is_empty() || name.contains('/') {
+            return None;
+        }
+        Kind::from_any_prefix(prefix).map(|kind| ResourceId::new(kind, name))
+    }
+}
+
 impl fmt::Display for ResourceId {
+    /// `kind/name`; honours width and alignment (`{:<20}`), as a string would.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.kind.id_prefix(), self.name)
+        f.pad(&format!("{}/{}", self.kind.id_prefix(), self.name))
     }
 }
 
@@ -153,7 +186,7 @@ impl Serialize for ResourceId {
 impl<'de> Deserialize<'de> for ResourceId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        ResourceId::parse(&text, None)
+        ResourceId::parse_any(&text)
             .ok_or_else(|| serde::de::Error::custom(format!("not a resource id: `{text}`")))
     }
 }

@@ -28,7 +28,7 @@ struct PlanJson<'a> {
 
 #[derive(Serialize)]
 struct ChangeJson<'a> {
-    id: &'a str,
+    id: &'a crate::model::ResourceId,
     action: crate::diff::ChangeAction,
     reason: &'a str,
     attributes: Vec<AttrJson<'a>>,
@@ -40,8 +40,8 @@ struct ChangeJson<'a> {
     migrations: &'a [String],
     #[serde(skip_serializing_if = "<[crate::lint::Lint]>::is_empty")]
     lints: &'a [crate::lint::Lint],
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    depends_on: &'a [String],
+    #[serde(skip_serializing_if = "<[crate::model::ResourceId]>::is_empty")]
+    depends_on: &'a [crate::model::ResourceId],
     #[serde(skip_serializing_if = "Option::is_none")]
     origin: Option<crate::scale::Origin>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::diff::{Change, ChangeAction, Diff, ServiceChange, Subject};
 use crate::model::live::PendingStep;
 use crate::model::service::Strategy;
-use crate::model::{DesiredState, Kind, Resource};
+use crate::model::{DesiredState, Kind, Resource, ResourceId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -59,7 +59,7 @@ pub struct Compensation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub id: usize,
-    pub resource: String,
+    pub resource: ResourceId,
     pub action: StepAction,
     pub detail: String,
     pub waits_for: Vec<usize>,
@@ -157,7 +157,7 @@ pub fn plan(desired: &DesiredState, diff: Diff, ctx: PlanContext) -> Plan {
     }
     for (resource, detail, after) in drains {
         let mut waits = vec![after];
-        waits.extend(builder.switches_for(&resource));
+        waits.extend(builder.switches_for(&resource.to_string()));
         builder.push(&resource, StepAction::Drain, detail, waits, None, true);
     }
     Plan {
@@ -188,22 +188,22 @@ fn phase(c: &Change) -> u8 {
 
 /// Kahn's algorithm; among ready changes the lowest phase, then the id, goes first.
 fn order(changes: Vec<Change>) -> Vec<Change> {
-    let index: BTreeMap<&str, usize> = changes
+    let index: BTreeMap<String, usize> = changes
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.id.as_str(), i))
+        .map(|(i, c)| (c.id.to_string(), i))
         .collect();
     let mut waiting = vec![0usize; changes.len()];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
     for (i, c) in changes.iter().enumerate() {
         for dep in &c.depends_on {
-            if let Some(&j) = index.get(dep.as_str()) {
+            if let Some(&j) = index.get(&dep.to_string()) {
                 waiting[i] += 1;
                 dependents[j].push(i);
             }
         }
     }
-    let key = |i: usize| Reverse((phase(&changes[i]), changes[i].id.clone(), i));
+    let key = |i: usize| Reverse((phase(&changes[i]), changes[i].id.to_string(), i));
     let mut ready: BinaryHeap<_> = (0..changes.len())
         .filter(|&i| waiting[i] == 0)
         .map(key)
@@ -240,7 +240,7 @@ struct StepBuilder {
 impl StepBuilder {
     fn push(
         &mut self,
-        resource: &str,
+        resource: &ResourceId,
         action: StepAction,
         detail: String,
         waits_for: Vec<usize>,
@@ -249,21 +249,22 @@ impl StepBuilder {
     ) -> usize {
         let id = self.steps.len() + 1;
         let mut waits: Vec<usize> = waits_for;
-        if let Some(prev) = self.last.get(resource) {
+        let key = resource.to_string();
+        if let Some(prev) = self.last.get(&key) {
             waits.push(*prev);
         }
         waits.sort();
         waits.dedup();
         self.steps.push(Step {
             id,
-            resource: resource.to_string(),
+            resource: resource.clone(),
             action,
             detail,
             waits_for: waits,
             compensation,
             deferred,
         });
-        self.last.insert(resource.to_string(), id);
+        self.last.insert(key, id);
         id
     }
 
@@ -271,7 +272,7 @@ impl StepBuilder {
         change
             .depends_on
             .iter()
-            .filter_map(|d| self.last.get(d).copied())
+            .filter_map(|d| self.last.get(&d.to_string()).copied())
             .collect()
     }
 
@@ -284,10 +285,10 @@ impl StepBuilder {
         &mut self,
         c: &Change,
         desired: &DesiredState,
-        drains: &mut Vec<(String, String, usize)>,
+        drains: &mut Vec<(ResourceId, String, usize)>,
     ) {
         let deps = self.deps(c);
-        let id = c.id.as_str();
+        let id = &c.id;
         let comp = |action, detail: &str| {
             Some(Compensation {
                 action,
@@ -395,7 +396,7 @@ impl StepBuilder {
         let files = desired
             .resources
             .keys()
-            .find(|k| k.to_string() == c.id)
+            .find(|k| **k == c.id)
             .and_then(|k| desired.migrations.get(k));
         let reversible = files.is_some_and(|fs| {
             fs.iter()
@@ -427,7 +428,7 @@ impl StepBuilder {
 
     /// Ids of the blue-green services this router routes that change color in this plan.
     fn router_switches(&self, c: &Change, desired: &DesiredState) -> Vec<String> {
-        let name = c.id.trim_start_matches("router/");
+        let name = c.id.name.as_str();
         let Some(Resource::Router(r)) = desired
             .resources
             .iter()
@@ -442,7 +443,7 @@ impl StepBuilder {
             .filter(|s| {
                 self.steps
                     .iter()
-                    .any(|st| &st.resource == s && st.action == StepAction::StartColor)
+                    .any(|st| st.resource.to_string() == *s && st.action == StepAction::StartColor)
             })
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
@@ -455,14 +456,14 @@ impl StepBuilder {
         sc: &ServiceChange,
         desired: &DesiredState,
         deps: Vec<usize>,
-        drains: &mut Vec<(String, String, usize)>,
+        drains: &mut Vec<(ResourceId, String, usize)>,
     ) {
-        let id = c.id.as_str();
+        let id = &c.id;
         let routed = desired.resources.values().any(|r| match r {
             Resource::Router(rt) => rt
                 .routes
                 .iter()
-                .any(|x| format!("service/{}", x.service) == id),
+                .any(|x| id.kind == Kind::Service && x.service == id.name.as_str()),
             _ => false,
         });
         let comp = |action, detail: String| Some(Compensation { action, detail });
@@ -533,7 +534,7 @@ impl StepBuilder {
                     self.switches.entry(id.to_string()).or_default().push(step);
                 }
                 drains.push((
-                    id.to_string(),
+                    id.clone(),
                     format!("stop {from} {drain} after the switch"),
                     start,
                 ));

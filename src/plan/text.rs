@@ -171,7 +171,11 @@ fn attr_line(a: &AttrChange, width: usize, forces: &str) -> String {
 
 fn steps(steps: &[Step], out: &mut String) {
     out.push_str("Steps, in order:\n");
-    let rw = steps.iter().map(|s| s.resource.len()).max().unwrap_or(0);
+    let rw = steps
+        .iter()
+        .map(|s| s.resource.to_string().len())
+        .max()
+        .unwrap_or(0);
     for s in steps {
         let mut tail = Vec::new();
         if s.deferred {

@@ -4,6 +4,7 @@ use thiserror::Error;
 
 use crate::providers::postgres::PgError;
 use crate::providers::runtime::RuntimeError;
+use crate::providers::s3::S3Error;
 use crate::secrets::SecretError;
 
 #[derive(Debug, Error)]
@@ -12,6 +13,8 @@ pub enum ProviderError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Postgres(#[from] PgError),
+    #[error(transparent)]
+    S3(#[from] S3Error),
     #[error(transparent)]
     Secret(#[from] SecretError),
     /// No provider in this build or this project applies the subject.

@@ -22,9 +22,9 @@ use std::path::Path;
 
 use async_trait::async_trait;
 
-use crate::diff::{Change, Subject};
+use crate::diff::Change;
 use crate::model::live::LiveState;
-use crate::model::DesiredState;
+use crate::model::{DesiredState, Kind};
 use crate::plan::Step;
 use crate::secrets::Secrets;
 
@@ -47,13 +47,13 @@ pub struct Context<'a> {
     pub state_dir: &'a Path,
 }
 
-/// One backend that owns some subjects (kinds of resource).
+/// One backend that owns some kinds of resource.
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// A short name for messages (`docker`, `postgres`, `s3`, `files`).
     fn name(&self) -> &'static str;
-    /// The subjects whose changes this provider applies.
-    fn subjects(&self) -> &'static [Subject];
+    /// The kinds whose changes this provider applies (implied ones included: network, volume).
+    fn kinds(&self) -> &'static [Kind];
     /// Adds what this provider sees of `desired`'s world to `live`.
     async fn observe(
         &self,

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use crate::diff::Subject;
-use crate::model::{DesiredState, Kind};
+use crate::model::{DesiredState, Kind, ResourceId};
 use crate::providers::postgres::{Postgres, PostgresProvider};
 use crate::providers::runtime::ContainerRuntime;
 use crate::providers::s3::{S3Provider, S3};
@@ -16,21 +15,24 @@ use crate::providers::services::ServiceProvider;
 use crate::providers::{Provider, ProviderError};
 use crate::secrets::Secrets;
 
+/// Connects one provider for a desired state (resolving its secrets).
+pub type Connect = for<'a> fn(
+    &'a DesiredState,
+    &'a Secrets,
+) -> BoxFuture<'a, Result<Arc<dyn Provider>, ProviderError>>;
+
 /// How one provider comes into a project.
 pub struct Factory {
     pub name: &'static str,
-    pub subjects: &'static [Subject],
+    pub kinds: &'static [Kind],
     /// Whether this desired state needs the provider.
     pub wanted: fn(&DesiredState) -> bool,
     /// Connects without resolving any secret (it can run before the secrets are checked).
     pub secret_free: bool,
-    pub connect: for<'a> fn(
-        &'a DesiredState,
-        &'a Secrets,
-    ) -> BoxFuture<'a, Result<Arc<dyn Provider>, ProviderError>>,
+    pub connect: Connect,
 }
 
-/// Every provider of this build, in the order they connect. A new provider is one line here.
+/// Every provider of this build, in the order they connect and observe. A new provider is one line here.
 pub const FACTORIES: &[Factory] = &[
     crate::providers::docker::FACTORY,
     crate::providers::files::FACTORY,
@@ -38,28 +40,16 @@ pub const FACTORIES: &[Factory] = &[
     crate::providers::s3::FACTORY,
 ];
 
-/// Whether `desired` holds a resource of one of `subjects`' kinds.
-pub fn has_kind(desired: &DesiredState, subjects: &[Subject]) -> bool {
-    desired
-        .resources
-        .keys()
-        .any(|id| subjects.contains(&Subject::Resource(id.kind)))
+/// Whether `desired` holds a resource of one of `kinds`.
+pub fn has_kind(desired: &DesiredState, kinds: &[Kind]) -> bool {
+    desired.resources.keys().any(|id| kinds.contains(&id.kind))
 }
 
-/// The subject a plan's `kind/name` resource id belongs to.
-pub fn subject_of(resource: &str) -> Option<Subject> {
-    match resource.split_once('/')?.0 {
-        "network" => Some(Subject::Network),
-        "volume" => Some(Subject::Volume),
-        prefix => Kind::from_id_prefix(prefix).map(Subject::Resource),
-    }
-}
-
-/// The connected providers of one project, by subject.
+/// The connected providers of one project, by kind.
 #[derive(Default)]
 pub struct Registry {
     providers: Vec<Arc<dyn Provider>>,
-    by_subject: BTreeMap<Subject, usize>,
+    by_kind: BTreeMap<Kind, usize>,
 }
 
 impl Registry {
@@ -82,11 +72,11 @@ impl Registry {
         Ok(registry)
     }
 
-    /// Adds a connected provider; it takes over the subjects it owns.
+    /// Adds a connected provider; it takes over the kinds it owns.
     pub fn add(&mut self, provider: Arc<dyn Provider>) {
         let index = self.providers.len();
-        for s in provider.subjects() {
-            self.by_subject.insert(*s, index);
+        for k in provider.kinds() {
+            self.by_kind.insert(*k, index);
         }
         self.providers.push(provider);
     }
@@ -95,22 +85,20 @@ impl Registry {
         self.providers.iter()
     }
 
-    pub fn for_subject(&self, subject: Subject) -> Option<&dyn Provider> {
-        self.by_subject
-            .get(&subject)
-            .map(|&i| self.providers[i].as_ref())
+    pub fn for_kind(&self, kind: Kind) -> Option<&dyn Provider> {
+        self.by_kind.get(&kind).map(|&i| self.providers[i].as_ref())
     }
 
-    /// The provider of a plan's `kind/name` resource.
-    pub fn for_resource(&self, resource: &str) -> Option<&dyn Provider> {
-        subject_of(resource).and_then(|s| self.for_subject(s))
+    /// The provider of a resource.
+    pub fn for_id(&self, id: &ResourceId) -> Option<&dyn Provider> {
+        self.for_kind(id.kind)
     }
 
     /// Declared kinds some connected provider reconciles.
     pub fn kinds(&self) -> Vec<Kind> {
         Kind::ALL
             .into_iter()
-            .filter(|k| self.by_subject.contains_key(&Subject::Resource(*k)))
+            .filter(|k| self.by_kind.contains_key(k))
             .collect()
     }
 

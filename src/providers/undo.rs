@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::diff::Subject;
 use crate::model::{Action, Kind};
 use crate::providers::postgres::database::DownFile;
 
@@ -37,16 +36,16 @@ pub enum Undo {
 }
 
 impl Undo {
-    /// The subject whose provider runs this undo (`None`: nothing to run).
-    pub fn subject(&self) -> Option<Subject> {
+    /// The kind whose provider runs this undo (`None`: nothing to run).
+    pub fn kind(&self) -> Option<Kind> {
         match self {
             Undo::Nothing => None,
             Undo::RemoveContainers { .. }
             | Undo::RestoreContainers { .. }
-            | Undo::RestartRetired { .. } => Some(Subject::Resource(Kind::Service)),
-            Undo::RemoveNetwork => Some(Subject::Network),
-            Undo::MigrateDown { .. } => Some(Subject::Resource(Kind::Database)),
-            Undo::RestoreFile { .. } => Some(Subject::Resource(Kind::Router)),
+            | Undo::RestartRetired { .. } => Some(Kind::Service),
+            Undo::RemoveNetwork => Some(Kind::Network),
+            Undo::MigrateDown { .. } => Some(Kind::Database),
+            Undo::RestoreFile { .. } => Some(Kind::Router),
         }
     }
 }

@@ -1,31 +1,28 @@
 //! The Docker container runtime (bollard): observes the containers, networks and volumes converge
-//! owns and performs the container operations of `ContainerRuntime`. bollard's types stay here.
+//! owns and performs the container operations of `ContainerRuntime`. bollard's types stay in
+//! this folder.
 //! Only objects labelled `converge.managed=true` and `converge.project=<project>` are touched.
+//! This file owns the `Docker` client, its inherent container, network, volume and image
+//! operations, the bollard error helpers and `FACTORY`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use bollard::models::{
-    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateRequest,
-};
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
-    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RenameContainerOptions,
-    StopContainerOptions,
+    RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 
-use crate::model::live::{Color, LiveContainer, LiveResource, LiveService, LiveState, LiveVolume};
-use crate::model::{Attributes, ResourceId};
 use crate::providers::runtime::*;
 
 pub mod cgroup;
+mod observe;
+mod runtime_impl;
+mod spec;
 
-/// How many Docker stats calls are in flight at once: each waits for the engine's next
-/// once-a-second collection, so they should all wait for the same one.
-const CONCURRENCY: usize = 128;
+use spec::{create_body, split_image, tar_dir};
 
 /// Errors of this runtime are the runtime errors every provider shares.
 pub type DockerError = RuntimeError;
@@ -106,109 +103,6 @@ impl Docker {
         ];
         labels.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
         HashMap::from([("label".to_string(), labels)])
-    }
-
-    /// Fills `live` with this project's containers (grouped by service), network and volumes.
-    pub async fn observe(&self, live: &mut LiveState) -> Result<(), DockerError> {
-        let containers = self.list(&[]).await?;
-        let mut by_service: BTreeMap<ResourceId, Vec<(i64, LiveContainer, Option<String>)>> =
-            BTreeMap::new();
-        for c in containers {
-            let labels = c.labels.unwrap_or_default();
-            let Some(id) = labels
-                .get(RESOURCE)
-                .and_then(|r| ResourceId::parse(r, None))
-            else {
-                continue;
-            };
-            let name = c
-                .names
-                .and_then(|n| n.into_iter().next())
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_string();
-            if is_retired(&name) {
-                continue;
-            }
-            let running = matches!(
-                c.state,
-                Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
-            );
-            let container = LiveContainer {
-                name,
-                color: labels.get(COLOR).and_then(|c| match c.as_str() {
-                    "blue" => Some(Color::Blue),
-                    "green" => Some(Color::Green),
-                    _ => None,
-                }),
-                replica: labels
-                    .get(REPLICA)
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0),
-                spec_hash: labels.get(SPEC_HASH).cloned().unwrap_or_default(),
-                running,
-                revision: labels.get(REVISION).cloned().filter(|r| !r.is_empty()),
-            };
-            by_service.entry(id).or_default().push((
-                c.created.unwrap_or(0),
-                container,
-                labels.get(SPEC).cloned(),
-            ));
-        }
-        for (id, mut cs) in by_service {
-            cs.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-            let newest_running = cs
-                .iter()
-                .filter(|c| c.1.running)
-                .max_by_key(|c| c.0)
-                .and_then(|c| c.1.color);
-            let attributes = cs
-                .iter()
-                .find(|c| c.1.running)
-                .or(cs.first())
-                .and_then(|c| c.2.as_deref())
-                .and_then(|json| serde_json::from_str::<Attributes>(json).ok())
-                .unwrap_or_default();
-            live.resources.insert(
-                id,
-                LiveResource {
-                    attributes,
-                    service: Some(LiveService {
-                        containers: cs.into_iter().map(|c| c.1).collect(),
-                        active_color: newest_running,
-                    }),
-                    ..Default::default()
-                },
-            );
-        }
-        let networks = self
-            .client
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(self.filters(&[])),
-            }))
-            .await
-            .map_err(api("list networks"))?;
-        for n in networks {
-            if let Some(name) = n.name {
-                live.networks.insert(name);
-            }
-        }
-        let volumes = self
-            .client
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(self.filters(&[])),
-            }))
-            .await
-            .map_err(api("list volumes"))?;
-        let prefix = format!("{}_", self.project);
-        for v in volumes.volumes.unwrap_or_default() {
-            if let Some(logical) = v.name.strip_prefix(&prefix) {
-                let prune = v.labels.get(PRUNE).is_some_and(|p| p == "true");
-                live.volumes
-                    .insert(logical.to_string(), LiveVolume { prune });
-            }
-        }
-        Ok(())
     }
 
     fn labels(&self, extra: &[(&str, String)]) -> HashMap<String, String> {
@@ -567,233 +461,13 @@ impl Docker {
     }
 }
 
-#[async_trait::async_trait]
-impl ContainerRuntime for Docker {
-    fn project(&self) -> &str {
-        Docker::project(self)
-    }
-    async fn ping(&self) -> Result<(), RuntimeError> {
-        Docker::ping(self).await
-    }
-    async fn observe(&self, live: &mut LiveState) -> Result<(), RuntimeError> {
-        Docker::observe(self, live).await
-    }
-    fn volume_name(&self, logical: &str) -> String {
-        Docker::volume_name(self, logical)
-    }
-    async fn create_network(&self) -> Result<(), RuntimeError> {
-        Docker::create_network(self).await
-    }
-    async fn remove_network(&self) -> Result<(), RuntimeError> {
-        Docker::remove_network(self).await
-    }
-    async fn create_volume(&self, logical: &str, prune: bool) -> Result<(), RuntimeError> {
-        Docker::create_volume(self, logical, prune).await
-    }
-    async fn remove_volume(&self, logical: &str) -> Result<(), RuntimeError> {
-        Docker::remove_volume(self, logical).await
-    }
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
-        Docker::ensure_image(self, image).await
-    }
-    async fn build_image(
-        &self,
-        context: &Path,
-        dockerfile: Option<&str>,
-        args: &BTreeMap<String, String>,
-        tag: &str,
-    ) -> Result<(), RuntimeError> {
-        Docker::build_image(self, context, dockerfile, args, tag).await
-    }
-    async fn run(&self, spec: &ContainerSpec) -> Result<(), RuntimeError> {
-        Docker::run(self, spec).await
-    }
-    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
-        Docker::start(self, name).await
-    }
-    async fn stop(&self, name: &str, grace_secs: i32) -> Result<(), RuntimeError> {
-        Docker::stop(self, name, grace_secs).await
-    }
-    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
-        Docker::remove(self, name).await
-    }
-    async fn rename(&self, from: &str, to: &str) -> Result<(), RuntimeError> {
-        Docker::rename(self, from, to).await
-    }
-    async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError> {
-        Docker::status(self, name).await
-    }
-    async fn exec(&self, name: &str, cmd: &[String]) -> Result<i64, RuntimeError> {
-        Docker::exec(self, name, cmd).await
-    }
-    async fn ids(&self) -> Result<BTreeMap<String, String>, RuntimeError> {
-        Docker::ids(self).await
-    }
-    async fn stats(&self, name: &str) -> Result<ContainerReading, RuntimeError> {
-        Docker::stats(self, name).await
-    }
-    async fn all_names(&self) -> Result<Vec<String>, RuntimeError> {
-        Docker::all_names(self).await
-    }
-    async fn container_names(&self, resource: &str) -> Result<Vec<String>, RuntimeError> {
-        Docker::container_names(self, resource).await
-    }
-    async fn readings(
-        &self,
-        names: &[String],
-    ) -> BTreeMap<String, Result<ContainerReading, RuntimeError>> {
-        if names.is_empty() {
-            return BTreeMap::new();
-        }
-        // A local container's counters come from its cgroup (microseconds); the others from the
-        // stats API, all calls in flight at once.
-        let ids = self.ids().await.unwrap_or_default();
-        let cgroups = cgroup::Cgroups::default();
-        let mut out = BTreeMap::new();
-        let mut remote = Vec::new();
-        for name in names {
-            match ids.get(name).and_then(|id| cgroups.read(id)) {
-                Some(r) => {
-                    out.insert(name.clone(), Ok(r));
-                }
-                None => remote.push(name.clone()),
-            }
-        }
-        let from_api: Vec<(String, Result<ContainerReading, RuntimeError>)> =
-            futures_util::stream::iter(remote)
-                .map(|name| async move {
-                    let r = Docker::stats(self, &name).await;
-                    (name, r)
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-        out.extend(from_api);
-        out
-    }
-}
-
-fn split_image(image: &str) -> (&str, &str) {
-    match image.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (image, "latest"),
-    }
-}
-
-fn create_body(spec: &ContainerSpec, mut labels: HashMap<String, String>) -> ContainerCreateBody {
-    labels.extend(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let mut exposed = Vec::new();
-    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for (container, proto, host) in &spec.ports {
-        let key = format!("{container}/{proto}");
-        exposed.push(key.clone());
-        if let Some(h) = host {
-            bindings.insert(
-                key,
-                Some(vec![PortBinding {
-                    host_ip: Some("0.0.0.0".into()),
-                    host_port: Some(h.to_string()),
-                }]),
-            );
-        }
-    }
-    let mounts = spec
-        .mounts
-        .iter()
-        .map(|(source, target, read_only, volume)| Mount {
-            source: Some(source.clone()),
-            target: Some(target.clone()),
-            read_only: Some(*read_only),
-            typ: Some(if *volume {
-                MountType::VOLUME
-            } else {
-                MountType::BIND
-            }),
-            ..Default::default()
-        })
-        .collect();
-    let restart = match spec.restart.as_str() {
-        "no" => RestartPolicyNameEnum::NO,
-        "always" => RestartPolicyNameEnum::ALWAYS,
-        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
-    };
-    let device_requests = (spec.gpus > 0).then(|| {
-        vec![DeviceRequest {
-            count: Some(spec.gpus as i64),
-            capabilities: Some(vec![vec!["gpu".into()]]),
-            ..Default::default()
-        }]
-    });
-    ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: spec.command.clone(),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(labels),
-        exposed_ports: Some(exposed),
-        host_config: Some(HostConfig {
-            port_bindings: Some(bindings),
-            mounts: Some(mounts),
-            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
-            memory: spec.memory.map(|m| m as i64),
-            device_requests,
-            restart_policy: Some(RestartPolicy {
-                name: Some(restart),
-                maximum_retry_count: None,
-            }),
-            network_mode: Some(spec.network.clone()),
-            init: Some(true),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                spec.network.clone(),
-                EndpointSettings {
-                    aliases: Some(spec.aliases.clone()),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    }
-}
-
-/// A tar of `dir` for the build API.
-fn tar_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
-    builder.append_dir_all(".", dir)?;
-    builder.into_inner()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn images_split_into_repository_and_tag() {
-        assert_eq!(split_image("ytempire/api:1.4.2"), ("ytempire/api", "1.4.2"));
-        assert_eq!(
-            split_image("localhost:5000/api"),
-            ("localhost:5000/api", "latest")
-        );
-        assert_eq!(split_image("busybox"), ("busybox", "latest"));
-    }
-
-    #[test]
-    fn retired_names_are_recognised() {
-        assert!(is_retired("p-api-1.old-1732790000"));
-        assert!(!is_retired("p-api-1"));
-    }
-}
-
 /// Docker runs services when the desired state has any, or the Project names the engine.
 pub const FACTORY: crate::providers::registry::Factory = crate::providers::registry::Factory {
     name: "docker",
-    subjects: crate::providers::services::SUBJECTS,
+    kinds: crate::providers::services::KINDS,
     wanted: |d| {
         d.project.providers.docker.is_some()
-            || crate::providers::registry::has_kind(d, crate::providers::services::SUBJECTS)
+            || crate::providers::registry::has_kind(d, crate::providers::services::KINDS)
     },
     secret_free: true,
     connect: |d, _| {

@@ -13,8 +13,8 @@ use crate::model::Action;
 /// Files are written when the desired state has routers or config files.
 pub const FACTORY: crate::providers::registry::Factory = crate::providers::registry::Factory {
     name: "files",
-    subjects: provider::SUBJECTS,
-    wanted: |d| crate::providers::registry::has_kind(d, provider::SUBJECTS),
+    kinds: provider::KINDS,
+    wanted: |d| crate::providers::registry::has_kind(d, provider::KINDS),
     secret_free: true,
     connect: |_, _| {
         Box::pin(async {

@@ -6,24 +6,20 @@ use std::path::Path;
 
 use async_trait::async_trait;
 
-use crate::diff::{Change, Subject};
+use crate::diff::Change;
 use crate::model::live::LiveState;
 use crate::model::{Action, DesiredState, Kind, Resource, ResourceId};
 use crate::plan::{Step, StepAction};
 use crate::providers::{Context, Provider, ProviderError, Undo};
 use crate::secrets::Secrets;
 
-pub const SUBJECTS: &[Subject] = &[
-    Subject::Resource(Kind::Router),
-    Subject::Resource(Kind::ConfigFile),
-];
+pub const KINDS: &[Kind] = &[Kind::Router, Kind::ConfigFile];
 
 pub struct FilesProvider;
 
 /// A router's or config file's check and reload actions.
-fn file_actions(desired: &DesiredState, resource: &str) -> (Option<Action>, Option<Action>) {
-    let id = ResourceId::parse(resource, None);
-    match id.and_then(|id| desired.get(&id)) {
+fn file_actions(desired: &DesiredState, id: &ResourceId) -> (Option<Action>, Option<Action>) {
+    match desired.get(id) {
         Some(Resource::Router(r)) => (r.check.clone(), r.reload.clone()),
         Some(Resource::ConfigFile(c)) => (c.check.clone(), c.reload.clone()),
         _ => (None, None),
@@ -36,8 +32,8 @@ impl Provider for FilesProvider {
         "files"
     }
 
-    fn subjects(&self) -> &'static [Subject] {
-        SUBJECTS
+    fn kinds(&self) -> &'static [Kind] {
+        KINDS
     }
 
     async fn observe(
@@ -70,7 +66,7 @@ impl Provider for FilesProvider {
         if !matches!(step.action, StepAction::Render | StepAction::Switch) {
             return Err(ProviderError::Unsupported {
                 action: step.action.as_str().into(),
-                resource: step.resource.clone(),
+                resource: step.resource.to_string(),
                 hint: String::new(),
             });
         }

@@ -4,16 +4,16 @@ use std::any::Any;
 
 use async_trait::async_trait;
 
-use crate::diff::{Change, Subject};
+use crate::diff::Change;
 use crate::model::live::LiveState;
-use crate::model::{DesiredState, Kind, Resource, ResourceId};
+use crate::model::{DesiredState, Kind, Resource};
 use crate::plan::{Step, StepAction};
 use crate::providers::{Context, Provider, ProviderError, Undo};
 use crate::secrets::Secrets;
 
 use super::{database, Postgres};
 
-pub const SUBJECTS: &[Subject] = &[Subject::Resource(Kind::Database)];
+pub const KINDS: &[Kind] = &[Kind::Database];
 
 pub struct PostgresProvider {
     pg: Postgres,
@@ -35,8 +35,8 @@ impl Provider for PostgresProvider {
         "postgres"
     }
 
-    fn subjects(&self) -> &'static [Subject] {
-        SUBJECTS
+    fn kinds(&self) -> &'static [Kind] {
+        KINDS
     }
 
     async fn observe(
@@ -54,12 +54,11 @@ impl Provider for PostgresProvider {
         change: Option<&Change>,
         ctx: &Context<'_>,
     ) -> Result<Undo, ProviderError> {
-        let name = step.resource.split_once('/').map(|(_, n)| n).unwrap_or("");
+        let name = step.resource.name.as_str();
         if step.action == StepAction::Delete {
             return Ok(database::drop(&self.pg, ctx, name).await?);
         }
-        let Some(Resource::Database(db)) = ctx.desired.get(&ResourceId::new(Kind::Database, name))
-        else {
+        let Some(Resource::Database(db)) = ctx.desired.get(&step.resource) else {
             return Err(format!("{} is not in the desired state", step.resource).into());
         };
         Ok(match step.action {

@@ -4,16 +4,16 @@ use std::any::Any;
 
 use async_trait::async_trait;
 
-use crate::diff::{Change, Subject};
+use crate::diff::Change;
 use crate::model::live::LiveState;
-use crate::model::{DesiredState, Kind, Resource, ResourceId};
+use crate::model::{DesiredState, Kind, Resource};
 use crate::plan::{Step, StepAction};
 use crate::providers::{Context, Provider, ProviderError, Undo};
 use crate::secrets::Secrets;
 
 use super::S3;
 
-pub const SUBJECTS: &[Subject] = &[Subject::Resource(Kind::Bucket)];
+pub const KINDS: &[Kind] = &[Kind::Bucket];
 
 pub struct S3Provider {
     s3: S3,
@@ -35,8 +35,8 @@ impl Provider for S3Provider {
         "s3"
     }
 
-    fn subjects(&self) -> &'static [Subject] {
-        SUBJECTS
+    fn kinds(&self) -> &'static [Kind] {
+        KINDS
     }
 
     async fn observe(
@@ -54,13 +54,12 @@ impl Provider for S3Provider {
         _change: Option<&Change>,
         ctx: &Context<'_>,
     ) -> Result<Undo, ProviderError> {
-        let name = step.resource.split_once('/').map(|(_, n)| n).unwrap_or("");
+        let name = step.resource.name.as_str();
         if step.action == StepAction::Delete {
             self.s3.delete_bucket(name).await?;
             return Ok(Undo::Nothing);
         }
-        let Some(Resource::Bucket(b)) = ctx.desired.get(&ResourceId::new(Kind::Bucket, name))
-        else {
+        let Some(Resource::Bucket(b)) = ctx.desired.get(&step.resource) else {
             return Err(format!("{} is not in the desired state", step.resource).into());
         };
         self.s3

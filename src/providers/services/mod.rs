@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::diff::{Change, ServiceChange, Subject};
+use crate::diff::{Change, ServiceChange};
 use crate::model::live::{Color, LiveState};
 use crate::model::{DesiredState, Kind, ResourceId};
 use crate::plan::{Step, StepAction};
@@ -18,11 +18,7 @@ use crate::providers::{Context, Provider, ProviderError, Undo};
 use crate::secrets::Secrets;
 use containers::Ctx;
 
-pub const SUBJECTS: &[Subject] = &[
-    Subject::Resource(Kind::Service),
-    Subject::Network,
-    Subject::Volume,
-];
+pub const KINDS: &[Kind] = &[Kind::Service, Kind::Network, Kind::Volume];
 
 pub struct ServiceProvider {
     runtime: Arc<dyn ContainerRuntime>,
@@ -38,18 +34,14 @@ impl ServiceProvider {
     }
 }
 
-fn name_of(resource: &str) -> &str {
-    resource.split_once('/').map(|(_, n)| n).unwrap_or(resource)
-}
-
 #[async_trait]
 impl Provider for ServiceProvider {
     fn name(&self) -> &'static str {
         "docker"
     }
 
-    fn subjects(&self) -> &'static [Subject] {
-        SUBJECTS
+    fn kinds(&self) -> &'static [Kind] {
+        KINDS
     }
 
     async fn observe(
@@ -68,17 +60,17 @@ impl Provider for ServiceProvider {
         ctx: &Context<'_>,
     ) -> Result<Undo, ProviderError> {
         let rt = self.runtime.as_ref();
-        let name = name_of(&step.resource);
-        match (step.resource.split('/').next().unwrap_or(""), step.action) {
-            ("network", StepAction::Create) => {
+        let name = step.resource.name.as_str();
+        match (step.resource.kind, step.action) {
+            (Kind::Network, StepAction::Create) => {
                 rt.create_network().await?;
                 Ok(Undo::RemoveNetwork)
             }
-            ("network", StepAction::Delete) => {
+            (Kind::Network, StepAction::Delete) => {
                 rt.remove_network().await?;
                 Ok(Undo::Nothing)
             }
-            ("volume", StepAction::Create) => {
+            (Kind::Volume, StepAction::Create) => {
                 let prune = change
                     .and_then(|c| c.attributes.iter().find(|a| a.key == "prune"))
                     .and_then(|a| a.after.as_ref())
@@ -86,11 +78,11 @@ impl Provider for ServiceProvider {
                 rt.create_volume(name, prune).await?;
                 Ok(Undo::Nothing)
             }
-            ("volume", StepAction::Delete) => {
+            (Kind::Volume, StepAction::Delete) => {
                 rt.remove_volume(name).await?;
                 Ok(Undo::Nothing)
             }
-            ("service", _) => {
+            (Kind::Service, _) => {
                 let ctx = Ctx {
                     base: ctx,
                     docker: rt,
@@ -99,7 +91,7 @@ impl Provider for ServiceProvider {
             }
             _ => Err(ProviderError::Unsupported {
                 action: step.action.as_str().into(),
-                resource: step.resource.clone(),
+                resource: step.resource.to_string(),
                 hint: String::new(),
             }),
         }
@@ -132,13 +124,13 @@ impl Provider for ServiceProvider {
 /// The container work of one service step. Deferred drains, cancelled drains and the
 /// verification after a switch are the engine's: they need the journal or other services.
 async fn service_step(step: &Step, change: Option<&Change>, ctx: &Ctx<'_>) -> Result<Undo, String> {
-    let id = ResourceId::new(Kind::Service, name_of(&step.resource));
+    let id = step.resource.clone();
     let sc = change.and_then(|c| c.service.as_ref());
     let live = ctx.live.service(&id);
     if step.action == StepAction::Delete {
         for n in ctx
             .docker
-            .container_names(&step.resource)
+            .container_names(&step.resource.to_string())
             .await
             .map_err(|e| e.to_string())?
         {

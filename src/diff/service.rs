@@ -1,0 +1,210 @@
+//! Services: which containers a change needs (create, replace, scale, repair, a blue-green
+//! deploy into the idle color, a drain of a stale color) and the colors routers render with.
+
+use super::*;
+
+pub(super) fn service_attributes(s: &Service, opts: &DiffOptions) -> Attributes {
+    Resource::Service(s.clone()).attributes(opts.secrets)
+}
+
+/// Attributes that live containers can show: the spec and the replica count.
+pub(super) fn container_visible(key: &str, replaces: bool) -> bool {
+    replaces || key == "replicas"
+}
+
+pub(super) fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Diff) {
+    let id = id_of(Kind::Service, s.name.as_str());
+    let desired = service_attributes(s, opts);
+    let hash = desired.spec_hash();
+    let observed = live.resources.get(&id);
+    let ls = observed
+        .and_then(|r| r.service.as_ref())
+        .filter(|ls| !ls.containers.is_empty());
+    let bg = s.deploy.strategy == Strategy::BlueGreen;
+    let spec_failed = !opts.retry_failed
+        && live
+            .failed
+            .get(&id.to_string())
+            .is_some_and(|f| f.contains(&hash));
+    let failed_note = || {
+        format!(
+            "{id}: this spec ({hash}) failed and was rolled back; it is not retried until the desired state changes or --retry-failed is given"
+        )
+    };
+    let overridden = live.overrides.get(s.name.as_str());
+    let Some(ls) = ls else {
+        if spec_failed {
+            out.notes.push(failed_note());
+            return;
+        }
+        if s.replicas == 0 {
+            let why = overridden
+                .map(|o| o.reason.as_str())
+                .unwrap_or("replicas: 0");
+            out.notes.push(format!("{id}: not running ({why})"));
+            return;
+        }
+        let color = bg.then_some(Color::Blue);
+        let mut c = Change::new(
+            id.clone(),
+            Subject::Resource(Kind::Service),
+            ChangeAction::Create,
+            "not running",
+        );
+        c.attributes = attr_changes(None, &desired, &container_visible);
+        c.service = Some(ServiceChange::Start {
+            replicas: s.replicas,
+            color,
+        });
+        if let Some(color) = color {
+            c.reason = format!("not running; starts as {color}");
+            out.colors.insert(s.name.to_string(), color_port(s, color));
+        }
+        out.changes.push(c);
+        return;
+    };
+    let mut before = observed.map(|r| r.attributes.clone()).unwrap_or_default();
+    let active = if bg { Some(active_color(ls)) } else { None };
+    let current: Vec<_> = ls.of_color(active).collect();
+    before.text("replicas", current.iter().filter(|c| c.running).count());
+    let attrs = attr_changes(Some(&before), &desired, &container_visible);
+    let spec_changed = current.is_empty() || current.iter().any(|c| c.spec_hash != hash);
+    let changed_keys: Vec<&str> = attrs
+        .iter()
+        .filter(|a| a.replaces)
+        .map(|a| a.key.as_str())
+        .collect();
+    let why = if changed_keys.is_empty() {
+        "container spec changed".to_string()
+    } else {
+        format!("{} changed", changed_keys.join(", "))
+    };
+    if spec_changed && spec_failed {
+        out.notes.push(failed_note());
+        if let Some(from) = active {
+            out.colors.insert(s.name.to_string(), color_port(s, from));
+        }
+        return;
+    }
+    let mut change = |action, reason: String, sc| {
+        let mut c = Change::new(id.clone(), Subject::Resource(Kind::Service), action, reason);
+        c.attributes = attrs.clone();
+        c.service = Some(sc);
+        out.changes.push(c);
+    };
+    if let Some(from) = active {
+        let to = from.other();
+        if spec_changed {
+            change(
+                ChangeAction::Update,
+                format!("blue-green: {to} takes over from {from} ({why})"),
+                ServiceChange::Deploy {
+                    from,
+                    to,
+                    replicas: s.replicas,
+                    verify_for: s.deploy.verify_for,
+                    drain: s.deploy.drain,
+                },
+            );
+            out.colors.insert(s.name.to_string(), color_port(s, to));
+            return;
+        }
+        out.colors.insert(s.name.to_string(), color_port(s, from));
+    } else if spec_changed {
+        change(
+            ChangeAction::Replace,
+            why,
+            ServiceChange::Replace {
+                strategy: s.deploy.strategy,
+                replicas: s.replicas,
+            },
+        );
+        return;
+    }
+    let stopped: Vec<String> = current
+        .iter()
+        .filter(|c| !c.running)
+        .map(|c| c.name.clone())
+        .collect();
+    let running = (current.len() - stopped.len()) as u32;
+    if !stopped.is_empty() && current.len() as u32 <= s.replicas {
+        change(
+            ChangeAction::Update,
+            format!(
+                "drift: {} of {} containers stopped ({})",
+                stopped.len(),
+                current.len(),
+                stopped.join(", ")
+            ),
+            ServiceChange::Repair { stopped },
+        );
+    } else if current.len() as u32 != s.replicas || running != current.len() as u32 {
+        let mut reason = format!("replicas {} → {}", current.len(), s.replicas);
+        if let Some(o) = overridden.filter(|o| o.replicas == s.replicas) {
+            reason = format!("{reason}: {}", o.reason);
+        }
+        change(
+            ChangeAction::Update,
+            reason,
+            ServiceChange::Scale {
+                from: current.len() as u32,
+                to: s.replicas,
+                color: active,
+            },
+        );
+    }
+    if let Some(active) = active {
+        let idle = active.other();
+        let idle_running = ls.of_color(Some(idle)).any(|c| c.running);
+        let drain_pending = live
+            .pending
+            .iter()
+            .any(|p| p.resource == id.to_string() && p.action == "drain");
+        if idle_running && !drain_pending {
+            change(
+                ChangeAction::Update,
+                format!("idle color {idle} is still running with no drain pending"),
+                ServiceChange::Drain { color: idle },
+            );
+        }
+    }
+    if let Some(o) = overridden.filter(|o| o.replicas == s.replicas) {
+        for c in out.changes.iter_mut().filter(|c| c.id == id) {
+            if matches!(c.service, Some(ServiceChange::Scale { .. })) {
+                c.origin = Some(o.origin);
+            }
+        }
+    }
+}
+
+/// The color taking traffic: as the provider derived it, else the one with running containers.
+pub(super) fn active_color(ls: &LiveService) -> Color {
+    ls.active_color
+        .or_else(|| {
+            ls.containers
+                .iter()
+                .find(|c| c.running)
+                .and_then(|c| c.color)
+        })
+        .or_else(|| ls.containers.first().and_then(|c| c.color))
+        .unwrap_or(Color::Blue)
+}
+
+pub(super) fn current_color(s: &Service, ls: Option<&LiveService>) -> Option<ActiveColor> {
+    let ls = ls.filter(|l| !l.containers.is_empty())?;
+    Some(color_port(s, active_color(ls)))
+}
+
+pub(super) fn color_port(s: &Service, color: Color) -> ActiveColor {
+    let port = match color {
+        Color::Blue => s.deploy.blue.as_ref(),
+        Color::Green => s.deploy.green.as_ref(),
+    }
+    .map(|c| c.port.get())
+    .or_else(|| published_ports(s).first().copied())
+    .unwrap_or(0);
+    ActiveColor {
+        color: color.as_str().into(),
+        port,
+    }
+}

@@ -1,0 +1,123 @@
+//! Turning a `ContainerSpec` into bollard's create body, splitting image references into
+//! repository and tag, and packing a build context into a tar.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, EndpointSettings, HostConfig, Mount, MountType,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+
+use crate::providers::runtime::ContainerSpec;
+
+pub(super) fn split_image(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (image, "latest"),
+    }
+}
+
+pub(super) fn create_body(
+    spec: &ContainerSpec,
+    mut labels: HashMap<String, String>,
+) -> ContainerCreateBody {
+    labels.extend(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for (container, proto, host) in &spec.ports {
+        let key = format!("{container}/{proto}");
+        exposed.push(key.clone());
+        if let Some(h) = host {
+            bindings.insert(
+                key,
+                Some(vec![PortBinding {
+                    host_ip: Some("0.0.0.0".into()),
+                    host_port: Some(h.to_string()),
+                }]),
+            );
+        }
+    }
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|(source, target, read_only, volume)| Mount {
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            read_only: Some(*read_only),
+            typ: Some(if *volume {
+                MountType::VOLUME
+            } else {
+                MountType::BIND
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let restart = match spec.restart.as_str() {
+        "no" => RestartPolicyNameEnum::NO,
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    };
+    let device_requests = (spec.gpus > 0).then(|| {
+        vec![DeviceRequest {
+            count: Some(spec.gpus as i64),
+            capabilities: Some(vec![vec!["gpu".into()]]),
+            ..Default::default()
+        }]
+    });
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        exposed_ports: Some(exposed),
+        host_config: Some(HostConfig {
+            port_bindings: Some(bindings),
+            mounts: Some(mounts),
+            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+            memory: spec.memory.map(|m| m as i64),
+            device_requests,
+            restart_policy: Some(RestartPolicy {
+                name: Some(restart),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(spec.network.clone()),
+            init: Some(true),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network.clone(),
+                EndpointSettings {
+                    aliases: Some(spec.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A tar of `dir` for the build API.
+pub(super) fn tar_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", dir)?;
+    builder.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_split_into_repository_and_tag() {
+        assert_eq!(split_image("ytempire/api:1.4.2"), ("ytempire/api", "1.4.2"));
+        assert_eq!(
+            split_image("localhost:5000/api"),
+            ("localhost:5000/api", "latest")
+        );
+        assert_eq!(split_image("busybox"), ("busybox", "latest"));
+    }
+}

@@ -1,0 +1,232 @@
+//! Reconciling a database with its declaration: roles (flags, passwords, memberships), the
+//! database itself (owner, comment), its extensions and the grants each role holds.
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::Client;
+
+use super::observe::all_held;
+use super::{ident, literal, message, sqlstate, DbComment, PasswordFn};
+use crate::model::database::{Grant, GrantTarget};
+use crate::model::Database;
+
+impl super::Postgres {
+    /// Makes roles, the database, its extensions and grants what `db` declares.
+    pub async fn reconcile(
+        &self,
+        db: &Database,
+        project: &str,
+        password: &PasswordFn<'_>,
+    ) -> Result<(), String> {
+        let e = |what: &str| {
+            let what = what.to_string();
+            move |err: tokio_postgres::Error| format!("{what}: {}", message(&err))
+        };
+        for role in &db.roles {
+            let name = ident(role.name.as_str());
+            let exists = self
+                .admin
+                .query_opt(
+                    "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                    &[&role.name.as_str()],
+                )
+                .await
+                .map_err(e("look up role"))?
+                .is_some();
+            let opts = format!(
+                "{} {} CONNECTION LIMIT {}",
+                if role.login { "LOGIN" } else { "NOLOGIN" },
+                if role.createdb {
+                    "CREATEDB"
+                } else {
+                    "NOCREATEDB"
+                },
+                role.connection_limit
+            );
+            let verb = if exists { "ALTER" } else { "CREATE" };
+            self.admin
+                .batch_execute(&format!("{verb} ROLE {name} {opts}"))
+                .await
+                .map_err(e(&format!("{verb} ROLE {}", role.name)))?;
+            if let Some(pw) = &role.password {
+                let (value, digest) = password(pw)?;
+                // The statement holds the password: it is never logged or put in an error.
+                self.admin
+                    .batch_execute(&format!("ALTER ROLE {name} PASSWORD {}", literal(&value)))
+                    .await
+                    .map_err(|err| {
+                        format!(
+                            "set the password of role {}: {}",
+                            role.name,
+                            sqlstate(&err).unwrap_or_default()
+                        )
+                    })?;
+                self.admin
+                    .batch_execute(&format!(
+                        "COMMENT ON ROLE {name} IS {}",
+                        literal(&format!("converge:pw={digest}"))
+                    ))
+                    .await
+                    .map_err(e("comment on role"))?;
+            }
+            let current: Vec<String> = self
+                .admin
+                .query_one(
+                    "SELECT ARRAY(SELECT b.rolname::text FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $1)",
+                    &[&role.name.as_str()],
+                )
+                .await
+                .map_err(e("read memberships"))?
+                .get(0);
+            for m in role.member_of.iter().filter(|m| !current.contains(m)) {
+                self.admin
+                    .batch_execute(&format!("GRANT {} TO {name}", ident(m)))
+                    .await
+                    .map_err(e("grant membership"))?;
+            }
+            for m in current.iter().filter(|m| !role.member_of.contains(m)) {
+                self.admin
+                    .batch_execute(&format!("REVOKE {} FROM {name}", ident(m)))
+                    .await
+                    .map_err(e("revoke membership"))?;
+            }
+        }
+        let dbname = ident(db.name.as_str());
+        let row = self
+            .admin
+            .query_opt(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1",
+                &[&db.name.as_str()],
+            )
+            .await
+            .map_err(e("look up database"))?;
+        match row {
+            None => {
+                let owner = db
+                    .owner
+                    .as_deref()
+                    .map(|o| format!(" OWNER {}", ident(o)))
+                    .unwrap_or_default();
+                self.admin
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {dbname}{owner} ENCODING {} TEMPLATE template0",
+                        literal(&db.encoding)
+                    ))
+                    .await
+                    .map_err(e(&format!("CREATE DATABASE {}", db.name)))?;
+            }
+            Some(r) => {
+                let owner: String = r.get(0);
+                if let Some(o) = db.owner.as_deref().filter(|o| *o != owner) {
+                    self.admin
+                        .batch_execute(&format!("ALTER DATABASE {dbname} OWNER TO {}", ident(o)))
+                        .await
+                        .map_err(e("change owner"))?;
+                }
+            }
+        }
+        let comment = serde_json::to_string(&DbComment {
+            converge: project.into(),
+            prune: db.prune,
+        })
+        .expect("comment serializes");
+        self.admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {dbname} IS {}",
+                literal(&comment)
+            ))
+            .await
+            .map_err(e("comment on database"))?;
+        let conn = self
+            .connect_db(db.name.as_str())
+            .await
+            .map_err(|x| x.to_string())?;
+        for ext in &db.extensions {
+            conn.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS {}", ident(ext)))
+                .await
+                .map_err(e(&format!("CREATE EXTENSION {ext}")))?;
+        }
+        self.apply_grants_on(&conn, db, true).await?;
+        Ok(())
+    }
+
+    /// Grants and revokes so that each declared grant holds exactly its privileges.
+    pub async fn apply_grants(&self, db: &Database) -> Result<(), String> {
+        let conn = self
+            .connect_db(db.name.as_str())
+            .await
+            .map_err(|x| x.to_string())?;
+        self.apply_grants_on(&conn, db, false).await
+    }
+
+    /// `skip_missing_schemas`: before migrations run, a schema they create does not exist yet;
+    /// its grants are applied after them.
+    async fn apply_grants_on(
+        &self,
+        conn: &Client,
+        db: &Database,
+        skip_missing_schemas: bool,
+    ) -> Result<(), String> {
+        let held = all_held(conn, db).await.map_err(|x| x.to_string())?;
+        let schemas: BTreeSet<String> = conn
+            .query("SELECT nspname::text FROM pg_namespace", &[])
+            .await
+            .map_err(|e| message(&e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for role in &db.roles {
+            for (i, g) in role.grants.iter().enumerate() {
+                if g.on != GrantTarget::Database && !schemas.contains(&g.schema) {
+                    if skip_missing_schemas {
+                        continue;
+                    }
+                    return Err(format!(
+                        "grant on schema {} for role {}: the schema does not exist",
+                        g.schema, role.name
+                    ));
+                }
+                let want = g.canonical_privileges();
+                let have = held
+                    .get(&(role.name.to_string(), i))
+                    .cloned()
+                    .unwrap_or_default();
+                let add: Vec<&str> = want.iter().copied().filter(|p| !have.contains(p)).collect();
+                let remove: Vec<&str> =
+                    have.iter().copied().filter(|p| !want.contains(p)).collect();
+                for (verb, privs) in [("GRANT", add), ("REVOKE", remove)] {
+                    if privs.is_empty() {
+                        continue;
+                    }
+                    for sql in grant_sql(verb, &privs, g, db.name.as_str(), role.name.as_str()) {
+                        conn.batch_execute(&sql)
+                            .await
+                            .map_err(|e| format!("{verb} on {}: {}", g.on.as_str(), message(&e)))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn grant_sql(verb: &str, privs: &[&str], g: &Grant, db: &str, role: &str) -> Vec<String> {
+    let list = privs.join(", ");
+    let to = if verb == "GRANT" { "TO" } else { "FROM" };
+    let (r, s) = (ident(role), ident(&g.schema));
+    match g.on {
+        GrantTarget::Schema => vec![format!("{verb} {list} ON SCHEMA {s} {to} {r}")],
+        GrantTarget::Database => vec![format!("{verb} {list} ON DATABASE {} {to} {r}", ident(db))],
+        GrantTarget::AllTables | GrantTarget::AllSequences | GrantTarget::AllFunctions => {
+            let (all, def) = match g.on {
+                GrantTarget::AllTables => ("ALL TABLES", "TABLES"),
+                GrantTarget::AllSequences => ("ALL SEQUENCES", "SEQUENCES"),
+                _ => ("ALL FUNCTIONS", "FUNCTIONS"),
+            };
+            vec![
+                format!("{verb} {list} ON {all} IN SCHEMA {s} {to} {r}"),
+                format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {s} {verb} {list} ON {def} {to} {r}"),
+            ]
+        }
+    }
+}
