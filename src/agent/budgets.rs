@@ -180,19 +180,15 @@ mod tests {
         Entry {
             ts: 1,
             run: "r".into(),
-            event: "usage".into(),
-            step: None,
-            resource: Some("service/worker".into()),
-            action: None,
-            detail: None,
-            error: None,
-            data: serde_json::to_value(Usage {
-                replicas,
-                cpus: 0.5,
-                memory_bytes: 0,
-                gpus: 0,
-            })
-            .unwrap(),
+            event: crate::engine::journal::Event::Usage {
+                resource: "service/worker".into(),
+                data: Usage {
+                    replicas,
+                    cpus: 0.5,
+                    memory_bytes: 0,
+                    gpus: 0,
+                },
+            },
         }
     }
 

@@ -19,9 +19,9 @@ pub fn next_after(cron: &str, after: u64) -> Option<u64> {
 /// When each backup last succeeded (`backup-done` in the journal), by resource id.
 pub fn last_success(entries: &[Entry]) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.event == "backup-done") {
-        if let Some(r) = &e.resource {
-            out.insert(r.clone(), e.ts);
+    for e in entries {
+        if let crate::engine::journal::Event::BackupDone { resource, .. } = &e.event {
+            out.insert(resource.clone(), e.ts);
         }
     }
     out

@@ -8,6 +8,7 @@ use tracing::{error, info, warn};
 
 use super::source::Revision;
 use super::{budgets, lock, metrics, schedule, Agent};
+use crate::engine::event::{BudgetAlert, BudgetLimit, Event, Scaled, StepRef};
 use crate::engine::journal::{self, Journal};
 use crate::engine::Engine;
 use crate::model::live::LiveState;
@@ -240,11 +241,18 @@ impl Agent {
         }
         let secrets = Arc::new(Secrets::load_or_create(&self.opts.state_dir)?);
         for (name, d) in decisions {
-            journal.record("scaled", |e| {
-                e.resource = Some(format!("service/{name}"));
-                e.action = Some("scale".into());
-                e.detail = Some(d.reason.clone());
-                e.data = serde_json::json!({"from": d.from, "to": d.to, "metrics": d.metrics});
+            journal.record(Event::Scaled {
+                at: StepRef {
+                    step: None,
+                    resource: Some(format!("service/{name}")),
+                    action: Some("scale".into()),
+                    detail: Some(d.reason.clone()),
+                },
+                data: Scaled {
+                    from: d.from,
+                    to: d.to,
+                    metrics: d.metrics.clone(),
+                },
             })?;
             info!(service = %name, from = d.from, to = d.to, reason = %d.reason, "autoscaled");
             let text = format!(
@@ -283,9 +291,9 @@ impl Agent {
     ) -> anyhow::Result<bool> {
         let project = desired.project.name.to_string();
         for (resource, usage) in budgets::usage_changes(live, &journal.read_all()) {
-            journal.record("usage", |e| {
-                e.resource = Some(resource.clone());
-                e.data = serde_json::to_value(usage).unwrap_or_default();
+            journal.record(Event::Usage {
+                resource: resource.clone(),
+                data: usage,
             })?;
         }
         let entries = journal.read_all();
@@ -314,10 +322,15 @@ impl Agent {
                 .and_then(|p| p.limit);
             if s.limit != before {
                 let text = budgets::limit_message(b, s, before);
-                journal.record("budget-limit", |e| {
-                    e.resource = Some(s.budget.clone());
-                    e.detail = Some(text.clone());
-                    e.data = serde_json::json!({"limit": s.limit, "ratio": s.ratio, "spend": s.spend, "period": s.period});
+                journal.record(Event::BudgetLimit {
+                    resource: s.budget.clone(),
+                    detail: text.clone(),
+                    data: BudgetLimit {
+                        limit: s.limit,
+                        ratio: s.ratio,
+                        spend: s.spend,
+                        period: s.period.clone(),
+                    },
                 })?;
                 warn!("{text}");
                 changed = true;
@@ -333,10 +346,13 @@ impl Agent {
                     crate::cost::money(s.spend, &b.currency),
                     crate::cost::money(s.projected, &b.currency)
                 );
-                journal.record("budget-alert", |e| {
-                    e.resource = Some(s.budget.clone());
-                    e.detail = Some(text.clone());
-                    e.data = serde_json::json!({"threshold": crate::budget::threshold_key(a), "period": s.period});
+                journal.record(Event::BudgetAlert {
+                    resource: s.budget.clone(),
+                    detail: text.clone(),
+                    data: BudgetAlert {
+                        threshold: crate::budget::threshold_key(a),
+                        period: s.period.clone(),
+                    },
                 })?;
                 warn!("{text}");
                 self.budget_event(desired, &secrets, rev, b, text);

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::Tools;
+use crate::engine::event::{BackupTaken, Event};
 use crate::engine::journal::Journal;
 use crate::model::backup::VerifyMode;
 use crate::model::Backup;
@@ -17,9 +18,11 @@ pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String
     let m = match outcome {
         Ok(m) => m,
         Err(e) => {
-            let _ = journal.record("backup-failed", |x| {
-                x.resource = Some(format!("backup/{}", b.name));
-                x.error = Some(e.clone());
+            let _ = journal.record(Event::BackupFailed {
+                resource: format!("backup/{}", b.name),
+                detail: None,
+                error: Some(e.clone()),
+                data: None,
             });
             return Err(e);
         }
@@ -42,11 +45,24 @@ pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String
     } else {
         verify(tools, b, &m.id, b.verify)
     };
-    let _ = journal.record(if verified.is_ok() { "backup-done" } else { "backup-failed" }, |x| {
-        x.resource = Some(format!("backup/{}", b.name));
-        x.detail = Some(m.id.clone());
-        x.error = verified.as_ref().err().cloned();
-        x.data = serde_json::json!({"id": m.id, "stored_bytes": m.stored_bytes, "seconds": started.elapsed().as_secs_f64()});
+    let taken = BackupTaken {
+        id: m.id.clone(),
+        stored_bytes: m.stored_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let resource = format!("backup/{}", b.name);
+    let _ = journal.record(match &verified {
+        Ok(_) => Event::BackupDone {
+            resource,
+            detail: m.id.clone(),
+            data: taken,
+        },
+        Err(e) => Event::BackupFailed {
+            resource,
+            detail: Some(m.id.clone()),
+            error: Some(e.clone()),
+            data: Some(taken),
+        },
     });
     lines.push(verified?);
     match super::retention(tools, b) {

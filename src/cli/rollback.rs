@@ -11,6 +11,7 @@ use clap::Args;
 use super::runtime;
 use super::Outcome;
 use crate::diff::Diff;
+use crate::engine::event::{DeferredData, Event, SpecHash, StepRef};
 use crate::engine::journal::{self, Journal};
 use crate::engine::{apply, PlanOptions};
 use crate::engine::{state_dir, Engine};
@@ -145,24 +146,32 @@ async fn instant(
     let resource = format!("service/{}", s.name);
     let due = journal::now() + s.deploy.drain.as_millis().div_ceil(1000);
     let run = journal.run.clone();
-    journal.record("spec-failed", |e| {
-        e.resource = Some(resource.clone());
-        e.data = serde_json::json!({"hash": bad_hash});
+    journal.record(Event::SpecFailed {
+        resource: resource.clone(),
+        data: SpecHash {
+            hash: bad_hash.clone(),
+        },
     })?;
     cancel_pending_drain(journal, &resource, previous)?;
-    journal.record("deferred", |e| {
-        e.step = Some(0);
-        e.resource = Some(resource.clone());
-        e.action = Some("drain".into());
-        e.detail = Some(format!(
-            "stop {active} {} after the rollback",
-            s.deploy.drain
-        ));
-        e.data = serde_json::json!({"due": due, "color": active, "run": run});
+    journal.record(Event::Deferred {
+        at: StepRef {
+            step: Some(0),
+            resource: Some(resource.clone()),
+            action: Some("drain".into()),
+            detail: Some(format!(
+                "stop {active} {} after the rollback",
+                s.deploy.drain
+            )),
+        },
+        data: DeferredData {
+            due,
+            color: Some(active),
+            run,
+        },
     })?;
-    journal.record("rolled-back", |e| {
-        e.resource = Some(resource.clone());
-        e.detail = Some(format!("instant: traffic back to {previous}"));
+    journal.record(Event::RolledBack {
+        resource: resource.clone(),
+        detail: format!("instant: traffic back to {previous}"),
     })?;
     let via = if switched.is_empty() {
         "no router routes it".to_string()
@@ -178,16 +187,12 @@ async fn instant(
 }
 
 fn cancel_pending_drain(journal: &mut Journal, resource: &str, color: Color) -> anyhow::Result<()> {
-    for entry in journal::open_deferred(&journal.read_all()) {
-        let same = entry.data.get("color").and_then(|c| c.as_str()) == Some(color.as_str());
-        if entry.resource.as_deref() == Some(resource) && same {
-            let (run, step) = (entry.run.clone(), entry.step);
-            journal.record("deferred-done", |e| {
-                e.resource = Some(resource.to_string());
-                e.action = Some("drain".into());
-                e.detail = Some(format!("cancelled: rolled back to {color}"));
-                e.data = serde_json::json!({"run": run, "step": step});
-            })?;
+    for d in journal::open_deferred(&journal.read_all()) {
+        if d.resource == resource && d.color == Some(color) {
+            journal.record(journal::drain_done(
+                &d,
+                format!("cancelled: rolled back to {color}"),
+            ))?;
         }
     }
     Ok(())
@@ -227,12 +232,10 @@ async fn redeploy_previous(
     let entry = Journal::deployed(session.state_dir(), project, &resource)
         .into_iter()
         .rev()
-        .find(|e| {
-            let hash = e.data.get("hash").and_then(|h| h.as_str()).unwrap_or("");
-            hash != bad_hash && !failed.contains(hash)
-        })
+        .find(|(_, d)| d.hash != bad_hash && !failed.contains(&d.hash))
         .ok_or_else(|| anyhow!("no earlier deploy of {resource} is recorded in the journal; there is nothing to roll back to"))?;
-    let previous: Service = serde_json::from_value(entry.data["service"].clone())
+    let (deployed_at, entry) = entry;
+    let previous: Service = serde_json::from_value(entry.service.clone())
         .context("the journal's record of the previous spec cannot be read")?;
     let mut target = desired.clone();
     target.resources.insert(
@@ -281,7 +284,7 @@ async fn redeploy_previous(
     }
     println!(
         "Rolling back {resource} to the spec deployed at {} (the previous color is not running):\n",
-        crate::plan::text::utc(entry.ts)
+        crate::plan::text::utc(deployed_at)
     );
     print!("{}", plan::text::render(&p));
     let run = session.run(&target, live, dir, None);
@@ -292,13 +295,15 @@ async fn redeploy_previous(
         eprintln!("\nRollback failed: {outcome:?}");
         return Ok(Outcome::Failure);
     }
-    journal.record("spec-failed", |e| {
-        e.resource = Some(resource.clone());
-        e.data = serde_json::json!({"hash": bad_hash});
+    journal.record(Event::SpecFailed {
+        resource: resource.clone(),
+        data: SpecHash {
+            hash: bad_hash.clone(),
+        },
     })?;
-    journal.record("rolled-back", |e| {
-        e.resource = Some(resource.clone());
-        e.detail = Some("redeployed the previous spec".into());
+    journal.record(Event::RolledBack {
+        resource: resource.clone(),
+        detail: "redeployed the previous spec".into(),
     })?;
     println!("\nRolled back {resource} to its previous spec. The spec {bad_hash} is remembered as failed: `converge apply` will not deploy it again until the desired state changes (or `--retry-failed`).");
     Ok(Outcome::Success)

@@ -80,20 +80,22 @@ async fn gather(
     let project = desired.project.name.as_str();
     let entries = Journal::entries(&state_dir, project);
     let mut last: std::collections::BTreeMap<String, String> = Default::default();
-    for e in entries.iter().filter(|e| e.event == "scaled") {
-        if let Some(name) = e
+    for e in &entries {
+        let journal::Event::Scaled { at, data } = &e.event else {
+            continue;
+        };
+        if let Some(name) = at
             .resource
             .as_deref()
             .and_then(|r| r.strip_prefix("service/"))
         {
-            let (from, to) = (e.data.get("from"), e.data.get("to"));
             last.insert(
                 name.to_string(),
                 format!(
                     "{} → {}: {} ({})",
-                    from.map(|v| v.to_string()).unwrap_or_default(),
-                    to.map(|v| v.to_string()).unwrap_or_default(),
-                    e.detail.as_deref().unwrap_or(""),
+                    data.from,
+                    data.to,
+                    at.detail.as_deref().unwrap_or(""),
                     crate::plan::text::utc(e.ts)
                 ),
             );

@@ -15,6 +15,7 @@ use crate::providers::services::containers::spec_attributes;
 use crate::providers::{Context, ProviderError, Registry, Undo};
 
 use super::deferred::cancel_drains;
+use super::event::{ApplyStarted, DeferredData, Deployed, Event, SpecHash, StepRef};
 pub use super::journal::{self, Journal, JournalError};
 use super::verify::{new_colors, verify};
 
@@ -75,8 +76,12 @@ pub async fn execute(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Outcome, JournalError> {
     let changes: Changes<'_> = plan.changes.iter().map(|c| (&c.id, c)).collect();
-    journal.record("apply-started", |e| {
-        e.data = serde_json::json!({"revision": ctx.revision, "fingerprint": plan.fingerprint, "steps": plan.steps.len()});
+    journal.record(Event::ApplyStarted {
+        data: ApplyStarted {
+            revision: ctx.revision.map(str::to_string),
+            fingerprint: plan.fingerprint.clone(),
+            steps: plan.steps.len(),
+        },
     })?;
     let changes_ref = &changes;
     let total = plan.steps.len();
@@ -95,7 +100,7 @@ pub async fn execute(
                 "  stopping before step {}: shutdown requested",
                 step.id
             ));
-            journal.record("apply-interrupted", |e| e.step = Some(step.id))?;
+            journal.record(Event::ApplyInterrupted { step: step.id })?;
             return Ok(Outcome::Interrupted { after: step.id - 1 });
         }
         if !ahead.contains_key(&step.id) && parallel(step, &changes) {
@@ -106,7 +111,7 @@ pub async fn execute(
                 .collect();
             if batch.len() > 1 {
                 for s in &batch {
-                    journal.record("step-started", |e| fill_step(e, s))?;
+                    journal.record(Event::StepStarted(step_ref(s)))?;
                 }
                 let results: Vec<(usize, Result<Undo, String>, f64)> =
                     futures_util::stream::iter(batch)
@@ -129,7 +134,7 @@ pub async fn execute(
         let (result, secs) = match ahead.remove(&step.id) {
             Some(precomputed) => precomputed,
             None => {
-                journal.record("step-started", |e| fill_step(e, step))?;
+                journal.record(Event::StepStarted(step_ref(step)))?;
                 let started = Instant::now();
                 let change = changes.get(&step.resource).copied();
                 let result = run_step(step, change, &changes, ctx, journal).await;
@@ -148,9 +153,9 @@ pub async fn execute(
                     step.resource,
                     step.detail
                 ));
-                journal.record("step-done", |e| {
-                    fill_step(e, step);
-                    e.data = serde_json::to_value(&undo).unwrap_or_default();
+                journal.record(Event::StepDone {
+                    at: step_ref(step),
+                    data: undo.clone(),
                 })?;
                 match &undo {
                     Undo::RestoreContainers { retired, .. } | Undo::RestartRetired { retired } => {
@@ -168,25 +173,25 @@ pub async fn execute(
                     step.resource,
                     step.detail
                 ));
-                journal.record("step-failed", |e| {
-                    fill_step(e, step);
-                    e.error = Some(error.clone());
+                journal.record(Event::StepFailed {
+                    at: step_ref(step),
+                    error: error.clone(),
                 })?;
                 // Creations that ran alongside and succeeded are undone with the rest.
                 for (id, (r, _)) in std::mem::take(&mut ahead) {
                     if let (Ok(undo), Some(s)) = (r, plan.steps.iter().find(|s| s.id == id)) {
-                        journal.record("step-done", |e| {
-                            fill_step(e, s);
-                            e.data = serde_json::to_value(&undo).unwrap_or_default();
+                        journal.record(Event::StepDone {
+                            at: step_ref(s),
+                            data: undo.clone(),
                         })?;
                         done.push((s, undo));
                     }
                 }
                 for resource in deploys_implicated(step, &changes, ctx.desired) {
                     if let Some(hash) = spec_hash(&resource, &changes, &ctx.ctx) {
-                        journal.record("spec-failed", |e| {
-                            e.resource = Some(resource.to_string());
-                            e.data = serde_json::json!({"hash": hash});
+                        journal.record(Event::SpecFailed {
+                            resource: resource.to_string(),
+                            data: SpecHash { hash },
                         })?;
                     }
                 }
@@ -215,7 +220,9 @@ pub async fn execute(
                         left,
                     }
                 };
-                journal.record("apply-finished", |e| e.detail = Some(outcome.name().into()))?;
+                journal.record(Event::ApplyFinished {
+                    detail: outcome.name().into(),
+                })?;
                 return Ok(outcome);
             }
         }
@@ -226,7 +233,9 @@ pub async fn execute(
         }
     }
     record_deployed(plan, ctx, journal)?;
-    journal.record("apply-finished", |e| e.detail = Some("applied".into()))?;
+    journal.record(Event::ApplyFinished {
+        detail: "applied".into(),
+    })?;
     Ok(Outcome::Applied)
 }
 
@@ -299,9 +308,13 @@ fn record_deployed(plan: &Plan, ctx: &Run<'_>, journal: &mut Journal) -> Result<
             .spec_hash
             .clone()
             .unwrap_or_else(|| spec_attributes(ctx.secrets, s).spec_hash());
-        journal.record("deployed", |e| {
-            e.resource = Some(c.id.to_string());
-            e.data = serde_json::json!({"hash": hash, "color": color, "service": s});
+        journal.record(Event::Deployed {
+            resource: c.id.to_string(),
+            data: Deployed {
+                hash,
+                color,
+                service: serde_json::to_value(s).unwrap_or_default(),
+            },
         })?;
     }
     Ok(())
@@ -322,11 +335,14 @@ async fn create_service(step: &Step, changes: &Changes<'_>, ctx: &Run<'_>) -> Re
     provider_step(step, change, ctx).await
 }
 
-fn fill_step(e: &mut journal::Entry, step: &Step) {
-    e.step = Some(step.id);
-    e.resource = Some(step.resource.to_string());
-    e.action = Some(step.action.as_str().into());
-    e.detail = Some(step.detail.clone());
+/// How the journal names a step.
+fn step_ref(step: &Step) -> StepRef {
+    StepRef {
+        step: Some(step.id),
+        resource: Some(step.resource.to_string()),
+        action: Some(step.action.as_str().into()),
+        detail: Some(step.detail.clone()),
+    }
 }
 
 /// Undoes completed steps in reverse; returns what could not be undone.
@@ -341,7 +357,7 @@ async fn compensate(
         if *undo == Undo::Nothing {
             continue;
         }
-        journal.record("compensation-started", |e| fill_step(e, step))?;
+        journal.record(Event::CompensationStarted(step_ref(step)))?;
         match run_undo(undo, ctx.registry).await {
             Ok(()) => {
                 progress(&format!(
@@ -349,7 +365,10 @@ async fn compensate(
                     step.action.as_str(),
                     step.resource
                 ));
-                journal.record("compensation-done", |e| fill_step(e, step))?;
+                journal.record(Event::CompensationDone {
+                    at: step_ref(step),
+                    data: None,
+                })?;
             }
             Err(error) => {
                 progress(&format!(
@@ -357,9 +376,9 @@ async fn compensate(
                     step.action.as_str(),
                     step.resource
                 ));
-                journal.record("compensation-failed", |e| {
-                    fill_step(e, step);
-                    e.error = Some(error.clone());
+                journal.record(Event::CompensationFailed {
+                    at: step_ref(step),
+                    error: error.clone(),
                 })?;
                 left.push(format!(
                     "{} {}: {error}",
@@ -435,9 +454,13 @@ async fn run_step(
             let due = journal::now() + drain.as_millis().div_ceil(1000);
             let run = journal.run.clone();
             journal
-                .record("deferred", |e| {
-                    fill_step(e, step);
-                    e.data = serde_json::json!({"due": due, "color": from, "run": run});
+                .record(Event::Deferred {
+                    at: step_ref(step),
+                    data: DeferredData {
+                        due,
+                        color: Some(*from),
+                        run,
+                    },
                 })
                 .map_err(|e| e.to_string())?;
             Ok(Undo::Nothing)

@@ -25,19 +25,12 @@ pub fn cancel_drains(
     resource: &ResourceId,
     color: Color,
 ) -> Result<(), JournalError> {
-    for entry in journal::open_deferred(&journal.read_all()) {
-        let same_color = entry.data.get("color").and_then(|c| c.as_str()) == Some(color.as_str());
-        if entry.resource.as_deref() == Some(resource.to_string().as_str())
-            && entry.action.as_deref() == Some("drain")
-            && same_color
-        {
-            let (run, step) = (entry.run.clone(), entry.step);
-            journal.record("deferred-done", |e| {
-                e.resource = Some(resource.to_string());
-                e.action = Some("drain".into());
-                e.detail = Some(format!("cancelled: a new deploy uses {color}"));
-                e.data = serde_json::json!({"run": run, "step": step});
-            })?;
+    for d in journal::open_deferred(&journal.read_all()) {
+        if d.resource == resource.to_string() && d.action == "drain" && d.color == Some(color) {
+            journal.record(journal::drain_done(
+                &d,
+                format!("cancelled: a new deploy uses {color}"),
+            ))?;
         }
     }
     Ok(())
@@ -52,18 +45,14 @@ pub async fn run_due_deferred(
 ) -> Result<(), JournalError> {
     let project = ctx.desired.project.name.as_str();
     for entry in journal::open_deferred(&Journal::entries(state_dir, project)) {
-        let due = entry.data.get("due").and_then(|d| d.as_u64()).unwrap_or(0);
-        if due > journal::now() || entry.action.as_deref() != Some("drain") {
+        if entry.due > journal::now() || entry.action != "drain" {
             continue;
         }
-        let resource = entry.resource.clone().unwrap_or_default();
+        let resource = entry.resource.clone();
         let Some(id) = ResourceId::parse(&resource, None) else {
             continue;
         };
-        let color: Option<Color> = entry
-            .data
-            .get("color")
-            .and_then(|c| serde_json::from_value(c.clone()).ok());
+        let color = entry.color;
         let active = ctx.live.service(&id).and_then(|l| l.active_color);
         let outcome = match color {
             Some(c) if active == Some(c) => "cancelled: that color takes traffic again".to_string(),
@@ -77,13 +66,7 @@ pub async fn run_due_deferred(
             None => "nothing to drain".into(),
         };
         progress(&format!("  deferred drain {resource}: {outcome}"));
-        let (run, step) = (entry.run.clone(), entry.step);
-        journal.record("deferred-done", |e| {
-            e.resource = Some(resource.clone());
-            e.action = Some("drain".into());
-            e.detail = Some(outcome.clone());
-            e.data = serde_json::json!({"run": run, "step": step});
-        })?;
+        journal.record(journal::drain_done(&entry, outcome))?;
     }
     Ok(())
 }

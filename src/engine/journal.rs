@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::model::live::PendingStep;
+use crate::model::live::{Color, PendingStep};
+
+use super::event::{Deployed, Scaled};
+pub use super::event::{Entry, Event, StepRef};
 
 #[derive(Debug, Error)]
 #[error("journal {path}: {source}")]
@@ -61,30 +63,6 @@ impl StateLock {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Unix seconds.
-    pub ts: u64,
-    /// The apply run this belongs to.
-    pub run: String,
-    /// `apply-started`, `step-started`, `step-done`, `step-failed`, `compensation-started`,
-    /// `compensation-done`, `compensation-failed`, `deferred`, `deferred-done`, `apply-finished`.
-    pub event: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// What undoes the step (`step-done`), or when a deferred step is due (`deferred`).
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub data: serde_json::Value,
-}
-
 pub struct Journal {
     path: PathBuf,
     file: std::fs::File,
@@ -129,23 +107,12 @@ impl Journal {
     }
 
     /// Appends one entry and waits until it is on disk.
-    pub fn record(
-        &mut self,
-        event: &str,
-        fill: impl FnOnce(&mut Entry),
-    ) -> Result<(), JournalError> {
-        let mut e = Entry {
+    pub fn record(&mut self, event: Event) -> Result<(), JournalError> {
+        let e = Entry {
             ts: now(),
             run: self.run.clone(),
-            event: event.to_string(),
-            step: None,
-            resource: None,
-            action: None,
-            detail: None,
-            error: None,
-            data: serde_json::Value::Null,
+            event,
         };
-        fill(&mut e);
         let mut line = serde_json::to_string(&e).expect("entry serializes");
         line.push('\n');
         let err = |source| JournalError {
@@ -168,11 +135,15 @@ impl Journal {
         failed_of(&Self::entries(state_dir, project))
     }
 
-    /// The service specs recorded by successful deploys of `resource`, oldest first.
-    pub fn deployed(state_dir: &Path, project: &str, resource: &str) -> Vec<Entry> {
+    /// The service specs recorded by successful deploys of `resource`, oldest first, with
+    /// when each was deployed.
+    pub fn deployed(state_dir: &Path, project: &str, resource: &str) -> Vec<(u64, Deployed)> {
         Self::entries(state_dir, project)
             .into_iter()
-            .filter(|e| e.event == "deployed" && e.resource.as_deref() == Some(resource))
+            .filter_map(|e| match e.event {
+                Event::Deployed { resource: r, data } if r == resource => Some((e.ts, data)),
+                _ => None,
+            })
             .collect()
     }
 
@@ -185,9 +156,11 @@ impl Journal {
 /// Spec hashes per service whose deploy failed and was rolled back (`spec-failed` entries).
 pub fn failed_of(entries: &[Entry]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.event == "spec-failed") {
-        if let (Some(r), Some(h)) = (&e.resource, e.data.get("hash").and_then(|h| h.as_str())) {
-            out.entry(r.clone()).or_default().insert(h.to_string());
+    for e in entries {
+        if let Event::SpecFailed { resource, data } = &e.event {
+            out.entry(resource.clone())
+                .or_default()
+                .insert(data.hash.clone());
         }
     }
     out
@@ -196,16 +169,21 @@ pub fn failed_of(entries: &[Entry]) -> BTreeMap<String, BTreeSet<String>> {
 /// The autoscaler's last choice per service name (`scaled` entries).
 pub fn autoscaled_of(entries: &[Entry]) -> BTreeMap<String, crate::scale::Autoscaled> {
     let mut out = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.event == "scaled") {
-        let (Some(r), Some(to)) = (&e.resource, e.data.get("to").and_then(|v| v.as_u64())) else {
+    for e in entries {
+        let Event::Scaled {
+            at,
+            data: Scaled { to, .. },
+        } = &e.event
+        else {
             continue;
         };
+        let Some(r) = &at.resource else { continue };
         let name = r.strip_prefix("service/").unwrap_or(r).to_string();
         out.insert(
             name,
             crate::scale::Autoscaled {
-                replicas: to as u32,
-                reason: e.detail.clone().unwrap_or_default(),
+                replicas: *to,
+                reason: at.detail.clone().unwrap_or_default(),
                 at: e.ts,
             },
         );
@@ -217,13 +195,13 @@ pub fn autoscaled_of(entries: &[Entry]) -> BTreeMap<String, crate::scale::Autosc
 pub fn usage_of(entries: &[Entry]) -> Vec<crate::budget::UsageRecord> {
     entries
         .iter()
-        .filter(|e| e.event == "usage")
-        .filter_map(|e| {
-            Some(crate::budget::UsageRecord {
+        .filter_map(|e| match &e.event {
+            Event::Usage { resource, data } => Some(crate::budget::UsageRecord {
                 at: e.ts,
-                resource: e.resource.clone()?,
-                usage: serde_json::from_value(e.data.clone()).ok()?,
-            })
+                resource: resource.clone(),
+                usage: *data,
+            }),
+            _ => None,
         })
         .collect()
 }
@@ -232,13 +210,13 @@ pub fn usage_of(entries: &[Entry]) -> Vec<crate::budget::UsageRecord> {
 pub fn budget_alerts_of(entries: &[Entry], budget: &str, period: &str) -> BTreeSet<String> {
     entries
         .iter()
-        .filter(|e| e.event == "budget-alert" && e.resource.as_deref() == Some(budget))
-        .filter(|e| e.data.get("period").and_then(|p| p.as_str()) == Some(period))
-        .filter_map(|e| {
-            e.data
-                .get("threshold")
-                .and_then(|t| t.as_str())
-                .map(str::to_string)
+        .filter_map(|e| match &e.event {
+            Event::BudgetAlert { resource, data, .. }
+                if resource == budget && data.period == period =>
+            {
+                Some(data.threshold.clone())
+            }
+            _ => None,
         })
         .collect()
 }
@@ -299,16 +277,13 @@ pub fn compacted(entries: &[Entry]) -> Vec<&Entry> {
         .collect();
     let open: Vec<(String, Option<usize>)> = open_deferred(entries)
         .into_iter()
-        .map(|e| (e.run, e.step))
+        .map(|d| (d.run, d.step))
         .collect();
-    let mut last_of: std::collections::BTreeMap<(String, String), Vec<usize>> = Default::default();
+    let mut last_of: std::collections::BTreeMap<(&str, String), Vec<usize>> = Default::default();
     for (i, e) in entries.iter().enumerate() {
-        if matches!(
-            e.event.as_str(),
-            "deployed" | "backup-done" | "scaled" | "usage"
-        ) {
+        if matches!(e.name(), "deployed" | "backup-done" | "scaled" | "usage") {
             last_of
-                .entry((e.event.clone(), e.resource.clone().unwrap_or_default()))
+                .entry((e.name(), e.resource().unwrap_or_default().to_string()))
                 .or_default()
                 .push(i);
         }
@@ -323,7 +298,7 @@ pub fn compacted(entries: &[Entry]) -> Vec<&Entry> {
     let newest = entries.iter().map(|e| e.ts).max().unwrap_or(0);
     let budget_history = |e: &Entry| {
         matches!(
-            e.event.as_str(),
+            e.name(),
             "usage" | "budget-alert" | "budget-limit" | "scaled"
         ) && e.ts + PERIOD_KEEP >= newest
     };
@@ -333,42 +308,75 @@ pub fn compacted(entries: &[Entry]) -> Vec<&Entry> {
         .filter(|(i, e)| {
             *i >= start_recent
                 || unfinished.contains(&e.run)
-                || e.event == "spec-failed"
+                || matches!(e.event, Event::SpecFailed { .. })
                 || recent_deploys.contains(i)
                 || budget_history(e)
-                || (e.event == "deferred" && open.contains(&(e.run.clone(), e.step)))
+                || (matches!(e.event, Event::Deferred { .. })
+                    && open.contains(&(e.run.clone(), e.step())))
         })
         .map(|(_, e)| e)
         .collect()
+}
+
+/// The entry that closes the open deferred drain `d` (it ran, or was cancelled: `detail`).
+pub fn drain_done(d: &OpenDeferred, detail: String) -> Event {
+    Event::DeferredDone {
+        at: StepRef {
+            step: None,
+            resource: Some(d.resource.clone()),
+            action: Some("drain".into()),
+            detail: Some(detail),
+        },
+        data: super::event::DeferredRef {
+            run: d.run.clone(),
+            step: d.step,
+        },
+    }
 }
 
 /// Deferred steps still open, as the plan shows them.
 pub fn pending_of(entries: &[Entry]) -> Vec<PendingStep> {
     open_deferred(entries)
         .into_iter()
-        .map(|e| PendingStep {
-            due: e.data.get("due").and_then(|d| d.as_u64()).unwrap_or(e.ts),
-            resource: e.resource.unwrap_or_default(),
-            action: e.action.unwrap_or_default(),
-            detail: e.detail.unwrap_or_default(),
+        .map(|d| PendingStep {
+            due: d.due,
+            resource: d.resource,
+            action: d.action,
+            detail: d.detail,
         })
         .collect()
 }
 
-/// The deferred entries still open, with what identifies them.
-pub fn open_deferred(entries: &[Entry]) -> Vec<Entry> {
-    let mut open: Vec<Entry> = Vec::new();
+/// A deferred step recorded and not yet done or cancelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenDeferred {
+    /// The run that deferred it and its step: what a `deferred-done` names.
+    pub run: String,
+    pub step: Option<usize>,
+    pub resource: String,
+    pub action: String,
+    pub detail: String,
+    /// Unix seconds when it is due.
+    pub due: u64,
+    pub color: Option<Color>,
+}
+
+/// The deferred steps still open, in the order they were recorded.
+pub fn open_deferred(entries: &[Entry]) -> Vec<OpenDeferred> {
+    let mut open: Vec<OpenDeferred> = Vec::new();
     for e in entries {
-        match e.event.as_str() {
-            "deferred" => open.push(e.clone()),
-            "deferred-done" => {
-                let run = e.data.get("run").and_then(|r| r.as_str()).unwrap_or("");
-                let step = e
-                    .data
-                    .get("step")
-                    .and_then(|s| s.as_u64())
-                    .map(|s| s as usize);
-                open.retain(|d| !(d.run == run && d.step == step));
+        match &e.event {
+            Event::Deferred { at, data } => open.push(OpenDeferred {
+                run: e.run.clone(),
+                step: at.step,
+                resource: at.resource.clone().unwrap_or_default(),
+                action: at.action.clone().unwrap_or_default(),
+                detail: at.detail.clone().unwrap_or_default(),
+                due: data.due,
+                color: data.color,
+            }),
+            Event::DeferredDone { data, .. } => {
+                open.retain(|d| !(d.run == data.run && d.step == data.step));
             }
             _ => {}
         }
@@ -382,38 +390,95 @@ mod tests {
 
     #[test]
     fn compaction_keeps_what_is_still_needed_and_recent_history() {
-        let e = |run: &str, event: &str, resource: &str| Entry {
-            ts: 0,
-            run: run.into(),
-            event: event.into(),
+        let at = |resource: &str| StepRef {
             step: Some(1),
             resource: Some(resource.into()),
             action: Some("drain".into()),
             detail: None,
-            error: None,
-            data: serde_json::Value::Null,
         };
+        let e = |run: &str, event: Event| Entry {
+            ts: 0,
+            run: run.into(),
+            event,
+        };
+        let undo = crate::providers::Undo::Nothing;
         let mut entries = vec![
-            e("old-deferred", "deferred", "service/api"),
-            e("crashed", "apply-started", ""),
-            e("crashed", "step-done", "service/api"),
-            e("x", "spec-failed", "service/api"),
-            e("d1", "deployed", "service/api"),
+            e(
+                "old-deferred",
+                Event::Deferred {
+                    at: at("service/api"),
+                    data: super::super::event::DeferredData {
+                        due: 0,
+                        color: None,
+                        run: "old-deferred".into(),
+                    },
+                },
+            ),
+            e(
+                "crashed",
+                Event::ApplyStarted {
+                    data: super::super::event::ApplyStarted {
+                        revision: None,
+                        fingerprint: String::new(),
+                        steps: 1,
+                    },
+                },
+            ),
+            e(
+                "crashed",
+                Event::StepDone {
+                    at: at("service/api"),
+                    data: undo,
+                },
+            ),
+            e(
+                "x",
+                Event::SpecFailed {
+                    resource: "service/api".into(),
+                    data: super::super::event::SpecHash { hash: "h".into() },
+                },
+            ),
+            e(
+                "d1",
+                Event::Deployed {
+                    resource: "service/api".into(),
+                    data: Deployed {
+                        hash: "h".into(),
+                        color: None,
+                        service: serde_json::Value::Null,
+                    },
+                },
+            ),
         ];
         for i in 0..2000 {
-            entries.push(e(&format!("r{i}"), "apply-started", ""));
-            entries.push(e(&format!("r{i}"), "apply-finished", ""));
+            let run = format!("r{i}");
+            entries.push(e(
+                &run,
+                Event::ApplyStarted {
+                    data: super::super::event::ApplyStarted {
+                        revision: None,
+                        fingerprint: String::new(),
+                        steps: 0,
+                    },
+                },
+            ));
+            entries.push(e(
+                &run,
+                Event::ApplyFinished {
+                    detail: "applied".into(),
+                },
+            ));
         }
         let kept = compacted(&entries);
         assert_eq!(kept.len(), 5 + 500);
         assert_eq!(kept[0].run, "old-deferred", "an open deferred drain stays");
         assert!(
             kept.iter()
-                .any(|k| k.run == "crashed" && k.event == "step-done"),
+                .any(|k| k.run == "crashed" && k.name() == "step-done"),
             "an unfinished run stays"
         );
-        assert!(kept.iter().any(|k| k.event == "spec-failed"));
-        assert!(kept.iter().any(|k| k.event == "deployed"));
+        assert!(kept.iter().any(|k| k.name() == "spec-failed"));
+        assert!(kept.iter().any(|k| k.name() == "deployed"));
         let owned: Vec<Entry> = kept.into_iter().cloned().collect();
         assert_eq!(pending_of(&entries), pending_of(&owned));
         assert_eq!(
@@ -426,19 +491,39 @@ mod tests {
     fn deferred_steps_stay_pending_until_done() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), "p").unwrap();
-        j.record("deferred", |e| {
-            e.step = Some(4);
-            e.resource = Some("service/api".into());
-            e.action = Some("drain".into());
-            e.data = serde_json::json!({"due": 100});
+        j.record(Event::Deferred {
+            at: StepRef {
+                step: Some(4),
+                resource: Some("service/api".into()),
+                action: Some("drain".into()),
+                detail: None,
+            },
+            data: super::super::event::DeferredData {
+                due: 100,
+                color: None,
+                run: j.run.clone(),
+            },
         })
         .unwrap();
         assert_eq!(Journal::pending(dir.path(), "p").len(), 1);
         let run = j.run.clone();
-        j.record("deferred-done", |e| {
-            e.data = serde_json::json!({"run": run, "step": 4})
+        j.record(Event::DeferredDone {
+            at: StepRef::default(),
+            data: super::super::event::DeferredRef { run, step: Some(4) },
         })
         .unwrap();
         assert!(Journal::pending(dir.path(), "p").is_empty());
+    }
+
+    #[test]
+    fn every_line_of_a_journal_written_by_the_previous_version_is_read() {
+        let text = include_str!("../../tests/fixtures/journal-previous-version.jsonl");
+        for line in text.lines() {
+            let e: Entry = serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}"));
+            assert_ne!(e.event, Event::Unknown, "{line}");
+            let again = serde_json::to_value(&e).unwrap();
+            let before: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(again, before, "written back as it was read");
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod deferred;
+pub mod event;
 pub mod journal;
 pub mod observe;
 pub mod recover;

@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use super::apply::run_undo;
-use super::journal::{Entry, Journal, JournalError};
+use super::event::{Entry, Event, RunRef, StepRef};
+use super::journal::{Journal, JournalError};
 use crate::providers::runtime::{is_retired, ContainerRuntime};
 use crate::providers::{Registry, Undo};
 
@@ -15,15 +16,13 @@ pub fn unfinished_runs(entries: &[Entry]) -> Vec<String> {
     let mut started: Vec<String> = Vec::new();
     let mut closed: BTreeSet<String> = BTreeSet::new();
     for e in entries {
-        match e.event.as_str() {
-            "apply-started" => started.push(e.run.clone()),
-            "apply-finished" => {
+        match &e.event {
+            Event::ApplyStarted { .. } => started.push(e.run.clone()),
+            Event::ApplyFinished { .. } => {
                 closed.insert(e.run.clone());
             }
-            "recovered" => {
-                if let Some(r) = e.data.get("run").and_then(|r| r.as_str()) {
-                    closed.insert(r.to_string());
-                }
+            Event::Recovered { data, .. } => {
+                closed.insert(data.run.clone());
             }
             _ => {}
         }
@@ -44,36 +43,38 @@ pub async fn recover(
     for run in unfinished_runs(&entries) {
         let undone: BTreeSet<Option<usize>> = entries
             .iter()
-            .filter(|e| e.run == run && e.event.starts_with("compensation-"))
-            .map(|e| e.step)
+            .filter(|e| e.run == run && e.name().starts_with("compensation-"))
+            .map(|e| e.step())
             .collect();
-        let done: Vec<&Entry> = entries
+        let done: Vec<(&StepRef, &Undo)> = entries
             .iter()
-            .filter(|e| e.run == run && e.event == "step-done" && !undone.contains(&e.step))
+            .filter(|e| e.run == run && !undone.contains(&e.step()))
+            .filter_map(|e| match &e.event {
+                Event::StepDone { at, data } => Some((at, data)),
+                _ => None,
+            })
             .collect();
         let mut left = Vec::new();
-        for e in done.iter().rev() {
-            let Ok(undo) = serde_json::from_value::<Undo>(e.data.clone()) else {
-                continue;
-            };
-            if undo == Undo::Nothing {
+        for (at, undo) in done.into_iter().rev() {
+            if *undo == Undo::Nothing {
                 continue;
             }
             let what = format!(
                 "{} {}",
-                e.action.clone().unwrap_or_default(),
-                e.resource.clone().unwrap_or_default()
+                at.action.clone().unwrap_or_default(),
+                at.resource.clone().unwrap_or_default()
             );
-            match run_undo(&undo, registry).await {
+            match run_undo(undo, registry).await {
                 Ok(()) => {
                     report.push(format!(
                         "recovery: undid `{what}` of the interrupted run {run}"
                     ));
-                    journal.record("compensation-done", |x| {
-                        x.step = e.step;
-                        x.resource = e.resource.clone();
-                        x.action = e.action.clone();
-                        x.data = serde_json::json!({"run": run});
+                    journal.record(Event::CompensationDone {
+                        at: StepRef {
+                            detail: None,
+                            ..at.clone()
+                        },
+                        data: Some(RunRef { run: run.clone() }),
                     })?;
                 }
                 Err(err) => {
@@ -82,13 +83,13 @@ pub async fn recover(
                 }
             }
         }
-        journal.record("recovered", |x| {
-            x.detail = Some(if left.is_empty() {
+        journal.record(Event::Recovered {
+            detail: if left.is_empty() {
                 "rolled-back".into()
             } else {
                 format!("rollback-failed: {}", left.join("; "))
-            });
-            x.data = serde_json::json!({"run": run});
+            },
+            data: RunRef { run: run.clone() },
         })?;
         report.push(format!(
             "recovery: the interrupted run {run} is rolled back; converging from here"
@@ -128,30 +129,43 @@ async fn restore_retired(docker: &dyn ContainerRuntime) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn entry(run: &str, event: &str) -> Entry {
+    fn entry(run: &str, event: Event) -> Entry {
         Entry {
             ts: 0,
             run: run.into(),
-            event: event.into(),
-            step: None,
-            resource: None,
-            action: None,
-            detail: None,
-            error: None,
-            data: serde_json::Value::Null,
+            event,
+        }
+    }
+
+    fn started() -> Event {
+        Event::ApplyStarted {
+            data: crate::engine::event::ApplyStarted {
+                revision: None,
+                fingerprint: String::new(),
+                steps: 1,
+            },
         }
     }
 
     #[test]
     fn only_runs_without_an_end_are_unfinished() {
-        let mut recovered = entry("c", "recovered");
-        recovered.data = serde_json::json!({"run": "b"});
         let entries = vec![
-            entry("a", "apply-started"),
-            entry("a", "apply-finished"),
-            entry("b", "apply-started"),
-            entry("c", "apply-started"),
-            recovered,
+            entry("a", started()),
+            entry(
+                "a",
+                Event::ApplyFinished {
+                    detail: "applied".into(),
+                },
+            ),
+            entry("b", started()),
+            entry("c", started()),
+            entry(
+                "c",
+                Event::Recovered {
+                    detail: "rolled-back".into(),
+                    data: RunRef { run: "b".into() },
+                },
+            ),
         ];
         assert_eq!(unfinished_runs(&entries), vec!["c".to_string()]);
     }
