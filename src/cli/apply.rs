@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::Args;
 
 use super::runtime;
@@ -34,15 +34,7 @@ pub struct ApplyArgs {
 
 pub fn run(args: ApplyArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
     let saved = if args.target.is_file() {
-        let text = std::fs::read_to_string(&args.target)
-            .with_context(|| format!("cannot read {}", args.target.display()))?;
-        let saved: SavedPlan = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a plan saved by `converge plan --out`",
-                args.target.display()
-            )
-        })?;
-        Some(saved)
+        Some(SavedPlan::read(&args.target)?)
     } else {
         None
     };
@@ -52,9 +44,7 @@ pub fn run(args: ApplyArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
     };
     let tree = SourceTree::read_dir(&dir)?;
     if let Some(s) = &saved {
-        if tree.digest() != s.desired_digest {
-            bail!("the desired state in {} changed since this plan was made; nothing was applied\n  = hint: run `converge plan --out` again", dir.display());
-        }
+        s.check_desired(&tree)?;
     }
     let desired = match load::load(&tree, env.as_deref()) {
         Ok(d) => d,
@@ -70,13 +60,7 @@ pub fn run(args: ApplyArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         auto_approve: args.auto_approve,
         retry_failed: args.retry_failed,
     };
-    runtime()?.block_on(apply_async(
-        &desired,
-        &dir,
-        saved.map(|s| s.plan),
-        &opts,
-        state_dir,
-    ))
+    runtime()?.block_on(apply_async(&desired, &dir, saved, &opts, state_dir))
 }
 
 struct ApplyOptions<'a> {
@@ -88,7 +72,7 @@ struct ApplyOptions<'a> {
 async fn apply_async(
     desired: &DesiredState,
     dir: &Path,
-    saved: Option<Plan>,
+    saved: Option<SavedPlan>,
     opts: &ApplyOptions<'_>,
     state_dir: PathBuf,
 ) -> anyhow::Result<Outcome> {
@@ -103,11 +87,9 @@ async fn apply_async(
     let effective = crate::scale::with_overrides(desired, &observed.overrides);
     let desired = &effective;
     let (plan, live) = match saved {
-        Some(plan) => {
-            if plan.fingerprint != observed.fingerprint() {
-                bail!("live state changed since this plan was made; nothing was applied\n  = hint: run `converge plan --out` again and review the new plan");
-            }
-            (plan, observed)
+        Some(saved) => {
+            saved.check_live(&observed)?;
+            (saved.plan, observed)
         }
         None => {
             let live = engine

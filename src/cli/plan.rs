@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::Args;
 
 use super::runtime;
@@ -128,9 +127,7 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
             desired_digest: tree.digest(),
             plan: l.clone(),
         };
-        let json = serde_json::to_string_pretty(&saved)?;
-        std::fs::write(out, json)
-            .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+        saved.write(out)?;
         eprintln!(
             "Saved the plan to {}; apply it with `converge apply {}`.",
             out.display(),

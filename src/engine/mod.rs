@@ -9,6 +9,7 @@ pub mod event;
 pub mod journal;
 pub mod observe;
 pub mod recover;
+pub mod rollback;
 pub mod saved;
 mod verify;
 
