@@ -16,14 +16,14 @@
 //!   needs and checks its secrets; `observe` → `plan` → `apply` → [`engine::Outcome`], with the
 //!   journal, recovery after a crash, deferred drains, verification after a traffic switch and
 //!   saved plans. The CLI ([`cli`]) and the daemon ([`agent`]) are thin callers of it.
-//! * [`providers`] is the seam: a [`providers::Provider`] owns some subjects (kinds), observes
+//! * [`providers`] is the seam: a [`providers::Provider`] owns some kinds of resource, observes
 //!   them, applies one step returning its [`providers::Undo`], and runs undos. The registry
 //!   ([`providers::registry::FACTORIES`]) connects each provider only when needed. Services run
 //!   on a [`providers::ContainerRuntime`] (Docker today).
 //!
 //! # Where new things go
 //!
-//! * A kind: `model/<kind>.rs`, its validation in `load/validate/`, and a provider's `SUBJECTS`.
+//! * A kind: `model/<kind>.rs`, its validation in `load/validate/`, and a provider's `KINDS`.
 //! * A provider: a folder `providers/<name>/` (`mod.rs` with a `FACTORY`, `provider.rs` with
 //!   `impl Provider`) and one line in `providers::registry::FACTORIES`.
 //! * A container runtime: a folder implementing `ContainerRuntime`.

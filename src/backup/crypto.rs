@@ -9,6 +9,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 
+use super::BackupError;
 use crate::model::attributes::hex;
 
 const MAGIC: &[u8; 8] = b"CVGBAK01";
@@ -76,7 +77,7 @@ impl<W: Write> Encryptor<W> {
                     aad: MAGIC,
                 },
             )
-            .map_err(|_| io::Error::other("cannot wrap the data key"))?;
+            .map_err(|_| BackupError::DataKeyWrap.into_io(io::ErrorKind::Other))?;
         inner.write_all(MAGIC)?;
         inner.write_all(&nonce)?;
         inner.write_all(&wrapped)?;
@@ -99,7 +100,9 @@ impl<W: Write> Encryptor<W> {
                     aad: &aad(self.index, last),
                 },
             )
-            .map_err(|_| io::Error::other("encryption failed"))?;
+            .map_err(|_| {
+                BackupError::SealChunk { chunk: self.index }.into_io(io::ErrorKind::Other)
+            })?;
         self.inner.write_all(&(sealed.len() as u32).to_be_bytes())?;
         self.inner.write_all(&nonce)?;
         self.inner.write_all(&sealed)?;
@@ -146,10 +149,7 @@ impl<R: Read> Decryptor<R> {
         let mut magic = [0u8; 8];
         inner.read_exact(&mut magic)?;
         if &magic != MAGIC {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not an encrypted converge backup",
-            ));
+            return Err(BackupError::NotEncrypted.into_io(io::ErrorKind::InvalidData));
         }
         let mut nonce = [0u8; 12];
         inner.read_exact(&mut nonce)?;
@@ -163,15 +163,10 @@ impl<R: Read> Decryptor<R> {
                     aad: MAGIC,
                 },
             )
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the backup was not encrypted with this key (the data key does not unwrap)",
-                )
-            })?;
-        let data_key: [u8; 32] = data_key
-            .try_into()
-            .map_err(|_| io::Error::other("bad data key"))?;
+            .map_err(|_| BackupError::DataKeyUnwrap.into_io(io::ErrorKind::InvalidData))?;
+        let data_key: [u8; 32] = data_key.try_into().map_err(|k: Vec<u8>| {
+            BackupError::DataKeyLength { len: k.len() }.into_io(io::ErrorKind::Other)
+        })?;
         Ok(Decryptor {
             inner,
             cipher: Aes256Gcm::new((&data_key).into()),
@@ -185,10 +180,7 @@ impl<R: Read> Decryptor<R> {
     fn next_chunk(&mut self) -> io::Result<bool> {
         self.read_chunk().map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the backup is truncated (no final chunk)",
-                )
+                BackupError::Truncated { chunk: self.index }.into_io(io::ErrorKind::InvalidData)
             } else {
                 e
             }
@@ -200,10 +192,11 @@ impl<R: Read> Decryptor<R> {
         self.inner.read_exact(&mut len)?;
         let len = u32::from_be_bytes(len) as usize;
         if len > CHUNK + 16 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "corrupt chunk length",
-            ));
+            return Err(BackupError::ChunkLength {
+                chunk: self.index,
+                len,
+            }
+            .into_io(io::ErrorKind::InvalidData));
         }
         let mut nonce = [0u8; 12];
         self.inner.read_exact(&mut nonce)?;
@@ -223,13 +216,8 @@ impl<R: Read> Decryptor<R> {
                 return Ok(last);
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "chunk {} fails authentication: the backup was altered",
-                self.index
-            ),
-        ))
+        Err(BackupError::ChunkAuthentication { chunk: self.index }
+            .into_io(io::ErrorKind::InvalidData))
     }
 }
 
@@ -288,6 +276,11 @@ mod tests {
             .read_to_end(&mut Vec::new())
             .unwrap_err();
         assert!(e.to_string().contains("fails authentication"), "{e}");
+        let e = BackupError::from_io(e);
+        assert!(
+            matches!(e, BackupError::ChunkAuthentication { chunk: 1 }),
+            "{e:?}"
+        );
         let first_chunk_end = 8 + 12 + 48 + 4 + 12 + CHUNK + 16;
         let e = Decryptor::new(&sealed[..first_chunk_end], &key)
             .unwrap()

@@ -3,16 +3,16 @@
 
 use std::path::Path;
 
-use super::Tools;
+use super::{BackupError, Tools};
 use crate::engine::event::{BackupTaken, Event};
 use crate::engine::journal::Journal;
 use crate::model::backup::VerifyMode;
 use crate::model::Backup;
 
 /// A backup, its verification and retention, recorded in the journal; lines to print.
-pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String>, String> {
+pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String>, BackupError> {
     let project = tools.desired.project.name.as_str();
-    let mut journal = Journal::open(state_dir, project).map_err(|e| e.to_string())?;
+    let mut journal = Journal::open(state_dir, project)?;
     let started = std::time::Instant::now();
     let outcome = super::run(tools, b);
     let m = match outcome {
@@ -21,7 +21,7 @@ pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String
             let _ = journal.record(Event::BackupFailed {
                 resource: format!("backup/{}", b.name),
                 detail: None,
-                error: Some(e.clone()),
+                error: Some(e.to_string()),
                 data: None,
             });
             return Err(e);
@@ -60,7 +60,7 @@ pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String
         Err(e) => Event::BackupFailed {
             resource,
             detail: Some(m.id.clone()),
-            error: Some(e.clone()),
+            error: Some(e.to_string()),
             data: Some(taken),
         },
     });
@@ -77,7 +77,12 @@ pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String
     Ok(lines)
 }
 
-pub fn verify(tools: &Tools, b: &Backup, id: &str, mode: VerifyMode) -> Result<String, String> {
+pub fn verify(
+    tools: &Tools,
+    b: &Backup,
+    id: &str,
+    mode: VerifyMode,
+) -> Result<String, BackupError> {
     let (store, m) = super::find(tools, b, id)?;
     super::verify_checksum(tools, b, &store, &m)?;
     if mode != VerifyMode::Restore {

@@ -4,6 +4,7 @@
 //! restore. Blocking code: run it on a blocking thread with a runtime handle for S3.
 
 pub mod crypto;
+mod error;
 mod restore;
 pub mod store;
 mod verify;
@@ -24,6 +25,7 @@ use crate::providers::s3::S3;
 use crate::secrets::Secrets;
 use store::{Sink, Store};
 
+pub use error::BackupError;
 pub use restore::{find, restore_database, restore_files};
 pub use verify::{verify_checksum, verify_restore, Drill};
 
@@ -79,26 +81,30 @@ impl Tools<'_> {
     pub fn stores(
         &self,
         b: &Backup,
-    ) -> Result<Vec<(Store, crate::model::types::Duration)>, String> {
+    ) -> Result<Vec<(Store, crate::model::types::Duration)>, BackupError> {
         b.destinations
             .iter()
             .map(|d| Ok((Store::parse(&d.url, self.s3)?, d.keep)))
             .collect()
     }
 
-    fn key(&self, b: &Backup) -> Result<Option<[u8; 32]>, String> {
+    fn key(&self, b: &Backup) -> Result<Option<[u8; 32]>, BackupError> {
         match &b.encryption {
             Some(e) => Ok(Some(crypto::key_from_secret(
-                &self.secrets.resolve(&e.key).map_err(|e| e.to_string())?,
+                &self
+                    .secrets
+                    .resolve(&e.key)
+                    .map_err(|source| BackupError::KeySecret {
+                        backup: b.name.to_string(),
+                        source,
+                    })?,
             ))),
             None => Ok(None),
         }
     }
 
-    fn pg(&self) -> Result<&Postgres, String> {
-        self.postgres.ok_or_else(|| {
-            "a database backup needs the PostgreSQL provider (providers.postgres)".to_string()
-        })
+    fn pg(&self) -> Result<&Postgres, BackupError> {
+        self.postgres.ok_or(BackupError::PostgresProviderMissing)
     }
 }
 
@@ -112,7 +118,7 @@ fn stamp(secs: u64) -> String {
 }
 
 /// The source as a child process writing the backup to its standard output.
-fn source_command(t: &Tools, b: &Backup) -> Result<(Command, String), String> {
+fn source_command(t: &Tools, b: &Backup) -> Result<(Command, String), BackupError> {
     if let Some(db) = &b.source.database {
         let pg = t.pg()?;
         let mut c = Command::new("pg_dump");
@@ -138,7 +144,9 @@ fn source_command(t: &Tools, b: &Backup) -> Result<(Command, String), String> {
         c.args(&argv[1..]);
         return Ok((c, format!("command {}", argv.join(" "))));
     }
-    Err("the backup has no source".into())
+    Err(BackupError::NoSource {
+        backup: b.name.to_string(),
+    })
 }
 
 /// Writes to every sink at once and hashes what is stored.
@@ -235,7 +243,7 @@ fn compression_name(c: Compression) -> &'static str {
 }
 
 /// Runs one backup to every destination; on any failure nothing looks like a good backup.
-pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, String> {
+pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, BackupError> {
     let stores = t.stores(b)?;
     let key = t.key(b)?;
     let (mut cmd, source) = source_command(t, b)?;
@@ -247,7 +255,7 @@ pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, String> {
             Ok(sink) => sinks.push(sink),
             Err(e) => {
                 sinks.into_iter().for_each(|s| s.abort());
-                return Err(format!("{}: {e}", s.describe()));
+                return Err(BackupError::at(s.describe(), e));
             }
         }
     }
@@ -256,7 +264,7 @@ pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, String> {
         sha: Sha256::new(),
         bytes: 0,
     };
-    let result = stream(&mut cmd, fan, key.as_ref(), b.compression);
+    let result = stream(&mut cmd, fan, key.as_ref(), b.compression, b.name.as_str());
     let (fan, raw_bytes) = match result {
         Ok(x) => x,
         Err(boxed) => {
@@ -278,7 +286,7 @@ pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, String> {
                 let _: &Store = s;
                 let _ = s.delete(&id, &t.rt);
             }
-            return Err(format!("{}: {e}", store.describe()));
+            return Err(BackupError::at(store.describe(), e));
         }
         committed.push(store.clone());
     }
@@ -305,13 +313,13 @@ pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, String> {
             for (s, _) in &stores {
                 let _ = s.delete(&id, &t.rt);
             }
-            return Err(format!("{}: {e}", store.describe()));
+            return Err(BackupError::at(store.describe(), e));
         }
     }
     Ok(manifest)
 }
 
-type StreamError = Box<(Option<Fanout>, String)>;
+type StreamError = Box<(Option<Fanout>, BackupError)>;
 
 /// Source → compression → encryption → fan-out; returns the fan-out and the raw byte count.
 fn stream(
@@ -319,15 +327,33 @@ fn stream(
     fan: Fanout,
     key: Option<&[u8; 32]>,
     c: Compression,
+    name: &str,
 ) -> Result<(Fanout, u64), StreamError> {
+    let backup = || name.to_string();
     let sealed = match key {
         Some(k) => match crypto::Encryptor::new(fan, k) {
             Ok(e) => Sealed::Aes(Box::new(e)),
-            Err(e) => return Err(Box::new((None, e.to_string()))),
+            Err(source) => {
+                return Err(Box::new((
+                    None,
+                    BackupError::Encrypt {
+                        backup: backup(),
+                        source,
+                    },
+                )))
+            }
         },
         None => Sealed::Plain(fan),
     };
-    let mut packed = Packed::new(c, sealed).map_err(|e| Box::new((None, e.to_string())))?;
+    let mut packed = Packed::new(c, sealed).map_err(|source| {
+        Box::new((
+            None,
+            BackupError::Compress {
+                backup: backup(),
+                source,
+            },
+        ))
+    })?;
     let mut child = match cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -335,11 +361,14 @@ fn stream(
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => {
+        Err(source) => {
             let fan = packed.finish().ok().and_then(|s| s.finish().ok());
             return Err(Box::new((
                 fan,
-                format!("cannot start the backup source: {e}"),
+                BackupError::SourceStart {
+                    backup: backup(),
+                    source,
+                },
             )));
         }
     };
@@ -352,39 +381,54 @@ fn stream(
             Ok(0) => break,
             Ok(n) => {
                 raw += n as u64;
-                if let Err(e) = packed.writer().write_all(&buf[..n]) {
-                    failure = Some(format!("writing the backup: {e}"));
+                if let Err(source) = packed.writer().write_all(&buf[..n]) {
+                    failure = Some(BackupError::Write {
+                        backup: backup(),
+                        source,
+                    });
                     let _ = child.kill();
                     break;
                 }
             }
-            Err(e) => {
-                failure = Some(format!("reading the backup source: {e}"));
+            Err(source) => {
+                failure = Some(BackupError::SourceRead {
+                    backup: backup(),
+                    source,
+                });
                 break;
             }
         }
     }
     let output = child.wait_with_output();
     let fan = packed.finish().and_then(|s| s.finish());
-    let status_err = match &output {
+    let status_err = match output {
         Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "the backup source exited with {}: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Some(e.to_string()),
+        Ok(o) => Some(BackupError::SourceFailed {
+            backup: backup(),
+            status: o.status,
+            stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        }),
+        Err(source) => Some(BackupError::SourceWait {
+            backup: backup(),
+            source,
+        }),
     };
     match (failure.or(status_err), fan) {
         (None, Ok(fan)) => Ok((fan, raw)),
         (Some(e), fan) => Err(Box::new((fan.ok(), e))),
-        (None, Err(e)) => Err(Box::new((None, format!("finishing the backup: {e}")))),
+        (None, Err(source)) => Err(Box::new((
+            None,
+            BackupError::Finish {
+                backup: backup(),
+                source,
+            },
+        ))),
     }
 }
 
 /// Deletes copies older than each destination's `keep`, always keeping the newest one.
 /// Returns what was deleted (`<destination> <id>`).
-pub fn retention(t: &Tools, b: &Backup) -> Result<Vec<String>, String> {
+pub fn retention(t: &Tools, b: &Backup) -> Result<Vec<String>, BackupError> {
     let mut deleted = Vec::new();
     for (store, keep) in t.stores(b)? {
         for m in expired(

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use tokio::runtime::Handle;
 
-use super::Manifest;
-use crate::providers::s3::S3;
+use super::{BackupError, Manifest};
+use crate::providers::s3::{S3Error, S3};
 
 const PART: usize = 8 << 20;
 
@@ -26,7 +26,7 @@ pub enum Store {
 }
 
 impl Store {
-    pub fn parse(url: &str, s3: Option<&S3>) -> Result<Store, String> {
+    pub fn parse(url: &str, s3: Option<&S3>) -> Result<Store, BackupError> {
         if let Some(dir) = url.strip_prefix("file://") {
             return Ok(Store::File {
                 dir: PathBuf::from(dir),
@@ -34,8 +34,8 @@ impl Store {
         }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let s3 = s3.ok_or_else(|| {
-                format!("{url} needs the S3 provider (providers.s3 in the Project)")
+            let s3 = s3.ok_or_else(|| BackupError::S3ProviderMissing {
+                url: url.to_string(),
             })?;
             let mut prefix = prefix.to_string();
             if !prefix.is_empty() && !prefix.ends_with('/') {
@@ -47,7 +47,9 @@ impl Store {
                 prefix,
             });
         }
-        Err(format!("unsupported destination {url}"))
+        Err(BackupError::UnsupportedDestination {
+            url: url.to_string(),
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -62,7 +64,7 @@ impl Store {
     }
 
     /// Every manifest in this store for backup `name`, newest first.
-    pub fn manifests(&self, name: &str, rt: &Handle) -> Result<Vec<Manifest>, String> {
+    pub fn manifests(&self, name: &str, rt: &Handle) -> Result<Vec<Manifest>, BackupError> {
         let mut out: Vec<Manifest> = Vec::new();
         match self {
             Store::File { dir } => {
@@ -82,14 +84,9 @@ impl Store {
                 }
             }
             Store::S3 { s3, bucket, prefix } => {
-                for o in rt
-                    .block_on(s3.list(bucket, prefix))
-                    .map_err(|e| e.to_string())?
-                {
+                for o in rt.block_on(s3.list(bucket, prefix))? {
                     if o.key.ends_with(".manifest.json") {
-                        let bytes = rt
-                            .block_on(s3.get(bucket, &o.key))
-                            .map_err(|e| e.to_string())?;
+                        let bytes = rt.block_on(s3.get(bucket, &o.key))?;
                         if let Ok(m) = serde_json::from_slice::<Manifest>(&bytes) {
                             out.push(m);
                         }
@@ -102,7 +99,7 @@ impl Store {
         Ok(out)
     }
 
-    pub fn write_manifest(&self, m: &Manifest, rt: &Handle) -> Result<(), String> {
+    pub fn write_manifest(&self, m: &Manifest, rt: &Handle) -> Result<(), BackupError> {
         let json = serde_json::to_vec_pretty(m).expect("manifest serializes");
         match self {
             Store::File { dir } => {
@@ -110,16 +107,16 @@ impl Store {
                 let tmp = path.with_extension("partial");
                 std::fs::write(&tmp, &json)
                     .and_then(|_| std::fs::rename(&tmp, &path))
-                    .map_err(|e| format!("write {}: {e}", path.display()))
+                    .map_err(|source| BackupError::ManifestWrite { path, source })
             }
-            Store::S3 { s3, bucket, prefix } => rt
-                .block_on(s3.put(bucket, &format!("{prefix}{}.manifest.json", m.id), json))
-                .map_err(|e| e.to_string()),
+            Store::S3 { s3, bucket, prefix } => {
+                Ok(rt.block_on(s3.put(bucket, &format!("{prefix}{}.manifest.json", m.id), json))?)
+            }
         }
     }
 
     /// Removes a copy: its manifest first, so no manifest ever points at a missing object.
-    pub fn delete(&self, id: &str, rt: &Handle) -> Result<(), String> {
+    pub fn delete(&self, id: &str, rt: &Handle) -> Result<(), BackupError> {
         match self {
             Store::File { dir } => {
                 let _ = std::fs::remove_file(dir.join(format!("{id}.manifest.json")));
@@ -127,21 +124,24 @@ impl Store {
                 Ok(())
             }
             Store::S3 { s3, bucket, prefix } => {
-                rt.block_on(s3.delete(bucket, &format!("{prefix}{id}.manifest.json")))
-                    .map_err(|e| e.to_string())?;
-                rt.block_on(s3.delete(bucket, &format!("{prefix}{id}.cvbak")))
-                    .map_err(|e| e.to_string())
+                rt.block_on(s3.delete(bucket, &format!("{prefix}{id}.manifest.json")))?;
+                Ok(rt.block_on(s3.delete(bucket, &format!("{prefix}{id}.cvbak")))?)
             }
         }
     }
 
     /// The stored bytes of copy `id` (`size` from its manifest).
-    pub fn reader(&self, id: &str, size: u64, rt: &Handle) -> Result<Box<dyn Read + Send>, String> {
+    pub fn reader(
+        &self,
+        id: &str,
+        size: u64,
+        rt: &Handle,
+    ) -> Result<Box<dyn Read + Send>, BackupError> {
         match self {
             Store::File { dir } => {
                 let path = dir.join(format!("{id}.cvbak"));
                 let f = std::fs::File::open(&path)
-                    .map_err(|e| format!("open {}: {e}", path.display()))?;
+                    .map_err(|source| BackupError::Open { path, source })?;
                 Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
             }
             Store::S3 { s3, bucket, prefix } => Ok(Box::new(S3Reader {
@@ -158,15 +158,20 @@ impl Store {
     }
 
     /// A writer for copy `id`; nothing is visible under the final name until `commit`.
-    pub fn sink(&self, id: &str, rt: &Handle) -> Result<Box<dyn Sink>, String> {
+    pub fn sink(&self, id: &str, rt: &Handle) -> Result<Box<dyn Sink>, BackupError> {
         match self {
             Store::File { dir } => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("create {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(|source| BackupError::CreateDir {
+                    path: dir.clone(),
+                    source,
+                })?;
                 let path = dir.join(format!("{id}.cvbak"));
                 let partial = dir.join(format!("{id}.cvbak.partial"));
-                let file = std::fs::File::create(&partial)
-                    .map_err(|e| format!("create {}: {e}", partial.display()))?;
+                let file =
+                    std::fs::File::create(&partial).map_err(|source| BackupError::CreateFile {
+                        path: partial.clone(),
+                        source,
+                    })?;
                 Ok(Box::new(FileSink {
                     file: io::BufWriter::with_capacity(1 << 20, file),
                     partial,
@@ -175,9 +180,7 @@ impl Store {
             }
             Store::S3 { s3, bucket, prefix } => {
                 let key = format!("{prefix}{id}.cvbak");
-                let upload = rt
-                    .block_on(s3.start_upload(bucket, &key))
-                    .map_err(|e| e.to_string())?;
+                let upload = rt.block_on(s3.start_upload(bucket, &key))?;
                 Ok(Box::new(S3Sink {
                     s3: s3.clone(),
                     bucket: bucket.clone(),
@@ -194,7 +197,7 @@ impl Store {
 
 pub trait Sink: Write + Send {
     /// Makes the copy visible under its final name.
-    fn commit(self: Box<Self>) -> Result<(), String>;
+    fn commit(self: Box<Self>) -> Result<(), BackupError>;
     /// Leaves nothing behind.
     fn abort(self: Box<Self>);
 }
@@ -215,11 +218,22 @@ impl Write for FileSink {
 }
 
 impl Sink for FileSink {
-    fn commit(mut self: Box<Self>) -> Result<(), String> {
-        self.file.flush().map_err(|e| e.to_string())?;
-        self.file.get_ref().sync_all().map_err(|e| e.to_string())?;
-        std::fs::rename(&self.partial, &self.path)
-            .map_err(|e| format!("rename {}: {e}", self.partial.display()))
+    fn commit(mut self: Box<Self>) -> Result<(), BackupError> {
+        self.file.flush().map_err(|source| BackupError::Flush {
+            path: self.partial.clone(),
+            source,
+        })?;
+        self.file
+            .get_ref()
+            .sync_all()
+            .map_err(|source| BackupError::Sync {
+                path: self.partial.clone(),
+                source,
+            })?;
+        std::fs::rename(&self.partial, &self.path).map_err(|source| BackupError::Rename {
+            path: self.partial.clone(),
+            source,
+        })
     }
     fn abort(self: Box<Self>) {
         let _ = std::fs::remove_file(&self.partial);
@@ -237,16 +251,16 @@ struct S3Sink {
 }
 
 impl S3Sink {
-    fn send_part(&mut self) -> io::Result<()> {
+    fn send_part(&mut self) -> Result<(), S3Error> {
         let body = std::mem::replace(&mut self.buf, Vec::with_capacity(PART));
         let n = self.etags.len() as i32 + 1;
-        let etag = self
-            .rt
-            .block_on(
-                self.s3
-                    .upload_part(&self.bucket, &self.key, &self.upload, n, body),
-            )
-            .map_err(io::Error::other)?;
+        let etag = self.rt.block_on(self.s3.upload_part(
+            &self.bucket,
+            &self.key,
+            &self.upload,
+            n,
+            body,
+        ))?;
         self.etags.push(etag);
         Ok(())
     }
@@ -257,7 +271,7 @@ impl Write for S3Sink {
         let n = (PART - self.buf.len()).min(b.len());
         self.buf.extend_from_slice(&b[..n]);
         if self.buf.len() == PART {
-            self.send_part()?;
+            self.send_part().map_err(io::Error::other)?;
         }
         Ok(n)
     }
@@ -267,13 +281,12 @@ impl Write for S3Sink {
 }
 
 impl Sink for S3Sink {
-    fn commit(mut self: Box<Self>) -> Result<(), String> {
+    fn commit(mut self: Box<Self>) -> Result<(), BackupError> {
         if !self.buf.is_empty() || self.etags.is_empty() {
-            self.send_part().map_err(|e| e.to_string())?;
+            self.send_part()?;
         }
         let (s3, rt) = (self.s3.clone(), self.rt.clone());
-        rt.block_on(s3.complete_upload(&self.bucket, &self.key, &self.upload, &self.etags))
-            .map_err(|e| e.to_string())
+        Ok(rt.block_on(s3.complete_upload(&self.bucket, &self.key, &self.upload, &self.etags))?)
     }
     fn abort(self: Box<Self>) {
         self.rt

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::restore::{open, restore_database, restore_files};
 use super::store::Store;
-use super::{now, Manifest, Tools};
+use super::{now, BackupError, Manifest, Tools};
 use crate::model::Backup;
 
 /// Reads through and checks the stored bytes' sha256; returns the bytes read.
@@ -30,19 +30,36 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// Downloads the copy, checks its sha256 and decrypts and decompresses all of it.
-pub fn verify_checksum(t: &Tools, b: &Backup, store: &Store, m: &Manifest) -> Result<(), String> {
+pub fn verify_checksum(
+    t: &Tools,
+    b: &Backup,
+    store: &Store,
+    m: &Manifest,
+) -> Result<(), BackupError> {
     let mut h = Hashing {
         inner: store.reader(&m.id, m.stored_bytes, &t.rt)?,
         sha: Sha256::new(),
         n: 0,
     };
-    io::copy(&mut h, &mut io::sink()).map_err(|e| e.to_string())?;
+    io::copy(&mut h, &mut io::sink()).map_err(|source| BackupError::Download {
+        id: m.id.clone(),
+        destination: store.describe(),
+        source,
+    })?;
     let got = crate::model::attributes::hex(&h.sha.finalize());
     if got != m.sha256 || h.n != m.stored_bytes {
-        return Err(format!("{} at {} fails its checksum: the stored bytes changed (sha256 {} expected, {got} found)", m.id, store.describe(), &m.sha256[..16]));
+        return Err(BackupError::ChecksumMismatch {
+            id: m.id.clone(),
+            destination: store.describe(),
+            expected: m.sha256.clone(),
+            found: got,
+        });
     }
     let mut plain = open(t, b, store, m)?;
-    io::copy(&mut plain, &mut io::sink()).map_err(|e| format!("{}: {e}", m.id))?;
+    io::copy(&mut plain, &mut io::sink()).map_err(|e| BackupError::Unreadable {
+        id: m.id.clone(),
+        source: Box::new(BackupError::from_io(e)),
+    })?;
     Ok(())
 }
 
@@ -55,10 +72,15 @@ pub struct Drill {
 }
 
 /// Restores into a scratch database, checks it holds tables and rows, drops it; the measured RTO.
-pub fn verify_restore(t: &Tools, b: &Backup, store: &Store, m: &Manifest) -> Result<Drill, String> {
+pub fn verify_restore(
+    t: &Tools,
+    b: &Backup,
+    store: &Store,
+    m: &Manifest,
+) -> Result<Drill, BackupError> {
     let started = Instant::now();
     if b.source.database.is_none() {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(|source| BackupError::ScratchDir { source })?;
         restore_files(t, b, store, m, dir.path())?;
         let files = walk_count(dir.path());
         return Ok(Drill {
@@ -70,11 +92,14 @@ pub fn verify_restore(t: &Tools, b: &Backup, store: &Store, m: &Manifest) -> Res
     let pg = t.pg()?;
     let scratch = format!("converge_verify_{}", now());
     let restored = restore_database(t, b, store, m, &scratch, false);
-    let counted = restored.and_then(|_| t.rt.block_on(pg.count_rows(&scratch)));
+    let counted = restored.and_then(|_| {
+        t.rt.block_on(pg.count_rows(&scratch))
+            .map_err(BackupError::postgres(&scratch))
+    });
     let _ = t.rt.block_on(pg.drop_database(&scratch));
     let (tables, rows) = counted?;
     if tables == 0 {
-        return Err(format!("{} restored no table", m.id));
+        return Err(BackupError::RestoredNothing { id: m.id.clone() });
     }
     Ok(Drill {
         tables,

@@ -19,6 +19,24 @@ use super::event::{ApplyStarted, DeferredData, Deployed, Event, SpecHash, StepRe
 pub use super::journal::{self, Journal, JournalError};
 use super::verify::{new_colors, verify};
 
+/// Why a step failed: what the journal records and the outcome reports.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The new color failed while it was watched after the switch.
+    #[error("{0}")]
+    Verify(String),
+    #[error("{0}; traffic was switched back")]
+    SwitchedBack(String),
+    #[error("{verify}; switching back failed: {undo}")]
+    SwitchBackFailed { verify: String, undo: String },
+    #[error("no provider is connected that can {what}\n  = hint: check the Project's providers")]
+    NoProvider { what: String },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
 /// The plan's changes by resource.
 pub(super) type Changes<'a> = BTreeMap<&'a ResourceId, &'a Change>;
 
@@ -88,7 +106,7 @@ pub async fn execute(
     let mut done: Vec<(&Step, Undo)> = Vec::new();
     let mut retired_on_success: Vec<String> = Vec::new();
     // Independent service creations start together (like compose), at most 4 at a time.
-    let mut ahead: BTreeMap<usize, (Result<Undo, String>, f64)> = BTreeMap::new();
+    let mut ahead: BTreeMap<usize, (Result<Undo, StepError>, f64)> = BTreeMap::new();
     let mut completed: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
     for (pos, step) in plan.steps.iter().enumerate() {
         if ctx
@@ -113,7 +131,7 @@ pub async fn execute(
                 for s in &batch {
                     journal.record(Event::StepStarted(step_ref(s)))?;
                 }
-                let results: Vec<(usize, Result<Undo, String>, f64)> =
+                let results: Vec<(usize, Result<Undo, StepError>, f64)> =
                     futures_util::stream::iter(batch)
                         .map(|s| async move {
                             let t = Instant::now();
@@ -146,13 +164,7 @@ pub async fn execute(
         }
         match result {
             Ok(undo) => {
-                progress(&format!(
-                    "  [{}/{total}] {} {}: {} ... ok ({secs:.1}s)",
-                    step.id,
-                    step.action.as_str(),
-                    step.resource,
-                    step.detail
-                ));
+                progress(&step_line(step, total, &format!("ok ({secs:.1}s)")));
                 journal.record(Event::StepDone {
                     at: step_ref(step),
                     data: undo.clone(),
@@ -166,12 +178,10 @@ pub async fn execute(
                 done.push((step, undo));
             }
             Err(error) => {
+                let error = error.to_string();
                 progress(&format!(
-                    "  [{}/{total}] {} {}: {} ... FAILED ({secs:.1}s)\n      {error}",
-                    step.id,
-                    step.action.as_str(),
-                    step.resource,
-                    step.detail
+                    "{}\n      {error}",
+                    step_line(step, total, &format!("FAILED ({secs:.1}s)"))
                 ));
                 journal.record(Event::StepFailed {
                     at: step_ref(step),
@@ -330,9 +340,24 @@ fn parallel(step: &Step, changes: &Changes<'_>) -> bool {
         )
 }
 
-async fn create_service(step: &Step, changes: &Changes<'_>, ctx: &Run<'_>) -> Result<Undo, String> {
+async fn create_service(
+    step: &Step,
+    changes: &Changes<'_>,
+    ctx: &Run<'_>,
+) -> Result<Undo, StepError> {
     let change = changes.get(&step.resource).copied();
     provider_step(step, change, ctx).await
+}
+
+/// `  [3/9] create service/api: start 1 container(s) ... ok (0.4s)`: one step's progress line.
+fn step_line(step: &Step, total: usize, status: &str) -> String {
+    format!(
+        "  [{}/{total}] {} {}: {} ... {status}",
+        step.id,
+        step.action.as_str(),
+        step.resource,
+        step.detail
+    )
 }
 
 /// How the journal names a step.
@@ -371,6 +396,7 @@ async fn compensate(
                 })?;
             }
             Err(error) => {
+                let error = error.to_string();
                 progress(&format!(
                     "  undo {} {} ... FAILED: {error}",
                     step.action.as_str(),
@@ -392,15 +418,15 @@ async fn compensate(
 }
 
 /// Runs an undo with the provider that owns it.
-pub async fn run_undo(undo: &Undo, registry: &Registry) -> Result<(), String> {
+pub async fn run_undo(undo: &Undo, registry: &Registry) -> Result<(), StepError> {
     let Some(kind) = undo.kind() else {
         return Ok(());
     };
     match registry.for_kind(kind) {
-        Some(p) => p.undo(undo).await.map_err(|e| e.to_string()),
-        None => Err(format!(
-            "no provider is connected that can undo {undo:?}; check the Project's providers"
-        )),
+        Some(p) => Ok(p.undo(undo).await?),
+        None => Err(StepError::NoProvider {
+            what: format!("undo {}", kind.id_prefix()),
+        }),
     }
 }
 
@@ -409,19 +435,16 @@ async fn provider_step(
     step: &Step,
     change: Option<&Change>,
     ctx: &Run<'_>,
-) -> Result<Undo, String> {
+) -> Result<Undo, StepError> {
     let Some(provider) = ctx.registry.for_id(&step.resource) else {
         return Err(ProviderError::Unsupported {
             action: step.action.as_str().into(),
             resource: step.resource.to_string(),
             hint: String::new(),
         }
-        .to_string());
+        .into());
     };
-    provider
-        .apply(step, change, &ctx.ctx)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(provider.apply(step, change, &ctx.ctx).await?)
 }
 
 /// One step. The engine keeps what needs the journal or several services: cancelling drains
@@ -432,20 +455,22 @@ async fn run_step(
     changes: &Changes<'_>,
     ctx: &Run<'_>,
     journal: &mut Journal,
-) -> Result<Undo, String> {
+) -> Result<Undo, StepError> {
     let sc = change.and_then(|c| c.service.as_ref());
     match (step.resource.kind, step.action, sc) {
         (Kind::Service, StepAction::StartColor, Some(ServiceChange::Start { color, .. })) => {
             let color = color.unwrap_or(Color::Blue);
-            cancel_drains(journal, &step.resource, color).map_err(|e| e.to_string())?;
+            cancel_drains(journal, &step.resource, color)?;
             provider_step(step, change, ctx).await
         }
         (Kind::Service, StepAction::StartColor, Some(ServiceChange::Deploy { to, .. })) => {
-            cancel_drains(journal, &step.resource, *to).map_err(|e| e.to_string())?;
+            cancel_drains(journal, &step.resource, *to)?;
             provider_step(step, change, ctx).await
         }
         (Kind::Service, StepAction::Switch, _) => {
-            verify(ctx, &new_colors(vec![step.resource.clone()], changes)).await?;
+            verify(ctx, &new_colors(vec![step.resource.clone()], changes))
+                .await
+                .map_err(StepError::Verify)?;
             Ok(Undo::Nothing)
         }
         (Kind::Service, StepAction::Drain, Some(ServiceChange::Deploy { from, drain, .. }))
@@ -453,26 +478,27 @@ async fn run_step(
         {
             let due = journal::now() + drain.as_millis().div_ceil(1000);
             let run = journal.run.clone();
-            journal
-                .record(Event::Deferred {
-                    at: step_ref(step),
-                    data: DeferredData {
-                        due,
-                        color: Some(*from),
-                        run,
-                    },
-                })
-                .map_err(|e| e.to_string())?;
+            journal.record(Event::Deferred {
+                at: step_ref(step),
+                data: DeferredData {
+                    due,
+                    color: Some(*from),
+                    run,
+                },
+            })?;
             Ok(Undo::Nothing)
         }
         (Kind::Router | Kind::ConfigFile, StepAction::Switch, _) => {
             let undo = provider_step(step, change, ctx).await?;
             let targets = new_colors(switched_services(&step.resource, ctx.desired), changes);
-            if let Err(e) = verify(ctx, &targets).await {
-                run_undo(&undo, ctx.registry)
-                    .await
-                    .map_err(|r| format!("{e}; switching back failed: {r}"))?;
-                return Err(format!("{e}; traffic was switched back"));
+            if let Err(verify) = verify(ctx, &targets).await {
+                if let Err(undo) = run_undo(&undo, ctx.registry).await {
+                    return Err(StepError::SwitchBackFailed {
+                        verify,
+                        undo: undo.to_string(),
+                    });
+                }
+                return Err(StepError::SwitchedBack(verify));
             }
             Ok(undo)
         }

@@ -16,7 +16,9 @@ async fn drain(ctx: &Run<'_>, id: &ResourceId, color: Color) -> Result<(), Strin
         .registry
         .runtime()
         .ok_or("no container runtime is connected")?;
-    drain_color(rt, ctx.desired.project.name.as_str(), id, color).await
+    drain_color(rt, ctx.desired.project.name.as_str(), id, color)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A new deploy into `color` supersedes a drain of that color still pending.

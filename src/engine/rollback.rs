@@ -141,7 +141,7 @@ async fn instant(
         .await
         .map_err(|message| RollbackError::Switch {
             router: format!("router/{}", router.name),
-            message,
+            message: message.to_string(),
         })?;
         switched.push(format!("router/{}", router.name));
     }

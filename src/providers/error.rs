@@ -2,9 +2,11 @@
 
 use thiserror::Error;
 
+use crate::providers::files::FileError;
 use crate::providers::postgres::PgError;
 use crate::providers::runtime::RuntimeError;
 use crate::providers::s3::S3Error;
+use crate::providers::services::ContainerError;
 use crate::secrets::SecretError;
 
 #[derive(Debug, Error)]
@@ -17,7 +19,11 @@ pub enum ProviderError {
     S3(#[from] S3Error),
     #[error(transparent)]
     Secret(#[from] SecretError),
-    /// No provider in this build or this project applies the subject.
+    #[error(transparent)]
+    Containers(#[from] ContainerError),
+    #[error(transparent)]
+    Files(#[from] FileError),
+    /// No provider in this build or this project applies this kind.
     #[error("no provider in this version of converge can {action} {resource}{hint}")]
     Unsupported {
         action: String,

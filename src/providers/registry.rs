@@ -1,4 +1,4 @@
-//! The registry: which provider applies which subject. Providers are connected only when the
+//! The registry: which provider applies which kind. Providers are connected only when the
 //! desired state needs them (a resource of their kinds, or the Project naming them), so a
 //! database-only project never contacts a container engine.
 

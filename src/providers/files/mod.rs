@@ -2,10 +2,12 @@
 //! file + rename), checked, reloaded; a failed check or reload puts the previous file back
 //! before anything else happens.
 
+mod error;
 mod provider;
 
 use std::path::Path;
 
+pub use error::FileError;
 pub use provider::FilesProvider;
 
 use crate::model::Action;
@@ -25,7 +27,7 @@ pub const FACTORY: crate::providers::registry::Factory = crate::providers::regis
 };
 
 /// Runs a check or reload action: a command (exit 0) or an HTTP request (2xx/3xx).
-pub async fn run_action(action: &Action) -> Result<(), String> {
+pub async fn run_action(action: &Action) -> Result<(), FileError> {
     match action {
         Action::Command(argv) => {
             let out = tokio::process::Command::new(&argv[0])
@@ -33,30 +35,37 @@ pub async fn run_action(action: &Action) -> Result<(), String> {
                 .stdin(std::process::Stdio::null())
                 .output()
                 .await
-                .map_err(|e| format!("`{}`: {e}", argv.join(" ")))?;
+                .map_err(|error| FileError::Spawn {
+                    argv: argv.clone(),
+                    error,
+                })?;
             if out.status.success() {
                 Ok(())
             } else {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
-                Err(format!(
-                    "`{}` exited with {}: {}",
-                    argv.join(" "),
-                    out.status,
-                    tail.join(" / ")
-                ))
+                Err(FileError::Command {
+                    argv: argv.clone(),
+                    status: out.status,
+                    stderr_tail: tail.join(" / "),
+                })
             }
         }
         Action::Http { http } => {
-            let (host, port, path) =
-                split_url(&http.url).ok_or_else(|| format!("cannot parse URL {}", http.url))?;
+            let (host, port, path) = split_url(&http.url).ok_or_else(|| FileError::Url {
+                url: http.url.clone(),
+            })?;
             let status =
                 crate::providers::health::http_request(&host, port, &http.method, &path).await?;
             if (200..400).contains(&status) {
                 Ok(())
             } else {
-                Err(format!("{} {} answered {status}", http.method, http.url))
+                Err(FileError::Status {
+                    method: http.method.clone(),
+                    url: http.url.clone(),
+                    status,
+                })
             }
         }
     }
@@ -108,30 +117,43 @@ pub async fn install(
     content: &str,
     check: Option<&Action>,
     reload: Option<&Action>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, FileError> {
     let previous = std::fs::read_to_string(path).ok();
-    write_atomic(path, content).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    write_atomic(path, content).map_err(|error| FileError::Write {
+        path: path.to_path_buf(),
+        error,
+    })?;
     if let Some(check) = check {
         if let Err(e) = run_action(check).await {
-            restore(path, previous.as_deref()).map_err(|r| {
-                format!(
-                    "check failed ({e}) and restoring {} failed: {r}",
-                    path.display()
-                )
-            })?;
-            return Err(format!("check failed, previous file restored: {e}"));
+            let error = Box::new(e);
+            return Err(match restore(path, previous.as_deref()) {
+                Ok(()) => FileError::Check {
+                    path: path.to_path_buf(),
+                    error,
+                },
+                Err(restore) => FileError::CheckNotRestored {
+                    path: path.to_path_buf(),
+                    error,
+                    restore,
+                },
+            });
         }
     }
     if let Some(reload) = reload {
         if let Err(e) = run_action(reload).await {
-            restore(path, previous.as_deref()).map_err(|r| {
-                format!(
-                    "reload failed ({e}) and restoring {} failed: {r}",
-                    path.display()
-                )
-            })?;
+            let error = Box::new(e);
+            if let Err(restore) = restore(path, previous.as_deref()) {
+                return Err(FileError::ReloadNotRestored {
+                    path: path.to_path_buf(),
+                    error,
+                    restore,
+                });
+            }
             let _ = run_action(reload).await;
-            return Err(format!("reload failed, previous file restored: {e}"));
+            return Err(FileError::Reload {
+                path: path.to_path_buf(),
+                error,
+            });
         }
     }
     Ok(previous)
@@ -162,7 +184,8 @@ mod tests {
         let check = Action::Command(vec!["false".into()]);
         let err = install(&path, "new\n", Some(&check), None)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("check failed, previous file restored"),
             "{err}"

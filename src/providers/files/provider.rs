@@ -70,9 +70,12 @@ impl Provider for FilesProvider {
                 hint: String::new(),
             });
         }
-        let file = change
-            .and_then(|c| c.file.as_ref())
-            .ok_or("the plan holds no rendered file for this step")?;
+        let file =
+            change
+                .and_then(|c| c.file.as_ref())
+                .ok_or_else(|| super::FileError::NotRendered {
+                    resource: step.resource.to_string(),
+                })?;
         let (check, reload) = file_actions(ctx.desired, &step.resource);
         let previous = super::install(
             Path::new(&file.path),
@@ -97,8 +100,12 @@ impl Provider for FilesProvider {
         else {
             return Ok(());
         };
-        super::restore(Path::new(path), previous.as_deref())
-            .map_err(|e| format!("restore {path}: {e}"))?;
+        super::restore(Path::new(path), previous.as_deref()).map_err(|error| {
+            super::FileError::Restore {
+                path: path.clone(),
+                error,
+            }
+        })?;
         if let Some(r) = reload {
             super::run_action(r).await?;
         }

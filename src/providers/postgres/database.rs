@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::diff::Change;
 use crate::model::{Database, MigrationFile, Resource, SecretDigest};
-use crate::providers::postgres::Postgres;
+use crate::providers::postgres::{PgError, Postgres};
 use crate::providers::{Context, Undo};
+use crate::secrets::SecretError;
 
 /// A down file kept with the step that ran its up file, so the step can be undone later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,9 +21,9 @@ pub struct DownFile {
 }
 
 /// Create or update: roles, database, extensions and grants as declared.
-pub async fn reconcile(pg: &Postgres, ctx: &Context<'_>, db: &Database) -> Result<Undo, String> {
-    let password = |p: &crate::model::types::SecretString| -> Result<(String, String), String> {
-        let value = ctx.secrets.resolve(p).map_err(|e| e.to_string())?;
+pub async fn reconcile(pg: &Postgres, ctx: &Context<'_>, db: &Database) -> Result<Undo, PgError> {
+    let password = |p: &crate::model::types::SecretString| -> Result<_, SecretError> {
+        let value = ctx.secrets.resolve(p)?;
         Ok((value, ctx.secrets.digest(p)))
     };
     pg.reconcile(db, ctx.desired.project.name.as_str(), &password)
@@ -36,7 +37,7 @@ pub async fn migrate(
     ctx: &Context<'_>,
     db: &Database,
     change: Option<&Change>,
-) -> Result<Undo, String> {
+) -> Result<Undo, PgError> {
     let id = crate::model::ResourceId::new(crate::model::Kind::Database, db.name.as_str());
     let files = ctx
         .desired
@@ -80,7 +81,7 @@ pub async fn migrate_down(
     database: &str,
     files: &[DownFile],
     dump_to: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), PgError> {
     if let Some(dir) = dump_to {
         dump(pg, database, Path::new(dir)).await?;
     }
@@ -102,7 +103,7 @@ pub async fn migrate_down(
 }
 
 /// Drops a database whose `prune: true` allowed it, after a fresh dump when a Backup covers it.
-pub async fn drop(pg: &Postgres, ctx: &Context<'_>, name: &str) -> Result<Undo, String> {
+pub async fn drop(pg: &Postgres, ctx: &Context<'_>, name: &str) -> Result<Undo, PgError> {
     let covered =
         ctx.desired.resources.values().any(
             |r| matches!(r, Resource::Backup(b) if b.source.database.as_deref() == Some(name)),
@@ -133,8 +134,11 @@ fn dump_dir(ctx: &Context<'_>, db: &str) -> PathBuf {
 }
 
 /// `pg_dump -Fc` of `db` into `dir`; the password goes through the environment, never argv.
-pub async fn dump(pg: &Postgres, db: &str, dir: &Path) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+pub async fn dump(pg: &Postgres, db: &str, dir: &Path) -> Result<PathBuf, PgError> {
+    std::fs::create_dir_all(dir).map_err(|error| PgError::DumpDir {
+        dir: dir.to_path_buf(),
+        error,
+    })?;
     let file = dir.join(format!("{db}-{}-before-rollback.dump", crate::clock::now()));
     let mut cmd = tokio::process::Command::new("pg_dump");
     cmd.arg("-Fc")
@@ -145,12 +149,15 @@ pub async fn dump(pg: &Postgres, db: &str, dir: &Path) -> Result<PathBuf, String
     if let Some(pw) = pg.password() {
         cmd.env("PGPASSWORD", pw);
     }
-    let out = cmd.output().await.map_err(|e| format!("pg_dump: {e}"))?;
+    let out = cmd.output().await.map_err(|error| PgError::DumpSpawn {
+        database: db.to_string(),
+        error,
+    })?;
     if !out.status.success() {
-        return Err(format!(
-            "pg_dump of {db} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(PgError::Dump {
+            database: db.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(file)
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use super::{message, sqlstate};
+use super::{message, on_database, server, sqlstate, PgError};
 use crate::model::{Database, MigrationFile};
 
 fn lock_key(scope: &str) -> i64 {
@@ -24,20 +24,20 @@ impl super::Postgres {
         db: &Database,
         pending: &[&MigrationFile],
         runner: &str,
-    ) -> Result<Vec<u64>, String> {
+    ) -> Result<Vec<u64>, PgError> {
         let m = db
             .migrations
             .as_ref()
-            .ok_or("the database declares no migrations")?;
-        let conn = self
-            .connect_db(db.name.as_str())
-            .await
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| PgError::NoMigrations {
+                database: db.name.to_string(),
+            })?;
+        let conn = self.connect_db(db.name.as_str()).await?;
         let key = lock_key(&format!("converge-migrate:{}", db.name));
-        acquire(&conn, key, Duration::from_secs(600)).await?;
+        acquire(&conn, db.name.as_str(), key, Duration::from_secs(600)).await?;
         let result = self
             .migrate_locked(
                 &conn,
+                db.name.as_str(),
                 pending,
                 runner,
                 m.lock_timeout.as_millis(),
@@ -51,22 +51,23 @@ impl super::Postgres {
     async fn migrate_locked(
         &self,
         conn: &Client,
+        db: &str,
         pending: &[&MigrationFile],
         runner: &str,
         lock_ms: u64,
         statement_ms: u64,
-    ) -> Result<Vec<u64>, String> {
+    ) -> Result<Vec<u64>, PgError> {
         conn.batch_execute(
             "CREATE SCHEMA IF NOT EXISTS converge; \
              CREATE TABLE IF NOT EXISTS converge.schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, \
              checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), duration_ms bigint NOT NULL, applied_by text NOT NULL)",
         )
         .await
-        .map_err(|e| format!("create converge.schema_migrations: {}", message(&e)))?;
+        .map_err(on_database(db, "create converge.schema_migrations"))?;
         let already: BTreeSet<i64> = conn
             .query("SELECT version FROM converge.schema_migrations", &[])
             .await
-            .map_err(|e| message(&e))?
+            .map_err(server("read converge.schema_migrations"))?
             .iter()
             .map(|r| r.get(0))
             .collect();
@@ -76,23 +77,20 @@ impl super::Postgres {
             .filter(|f| !already.contains(&(f.version as i64)))
         {
             if let Err(err) = run_one(conn, f, runner, lock_ms, statement_ms).await {
-                let undo = if !done.is_empty() && done.iter().all(|d| d.down_sql.is_some()) {
+                let (failed, count) = (Box::new(err), done.len());
+                return Err(if done.is_empty() {
+                    *failed
+                } else if done.iter().all(|d| d.down_sql.is_some()) {
                     match self.migrate_down_on(conn, &done).await {
-                        Ok(()) => format!(
-                            "; the {} migration(s) applied before it were rolled back",
-                            done.len()
-                        ),
-                        Err(e) => format!("; rolling back the earlier ones failed: {e}"),
+                        Ok(()) => PgError::MigrationRolledBack { failed, count },
+                        Err(e) => PgError::MigrationRollbackFailed {
+                            failed,
+                            rollback: Box::new(e),
+                        },
                     }
-                } else if done.is_empty() {
-                    String::new()
                 } else {
-                    format!(
-                        "; {} earlier migration(s) stay applied (not every one has a down file)",
-                        done.len()
-                    )
-                };
-                return Err(format!("{err}{undo}"));
+                    PgError::MigrationKept { failed, count }
+                });
             }
             done.push(f);
         }
@@ -100,40 +98,42 @@ impl super::Postgres {
     }
 
     /// Runs the down files of `files` in reverse, each in a transaction.
-    pub async fn migrate_down(&self, db: &str, files: &[&MigrationFile]) -> Result<(), String> {
-        let conn = self.connect_db(db).await.map_err(|e| e.to_string())?;
+    pub async fn migrate_down(&self, db: &str, files: &[&MigrationFile]) -> Result<(), PgError> {
+        let conn = self.connect_db(db).await?;
         let key = lock_key(&format!("converge-migrate:{db}"));
-        acquire(&conn, key, Duration::from_secs(600)).await?;
+        acquire(&conn, db, key, Duration::from_secs(600)).await?;
         let r = self.migrate_down_on(&conn, files).await;
         let _ = conn.execute("SELECT pg_advisory_unlock($1)", &[&key]).await;
         r
     }
 
-    async fn migrate_down_on(&self, conn: &Client, files: &[&MigrationFile]) -> Result<(), String> {
+    async fn migrate_down_on(
+        &self,
+        conn: &Client,
+        files: &[&MigrationFile],
+    ) -> Result<(), PgError> {
         for f in files.iter().rev() {
-            let down = f
-                .down_sql
-                .as_deref()
-                .ok_or_else(|| format!("{} has no down file", f.stem()))?;
+            let down = f.down_sql.as_deref().ok_or_else(|| PgError::NoDownFile {
+                migration: f.stem(),
+            })?;
             let sql = format!(
                 "BEGIN; {down}\n; DELETE FROM converge.schema_migrations WHERE version = {}; COMMIT;",
                 f.version
             );
             if let Err(e) = conn.batch_execute(&sql).await {
                 let _ = conn.batch_execute("ROLLBACK").await;
-                return Err(format!(
-                    "{}: {}",
-                    f.down_path.as_deref().unwrap_or(&f.stem()),
-                    message(&e)
-                ));
+                return Err(PgError::MigrationDown {
+                    file: f.down_path.clone().unwrap_or_else(|| f.stem()),
+                    message: message(&e),
+                });
             }
         }
         Ok(())
     }
 
     /// Accepts the current files' checksums for applied migrations whose files changed on purpose.
-    pub async fn repair(&self, db: &str, files: &[MigrationFile]) -> Result<Vec<String>, String> {
-        let conn = self.connect_db(db).await.map_err(|e| e.to_string())?;
+    pub async fn repair(&self, db: &str, files: &[MigrationFile]) -> Result<Vec<String>, PgError> {
+        let conn = self.connect_db(db).await?;
         let mut repaired = Vec::new();
         for f in files {
             let n = conn
@@ -142,7 +142,7 @@ impl super::Postgres {
                     &[&f.checksum, &(f.version as i64)],
                 )
                 .await
-                .map_err(|e| message(&e))?;
+                .map_err(server("update checksums in converge.schema_migrations"))?;
             if n > 0 {
                 repaired.push(f.up_path.clone());
             }
@@ -153,23 +153,23 @@ impl super::Postgres {
 
 /// Polls `pg_try_advisory_lock` with backoff (never the blocking `pg_advisory_lock`, which
 /// deadlocks with `CREATE INDEX CONCURRENTLY` waiting on the holder's transactions).
-async fn acquire(conn: &Client, key: i64, max_wait: Duration) -> Result<(), String> {
+async fn acquire(conn: &Client, db: &str, key: i64, max_wait: Duration) -> Result<(), PgError> {
     let deadline = Instant::now() + max_wait;
     let mut delay = Duration::from_millis(50);
     loop {
         let got: bool = conn
             .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
             .await
-            .map_err(|e| message(&e))?
+            .map_err(server("take the migration lock"))?
             .get(0);
         if got {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "another runner held the migration lock for more than {}s",
-                max_wait.as_secs()
-            ));
+            return Err(PgError::LockBusy {
+                database: db.to_string(),
+                seconds: max_wait.as_secs(),
+            });
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
@@ -184,7 +184,7 @@ async fn run_one(
     runner: &str,
     lock_ms: u64,
     statement_ms: u64,
-) -> Result<(), String> {
+) -> Result<(), PgError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -234,16 +234,30 @@ async fn run_one(
                 if !f.no_transaction {
                     conn.batch_execute("COMMIT")
                         .await
-                        .map_err(|e| message(&e))?;
+                        .map_err(server("commit the migration"))?;
                 }
-                return record
-                    .map(|_| ())
-                    .map_err(|e| format!("{}: recording it: {}", f.up_path, message(&e)));
+                return record.map(|_| ()).map_err(|e| PgError::RecordMigration {
+                    file: f.up_path.clone(),
+                    message: message(&e),
+                });
             }
             Err(e) if sqlstate(&e).as_deref() == Some("55P03") && attempt < 4 => {
                 tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
             }
-            Err(e) => return Err(format!("{}: {}", f.up_path, message(&e))),
+            Err(e) if sqlstate(&e).as_deref() == Some("55P03") => {
+                return Err(PgError::MigrationLockTimeout {
+                    file: f.up_path.clone(),
+                    attempts: attempt,
+                    message: message(&e),
+                })
+            }
+            Err(e) => {
+                return Err(PgError::Migration {
+                    file: f.up_path.clone(),
+                    sqlstate: sqlstate(&e),
+                    message: message(&e),
+                })
+            }
         }
     }
 }

@@ -37,17 +37,141 @@ pub const FACTORY: crate::providers::registry::Factory = crate::providers::regis
     },
 };
 
+/// What failed in PostgreSQL, and where. Every `message` is the server's (with its SQLSTATE) and
+/// never holds the connection string or a password. The texts are kept word for word from when
+/// these were plain strings: messages are compared outside this crate.
 #[derive(Debug, Error)]
 pub enum PgError {
     #[error("cannot connect to PostgreSQL: {0}\n  = hint: check providers.postgres.url and that the server is up")]
     Connect(String),
     #[error("postgres: {what}: {message}")]
     Query { what: String, message: String },
+    /// A query failed; `what` says which (the text is the server's message alone).
+    #[error("{message}")]
+    Server { what: &'static str, message: String },
+    /// A statement about a role (create, alter, comment, memberships) failed.
+    #[error("{what}: {message}")]
+    Role {
+        role: String,
+        what: String,
+        message: String,
+    },
+    /// A statement about a database (create, drop, owner, comment, extension, the migrations
+    /// table) failed.
+    #[error("{what}: {message}")]
+    Database {
+        database: String,
+        what: String,
+        message: String,
+    },
+    /// A role's password reference could not be resolved.
+    #[error("{error}")]
+    Secret {
+        role: String,
+        error: crate::secrets::SecretError,
+    },
+    /// Setting a role's password failed; only the SQLSTATE is kept (the statement holds it).
+    #[error("set the password of role {role}: {sqlstate}")]
+    SetPassword { role: String, sqlstate: String },
+    #[error("grant on schema {schema} for role {role}: the schema does not exist")]
+    MissingSchema { schema: String, role: String },
+    /// A GRANT or REVOKE of a declared grant failed.
+    #[error("{verb} on {target}: {message}")]
+    Grant {
+        role: String,
+        verb: &'static str,
+        target: &'static str,
+        message: String,
+    },
+    #[error("the database declares no migrations")]
+    NoMigrations { database: String },
+    /// The advisory lock converge takes around migrations stayed held by another runner.
+    #[error("another runner held the migration lock for more than {seconds}s")]
+    LockBusy { database: String, seconds: u64 },
+    /// A migration's up file failed (the server's message carries the SQLSTATE).
+    #[error("{file}: {message}")]
+    Migration {
+        file: String,
+        sqlstate: Option<String>,
+        message: String,
+    },
+    /// A migration's up file could not take its locks within `lock_timeout` (55P03), even after
+    /// `attempts` tries.
+    #[error("{file}: {message}")]
+    MigrationLockTimeout {
+        file: String,
+        attempts: u32,
+        message: String,
+    },
+    /// A migration ran but recording it in `converge.schema_migrations` failed.
+    #[error("{file}: recording it: {message}")]
+    RecordMigration { file: String, message: String },
+    #[error("{migration} has no down file")]
+    NoDownFile { migration: String },
+    /// A down file failed.
+    #[error("{file}: {message}")]
+    MigrationDown { file: String, message: String },
+    /// A migration failed and the ones this run applied before it were rolled back.
+    #[error("{failed}; the {count} migration(s) applied before it were rolled back")]
+    MigrationRolledBack { failed: Box<PgError>, count: usize },
+    /// A migration failed and rolling back the ones applied before it failed too.
+    #[error("{failed}; rolling back the earlier ones failed: {rollback}")]
+    MigrationRollbackFailed {
+        failed: Box<PgError>,
+        rollback: Box<PgError>,
+    },
+    /// A migration failed; the ones applied before it stay (not all have a down file).
+    #[error("{failed}; {count} earlier migration(s) stay applied (not every one has a down file)")]
+    MigrationKept { failed: Box<PgError>, count: usize },
+    #[error("cannot create {}: {error}", .dir.display())]
+    DumpDir {
+        dir: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    /// `pg_dump` could not be started.
+    #[error("pg_dump: {error}")]
+    DumpSpawn {
+        database: String,
+        error: std::io::Error,
+    },
+    #[error("pg_dump of {database} failed: {stderr}")]
+    Dump { database: String, stderr: String },
 }
 
 fn q(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
     let what = what.into();
     move |e| PgError::Query {
+        what,
+        message: message(&e),
+    }
+}
+
+/// `PgError::Server`: the server's message alone, `what` kept for the logs.
+fn server(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+    move |e| PgError::Server {
+        what,
+        message: message(&e),
+    }
+}
+
+/// `PgError::Database`: "`what`: message" about database `database`.
+fn on_database(
+    database: &str,
+    what: impl Into<String>,
+) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+    let (database, what) = (database.to_string(), what.into());
+    move |e| PgError::Database {
+        database,
+        what,
+        message: message(&e),
+    }
+}
+
+/// `PgError::Role`: "`what`: message" about role `role`.
+fn on_role(role: &str, what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+    let (role, what) = (role.to_string(), what.into());
+    move |e| PgError::Role {
+        role,
         what,
         message: message(&e),
     }
@@ -83,8 +207,9 @@ struct DbComment {
 }
 
 /// Resolves a role's password reference to (value, keyed digest); the value is never logged.
-pub type PasswordFn<'a> =
-    dyn Fn(&crate::model::types::SecretString) -> Result<(String, String), String> + Sync + 'a;
+pub type PasswordFn<'a> = dyn Fn(&crate::model::types::SecretString) -> Result<(String, String), crate::secrets::SecretError>
+    + Sync
+    + 'a;
 
 pub struct Postgres {
     admin: Client,
@@ -144,12 +269,12 @@ impl Postgres {
     }
 
     /// Creates database `name` when missing; returns how many tables it holds.
-    pub async fn ensure_database(&self, name: &str) -> Result<i64, String> {
+    pub async fn ensure_database(&self, name: &str) -> Result<i64, PgError> {
         let exists = self
             .admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
             .await
-            .map_err(|e| message(&e))?
+            .map_err(server("look up database"))?
             .is_some();
         if !exists {
             self.admin
@@ -158,15 +283,15 @@ impl Postgres {
                     ident(name)
                 ))
                 .await
-                .map_err(|e| format!("CREATE DATABASE {name}: {}", message(&e)))?;
+                .map_err(on_database(name, format!("CREATE DATABASE {name}")))?;
             return Ok(0);
         }
         Ok(self.count_rows(name).await?.0)
     }
 
     /// (tables, rows) in the user schemas of `name`.
-    pub async fn count_rows(&self, name: &str) -> Result<(i64, i64), String> {
-        let conn = self.connect_db(name).await.map_err(|e| e.to_string())?;
+    pub async fn count_rows(&self, name: &str) -> Result<(i64, i64), PgError> {
+        let conn = self.connect_db(name).await?;
         let tables = conn
             .query(
                 "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables \
@@ -174,28 +299,28 @@ impl Postgres {
                 &[],
             )
             .await
-            .map_err(|e| message(&e))?;
+            .map_err(server("list tables"))?;
         let mut rows = 0i64;
         for t in &tables {
             let name: String = t.get(0);
             let n: i64 = conn
                 .query_one(&format!("SELECT count(*) FROM {name}"), &[])
                 .await
-                .map_err(|e| message(&e))?
+                .map_err(server("count rows"))?
                 .get(0);
             rows += n;
         }
         Ok((tables.len() as i64, rows))
     }
 
-    pub async fn drop_database(&self, name: &str) -> Result<(), String> {
+    pub async fn drop_database(&self, name: &str) -> Result<(), PgError> {
         self.admin
             .batch_execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 ident(name)
             ))
             .await
-            .map_err(|e| format!("DROP DATABASE {name}: {}", message(&e)))
+            .map_err(on_database(name, format!("DROP DATABASE {name}")))
     }
 }
 
@@ -203,12 +328,14 @@ impl Postgres {
 pub type Connection = Client;
 
 /// Runs a query that returns one value, as a number: `SELECT (<sql>)::float8`.
+/// (A `String` error: `agent::budgets` returns it as is and `agent::autoscale` mixes it with its
+/// own `String` errors.)
 pub async fn scalar(client: &Connection, sql: &str) -> Result<f64, String> {
     let wrapped = format!("SELECT ({})::float8", sql.trim().trim_end_matches(';'));
     let row = client
         .query_one(wrapped.as_str(), &[])
         .await
-        .map_err(|e| message(&e))?;
+        .map_err(|e| server("scalar query")(e).to_string())?;
     Ok(row.get::<_, Option<f64>>(0).unwrap_or(0.0))
 }
 
@@ -220,5 +347,63 @@ mod tests {
     fn identifiers_and_literals_are_quoted() {
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
         assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    /// The texts are the ones these errors had as plain strings; they must not drift.
+    #[test]
+    fn messages_keep_their_old_text() {
+        let failed = || {
+            Box::new(PgError::Migration {
+                file: "migrations/0002_b.up.sql".into(),
+                sqlstate: Some("42883".into()),
+                message: "function f() does not exist (SQLSTATE 42883)".into(),
+            })
+        };
+        let cases = [
+            (
+                PgError::MigrationRolledBack { failed: failed(), count: 1 },
+                "migrations/0002_b.up.sql: function f() does not exist (SQLSTATE 42883); the 1 migration(s) applied before it were rolled back",
+            ),
+            (
+                PgError::MigrationRollbackFailed {
+                    failed: failed(),
+                    rollback: Box::new(PgError::NoDownFile { migration: "0001_a".into() }),
+                },
+                "migrations/0002_b.up.sql: function f() does not exist (SQLSTATE 42883); rolling back the earlier ones failed: 0001_a has no down file",
+            ),
+            (
+                PgError::MigrationKept { failed: failed(), count: 2 },
+                "migrations/0002_b.up.sql: function f() does not exist (SQLSTATE 42883); 2 earlier migration(s) stay applied (not every one has a down file)",
+            ),
+            (
+                PgError::LockBusy { database: "app".into(), seconds: 600 },
+                "another runner held the migration lock for more than 600s",
+            ),
+            (
+                PgError::Dump { database: "app".into(), stderr: "boom".into() },
+                "pg_dump of app failed: boom",
+            ),
+            (
+                PgError::SetPassword { role: "app".into(), sqlstate: "42501".into() },
+                "set the password of role app: 42501",
+            ),
+            (
+                PgError::Grant {
+                    role: "ro".into(),
+                    verb: "GRANT",
+                    target: "all-tables",
+                    message: "denied".into(),
+                },
+                "GRANT on all-tables: denied",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
+        let dir = PgError::DumpDir {
+            dir: "/nope".into(),
+            error: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+        };
+        assert_eq!(dir.to_string(), "cannot create /nope: denied");
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use tokio_postgres::Client;
 
 use super::observe::all_held;
-use super::{ident, literal, message, sqlstate, DbComment, PasswordFn};
+use super::{
+    ident, literal, message, on_database, on_role, server, sqlstate, DbComment, PasswordFn, PgError,
+};
 use crate::model::database::{Grant, GrantTarget};
 use crate::model::Database;
 
@@ -17,13 +19,11 @@ impl super::Postgres {
         db: &Database,
         project: &str,
         password: &PasswordFn<'_>,
-    ) -> Result<(), String> {
-        let e = |what: &str| {
-            let what = what.to_string();
-            move |err: tokio_postgres::Error| format!("{what}: {}", message(&err))
-        };
+    ) -> Result<(), PgError> {
+        let dbn = db.name.as_str();
         for role in &db.roles {
-            let name = ident(role.name.as_str());
+            let rn = role.name.as_str();
+            let name = ident(rn);
             let exists = self
                 .admin
                 .query_opt(
@@ -31,7 +31,7 @@ impl super::Postgres {
                     &[&role.name.as_str()],
                 )
                 .await
-                .map_err(e("look up role"))?
+                .map_err(on_role(rn, "look up role"))?
                 .is_some();
             let opts = format!(
                 "{} {} CONNECTION LIMIT {}",
@@ -47,19 +47,19 @@ impl super::Postgres {
             self.admin
                 .batch_execute(&format!("{verb} ROLE {name} {opts}"))
                 .await
-                .map_err(e(&format!("{verb} ROLE {}", role.name)))?;
+                .map_err(on_role(rn, format!("{verb} ROLE {rn}")))?;
             if let Some(pw) = &role.password {
-                let (value, digest) = password(pw)?;
+                let (value, digest) = password(pw).map_err(|error| PgError::Secret {
+                    role: rn.to_string(),
+                    error,
+                })?;
                 // The statement holds the password: it is never logged or put in an error.
                 self.admin
                     .batch_execute(&format!("ALTER ROLE {name} PASSWORD {}", literal(&value)))
                     .await
-                    .map_err(|err| {
-                        format!(
-                            "set the password of role {}: {}",
-                            role.name,
-                            sqlstate(&err).unwrap_or_default()
-                        )
+                    .map_err(|err| PgError::SetPassword {
+                        role: rn.to_string(),
+                        sqlstate: sqlstate(&err).unwrap_or_default(),
                     })?;
                 self.admin
                     .batch_execute(&format!(
@@ -67,7 +67,7 @@ impl super::Postgres {
                         literal(&format!("converge:pw={digest}"))
                     ))
                     .await
-                    .map_err(e("comment on role"))?;
+                    .map_err(on_role(rn, "comment on role"))?;
             }
             let current: Vec<String> = self
                 .admin
@@ -76,19 +76,19 @@ impl super::Postgres {
                     &[&role.name.as_str()],
                 )
                 .await
-                .map_err(e("read memberships"))?
+                .map_err(on_role(rn, "read memberships"))?
                 .get(0);
             for m in role.member_of.iter().filter(|m| !current.contains(m)) {
                 self.admin
                     .batch_execute(&format!("GRANT {} TO {name}", ident(m)))
                     .await
-                    .map_err(e("grant membership"))?;
+                    .map_err(on_role(rn, "grant membership"))?;
             }
             for m in current.iter().filter(|m| !role.member_of.contains(m)) {
                 self.admin
                     .batch_execute(&format!("REVOKE {} FROM {name}", ident(m)))
                     .await
-                    .map_err(e("revoke membership"))?;
+                    .map_err(on_role(rn, "revoke membership"))?;
             }
         }
         let dbname = ident(db.name.as_str());
@@ -99,7 +99,7 @@ impl super::Postgres {
                 &[&db.name.as_str()],
             )
             .await
-            .map_err(e("look up database"))?;
+            .map_err(on_database(dbn, "look up database"))?;
         match row {
             None => {
                 let owner = db
@@ -113,7 +113,7 @@ impl super::Postgres {
                         literal(&db.encoding)
                     ))
                     .await
-                    .map_err(e(&format!("CREATE DATABASE {}", db.name)))?;
+                    .map_err(on_database(dbn, format!("CREATE DATABASE {dbn}")))?;
             }
             Some(r) => {
                 let owner: String = r.get(0);
@@ -121,7 +121,7 @@ impl super::Postgres {
                     self.admin
                         .batch_execute(&format!("ALTER DATABASE {dbname} OWNER TO {}", ident(o)))
                         .await
-                        .map_err(e("change owner"))?;
+                        .map_err(on_database(dbn, "change owner"))?;
                 }
             }
         }
@@ -136,26 +136,20 @@ impl super::Postgres {
                 literal(&comment)
             ))
             .await
-            .map_err(e("comment on database"))?;
-        let conn = self
-            .connect_db(db.name.as_str())
-            .await
-            .map_err(|x| x.to_string())?;
+            .map_err(on_database(dbn, "comment on database"))?;
+        let conn = self.connect_db(dbn).await?;
         for ext in &db.extensions {
             conn.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS {}", ident(ext)))
                 .await
-                .map_err(e(&format!("CREATE EXTENSION {ext}")))?;
+                .map_err(on_database(dbn, format!("CREATE EXTENSION {ext}")))?;
         }
         self.apply_grants_on(&conn, db, true).await?;
         Ok(())
     }
 
     /// Grants and revokes so that each declared grant holds exactly its privileges.
-    pub async fn apply_grants(&self, db: &Database) -> Result<(), String> {
-        let conn = self
-            .connect_db(db.name.as_str())
-            .await
-            .map_err(|x| x.to_string())?;
+    pub async fn apply_grants(&self, db: &Database) -> Result<(), PgError> {
+        let conn = self.connect_db(db.name.as_str()).await?;
         self.apply_grants_on(&conn, db, false).await
     }
 
@@ -166,12 +160,12 @@ impl super::Postgres {
         conn: &Client,
         db: &Database,
         skip_missing_schemas: bool,
-    ) -> Result<(), String> {
-        let held = all_held(conn, db).await.map_err(|x| x.to_string())?;
+    ) -> Result<(), PgError> {
+        let held = all_held(conn, db).await?;
         let schemas: BTreeSet<String> = conn
             .query("SELECT nspname::text FROM pg_namespace", &[])
             .await
-            .map_err(|e| message(&e))?
+            .map_err(server("list schemas"))?
             .iter()
             .map(|r| r.get(0))
             .collect();
@@ -181,10 +175,10 @@ impl super::Postgres {
                     if skip_missing_schemas {
                         continue;
                     }
-                    return Err(format!(
-                        "grant on schema {} for role {}: the schema does not exist",
-                        g.schema, role.name
-                    ));
+                    return Err(PgError::MissingSchema {
+                        schema: g.schema.clone(),
+                        role: role.name.to_string(),
+                    });
                 }
                 let want = g.canonical_privileges();
                 let have = held
@@ -199,9 +193,12 @@ impl super::Postgres {
                         continue;
                     }
                     for sql in grant_sql(verb, &privs, g, db.name.as_str(), role.name.as_str()) {
-                        conn.batch_execute(&sql)
-                            .await
-                            .map_err(|e| format!("{verb} on {}: {}", g.on.as_str(), message(&e)))?;
+                        conn.batch_execute(&sql).await.map_err(|e| PgError::Grant {
+                            role: role.name.to_string(),
+                            verb,
+                            target: g.on.as_str(),
+                            message: message(&e),
+                        })?;
                     }
                 }
             }

@@ -10,6 +10,8 @@ use crate::providers::health;
 use crate::providers::runtime::{self as docker, ContainerRuntime, ContainerSpec};
 use crate::providers::Context;
 
+use super::error::ContainerError;
+
 /// A step's context with the runtime the service runs on.
 pub struct Ctx<'a> {
     pub base: &'a Context<'a>,
@@ -38,25 +40,25 @@ pub fn spec_attributes(secrets: &crate::secrets::Secrets, s: &Service) -> Attrib
 }
 
 /// Pulls or builds the image; returns the reference to run.
-pub async fn image_for(ctx: &Ctx<'_>, s: &Service) -> Result<String, String> {
+pub async fn image_for(ctx: &Ctx<'_>, s: &Service) -> Result<String, ContainerError> {
+    let image_error = |error| ContainerError::Image {
+        service: s.name.to_string(),
+        error,
+    };
     if let Some(image) = &s.image {
-        ctx.docker
-            .ensure_image(image)
-            .await
-            .map_err(|e| e.to_string())?;
+        ctx.docker.ensure_image(image).await.map_err(image_error)?;
         return Ok(image.clone());
     }
-    let b = s
-        .build
-        .as_ref()
-        .ok_or("the service has neither image nor build")?;
+    let b = s.build.as_ref().ok_or_else(|| ContainerError::NoImage {
+        service: s.name.to_string(),
+    })?;
     let hash = spec_attributes(ctx.secrets, s).spec_hash();
     let tag = format!("converge/{}-{}:{hash}", ctx.desired.project.name, s.name);
     let dir = ctx.root.join(&b.context);
     ctx.docker
         .build_image(&dir, b.dockerfile.as_deref(), &b.args, &tag)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(image_error)?;
     Ok(tag)
 }
 
@@ -66,7 +68,7 @@ fn spec(
     color: Option<Color>,
     replica: u32,
     image: &str,
-) -> Result<ContainerSpec, String> {
+) -> Result<ContainerSpec, ContainerError> {
     let project = ctx.desired.project.name.as_str();
     let attrs = spec_attributes(ctx.secrets, s);
     let mut env = Vec::new();
@@ -75,7 +77,11 @@ fn spec(
             k.clone(),
             ctx.secrets
                 .resolve(v)
-                .map_err(|e| format!("env.{k}: {e}"))?,
+                .map_err(|error| ContainerError::Secret {
+                    service: s.name.to_string(),
+                    key: k.clone(),
+                    error,
+                })?,
         ));
     }
     let bg_port = match color {
@@ -153,17 +159,20 @@ pub async fn start_one(
     color: Option<Color>,
     replica: u32,
     image: &str,
-) -> Result<String, String> {
+) -> Result<String, ContainerError> {
     let spec = spec(ctx, s, color, replica, image)?;
     ctx.docker
         .remove(&spec.name)
         .await
-        .map_err(|e| e.to_string())?;
-    ctx.docker.run(&spec).await.map_err(|e| e.to_string())?;
+        .map_err(ContainerError::runtime(&spec.name))?;
+    ctx.docker
+        .run(&spec)
+        .await
+        .map_err(ContainerError::runtime(&spec.name))?;
     if let Some(h) = &s.health {
         if let Err(e) = health::gate(ctx.docker, &spec.name, h).await {
             let _ = ctx.docker.remove(&spec.name).await;
-            return Err(e.to_string());
+            return Err(e.into());
         }
     }
     Ok(spec.name)
@@ -175,7 +184,7 @@ pub async fn start_set(
     s: &Service,
     color: Option<Color>,
     replicas: &[u32],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ContainerError> {
     let image = image_for(ctx, s).await?;
     let mut started = Vec::new();
     for &r in replicas {
@@ -201,16 +210,16 @@ pub async fn retire(
     docker: &dyn ContainerRuntime,
     name: &str,
     grace_secs: i32,
-) -> Result<String, String> {
+) -> Result<String, ContainerError> {
     let retired = format!("{name}.old-{}", crate::clock::now());
     docker
         .stop(name, grace_secs)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ContainerError::runtime(name))?;
     docker
         .rename(name, &retired)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ContainerError::runtime(name))?;
     Ok(retired)
 }
 
@@ -218,22 +227,22 @@ pub async fn retire(
 pub async fn restore(
     docker: &dyn ContainerRuntime,
     retired: &[(String, String)],
-) -> Result<(), String> {
-    let mut errors = Vec::new();
+) -> Result<(), ContainerError> {
+    let mut failures = Vec::new();
     for (old, original) in retired {
         let _ = docker.remove(original).await;
         if let Err(e) = docker.rename(old, original).await {
-            errors.push(e.to_string());
+            failures.push(ContainerError::runtime(old)(e));
             continue;
         }
         if let Err(e) = docker.start(original).await {
-            errors.push(e.to_string());
+            failures.push(ContainerError::runtime(original)(e));
         }
     }
-    if errors.is_empty() {
+    if failures.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("; "))
+        Err(ContainerError::Restore { failures })
     }
 }
 
@@ -243,7 +252,7 @@ pub async fn replace(
     ctx: &Ctx<'_>,
     s: &Service,
     current: &[String],
-) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+) -> Result<(Vec<String>, Vec<(String, String)>), ContainerError> {
     let image = image_for(ctx, s).await?;
     let project = ctx.desired.project.name.as_str();
     let mut retired: Vec<(String, String)> = Vec::new();
@@ -304,9 +313,12 @@ pub async fn replace(
     Ok((started, retired))
 }
 
-fn with_restore(e: String, restored: Result<(), String>) -> String {
+fn with_restore(e: ContainerError, restored: Result<(), ContainerError>) -> ContainerError {
     match restored {
-        Ok(()) => format!("{e}; the previous containers were restored"),
-        Err(r) => format!("{e}; restoring the previous containers failed: {r}"),
+        Ok(()) => ContainerError::Restored { error: Box::new(e) },
+        Err(r) => ContainerError::NotRestored {
+            error: Box::new(e),
+            restore: Box::new(r),
+        },
     }
 }

@@ -3,6 +3,7 @@
 //! services (deferred drains, verification after a switch) stays in the engine.
 
 pub mod containers;
+mod error;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::providers::runtime::ContainerRuntime;
 use crate::providers::{Context, Provider, ProviderError, Undo};
 use crate::secrets::Secrets;
 use containers::Ctx;
+pub use error::ContainerError;
 
 pub const KINDS: &[Kind] = &[Kind::Service, Kind::Network, Kind::Volume];
 
@@ -123,25 +125,35 @@ impl Provider for ServiceProvider {
 
 /// The container work of one service step. Deferred drains, cancelled drains and the
 /// verification after a switch are the engine's: they need the journal or other services.
-async fn service_step(step: &Step, change: Option<&Change>, ctx: &Ctx<'_>) -> Result<Undo, String> {
+async fn service_step(
+    step: &Step,
+    change: Option<&Change>,
+    ctx: &Ctx<'_>,
+) -> Result<Undo, ContainerError> {
     let id = step.resource.clone();
     let sc = change.and_then(|c| c.service.as_ref());
     let live = ctx.live.service(&id);
     if step.action == StepAction::Delete {
+        let resource = step.resource.to_string();
         for n in ctx
             .docker
-            .container_names(&step.resource.to_string())
+            .container_names(&resource)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(ContainerError::list(&resource))?
         {
-            ctx.docker.remove(&n).await.map_err(|e| e.to_string())?;
+            ctx.docker
+                .remove(&n)
+                .await
+                .map_err(ContainerError::runtime(&n))?;
         }
         return Ok(Undo::Nothing);
     }
     let s = ctx
         .desired
         .service(&id.name)
-        .ok_or("the service is not in the desired state")?;
+        .ok_or_else(|| ContainerError::MissingService {
+            service: id.name.to_string(),
+        })?;
     match (step.action, sc) {
         (StepAction::Create, _) => {
             let replicas: Vec<u32> = (1..=s.replicas).collect();
@@ -178,7 +190,10 @@ async fn service_step(step: &Step, change: Option<&Change>, ctx: &Ctx<'_>) -> Re
         }
         (StepAction::Start, Some(ServiceChange::Repair { stopped })) => {
             for n in stopped {
-                ctx.docker.start(n).await.map_err(|e| e.to_string())?;
+                ctx.docker
+                    .start(n)
+                    .await
+                    .map_err(ContainerError::runtime(n))?;
             }
             Ok(Undo::Nothing)
         }
@@ -186,11 +201,10 @@ async fn service_step(step: &Step, change: Option<&Change>, ctx: &Ctx<'_>) -> Re
             drain_color(ctx.docker, ctx.desired.project.name.as_str(), &id, *color).await?;
             Ok(Undo::Nothing)
         }
-        (action, _) => Err(format!(
-            "cannot {} {} in this version of converge",
-            action.as_str(),
-            step.resource
-        )),
+        (action, _) => Err(ContainerError::Unsupported {
+            action: action.as_str().to_string(),
+            resource: step.resource.to_string(),
+        }),
     }
 }
 
@@ -198,7 +212,7 @@ async fn start_color(
     ctx: &Ctx<'_>,
     s: &crate::model::Service,
     color: Color,
-) -> Result<Undo, String> {
+) -> Result<Undo, ContainerError> {
     let replicas: Vec<u32> = (1..=s.replicas).collect();
     let names = containers::start_set(ctx, s, Some(color), &replicas).await?;
     Ok(Undo::RemoveContainers { names })
@@ -210,17 +224,18 @@ pub async fn drain_color(
     project: &str,
     id: &ResourceId,
     color: Color,
-) -> Result<(), String> {
+) -> Result<(), ContainerError> {
     let prefix = format!("{project}-{}-{color}-", id.name);
+    let resource = id.to_string();
     for n in rt
-        .container_names(&id.to_string())
+        .container_names(&resource)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(ContainerError::list(&resource))?
     {
         if n.starts_with(&prefix) {
             // A grace period for requests still in flight, then the container goes.
-            rt.stop(&n, 30).await.map_err(|e| e.to_string())?;
-            rt.remove(&n).await.map_err(|e| e.to_string())?;
+            rt.stop(&n, 30).await.map_err(ContainerError::runtime(&n))?;
+            rt.remove(&n).await.map_err(ContainerError::runtime(&n))?;
         }
     }
     Ok(())

@@ -1,0 +1,426 @@
+//! `BackupError`: what a backup, a verification or a restore reports — what failed, where (the
+//! backup, the destination, the copy's id, the chunk) and, where there is one, what to do. The
+//! text of each message is the one converge has always printed. Never a key, a password or a
+//! connection string: sources are described (`database app`), keys by their id.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+
+use thiserror::Error;
+
+use crate::engine::journal::JournalError;
+use crate::providers::postgres::PgError;
+use crate::providers::s3::S3Error;
+use crate::secrets::SecretError;
+
+#[derive(Debug, Error)]
+pub enum BackupError {
+    // ---- The Backup's configuration.
+    /// An `s3://` destination without an S3 provider in the Project.
+    #[error("{url} needs the S3 provider (providers.s3 in the Project)")]
+    S3ProviderMissing { url: String },
+    /// A destination URL that is neither `file://` nor `s3://`.
+    #[error("unsupported destination {url}")]
+    UnsupportedDestination { url: String },
+    /// A database backup or restore without a PostgreSQL provider in the Project.
+    #[error("a database backup needs the PostgreSQL provider (providers.postgres)")]
+    PostgresProviderMissing,
+    /// A Backup with none of `database`, `files` or `command`.
+    #[error("the backup has no source")]
+    NoSource { backup: String },
+    /// The secret holding the encryption key cannot be resolved (unset, unreadable).
+    #[error("{source}")]
+    KeySecret {
+        backup: String,
+        #[source]
+        source: SecretError,
+    },
+
+    // ---- Taking a copy: the source (pg_dump, tar, a command) and the pipeline.
+    /// The source command (pg_dump, tar, the configured command) cannot be started.
+    #[error("cannot start the backup source: {source}")]
+    SourceStart {
+        backup: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The source's output cannot be read.
+    #[error("reading the backup source: {source}")]
+    SourceRead {
+        backup: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The source exited unsuccessfully (pg_dump cannot connect, a missing directory…).
+    #[error("the backup source exited with {status}: {stderr}")]
+    SourceFailed {
+        backup: String,
+        status: ExitStatus,
+        /// Its standard error, trimmed.
+        stderr: String,
+    },
+    /// Waiting for the source to exit failed.
+    #[error("{source}")]
+    SourceWait {
+        backup: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The encryption header cannot be written to the destinations.
+    #[error("{source}")]
+    Encrypt {
+        backup: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The compressor cannot be set up.
+    #[error("{source}")]
+    Compress {
+        backup: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Compressing, encrypting or writing the stream to a destination failed.
+    #[error("writing the backup: {source}")]
+    Write {
+        backup: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The last compressed and encrypted bytes cannot be written.
+    #[error("finishing the backup: {source}")]
+    Finish {
+        backup: String,
+        #[source]
+        source: io::Error,
+    },
+
+    // ---- Destinations.
+    /// What failed at one destination (`file:///…` or `s3://bucket/prefix/`).
+    #[error("{destination}: {source}")]
+    Destination {
+        destination: String,
+        #[source]
+        source: Box<BackupError>,
+    },
+    /// A destination directory cannot be created.
+    #[error("create {}: {source}", .path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A copy's file cannot be created at a destination.
+    #[error("create {}: {source}", .path.display())]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A copy's file cannot be flushed to disk.
+    #[error("{source}")]
+    Flush {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A copy's file cannot be synced to disk.
+    #[error("{source}")]
+    Sync {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A finished copy (`<id>.cvbak.partial`) cannot be renamed to its final name.
+    #[error("rename {}: {source}", .path.display())]
+    Rename {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A manifest cannot be written at a file destination.
+    #[error("write {}: {source}", .path.display())]
+    ManifestWrite {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A copy's file cannot be opened at a file destination.
+    #[error("open {}: {source}", .path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// An S3 destination refused or failed a call.
+    #[error(transparent)]
+    S3(#[from] S3Error),
+
+    // ---- Finding, reading and checking a copy.
+    /// No manifest for the copy at any destination.
+    #[error("no copy `{id}` of backup/{backup} at any destination")]
+    NotFound { backup: String, id: String },
+    /// The stored bytes of a copy cannot be read through.
+    #[error("{source}")]
+    Download {
+        id: String,
+        destination: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The stored bytes do not match the manifest's sha256 (or size).
+    #[error("{id} at {destination} fails its checksum: the stored bytes changed (sha256 {} expected, {found} found)", short(.expected))]
+    ChecksumMismatch {
+        id: String,
+        destination: String,
+        /// The manifest's sha256 (the message shows its first 16 digits).
+        expected: String,
+        found: String,
+    },
+    /// The copy cannot be decrypted or decompressed all the way through.
+    #[error("{id}: {source}")]
+    Unreadable {
+        id: String,
+        #[source]
+        source: Box<BackupError>,
+    },
+    /// Reading a copy failed (an I/O error that says no more).
+    #[error("{source}")]
+    Read {
+        #[source]
+        source: io::Error,
+    },
+    /// The copy's compression stream cannot be opened.
+    #[error("{source}")]
+    Decompress {
+        id: String,
+        #[source]
+        source: io::Error,
+    },
+
+    // ---- Keys and encryption.
+    /// The copy is encrypted and the Backup has no `encryption.key`.
+    #[error("{id} is encrypted and backup/{backup} declares no key")]
+    KeyMissing { id: String, backup: String },
+    /// The configured key is not the one the copy was made with (key ids, never keys).
+    #[error("{id} was encrypted with key {}, and the configured key is {configured}: restore needs the key it was made with", .made_with.as_deref().unwrap_or("?"))]
+    WrongKey {
+        id: String,
+        made_with: Option<String>,
+        configured: String,
+    },
+    /// The stored bytes do not start like an encrypted converge backup.
+    #[error("not an encrypted converge backup")]
+    NotEncrypted,
+    /// The data key does not unwrap under the configured key.
+    #[error("the backup was not encrypted with this key (the data key does not unwrap)")]
+    DataKeyUnwrap,
+    /// The unwrapped data key is not 32 bytes long.
+    #[error("bad data key")]
+    DataKeyLength { len: usize },
+    /// The data key cannot be wrapped under the configured key.
+    #[error("cannot wrap the data key")]
+    DataKeyWrap,
+    /// A chunk cannot be sealed.
+    #[error("encryption failed")]
+    SealChunk { chunk: u64 },
+    /// The stream ends before its final chunk.
+    #[error("the backup is truncated (no final chunk)")]
+    Truncated { chunk: u64 },
+    /// A chunk's length prefix is larger than any chunk.
+    #[error("corrupt chunk length")]
+    ChunkLength { chunk: u64, len: usize },
+    /// A chunk does not authenticate: altered, reordered or from another copy.
+    #[error("chunk {chunk} fails authentication: the backup was altered")]
+    ChunkAuthentication { chunk: u64 },
+
+    // ---- Restores and restore drills.
+    /// The target database holds tables and `--force` was not given.
+    #[error("database {database} already holds {tables} table(s); restore refuses to overwrite it\n  = hint: restore into a new database, or pass --force")]
+    TargetNotEmpty { database: String, tables: i64 },
+    /// pg_restore or tar cannot be started.
+    #[error("cannot start {program:?}: {source}")]
+    ToolStart {
+        program: OsString,
+        #[source]
+        source: io::Error,
+    },
+    /// Waiting for pg_restore or tar failed.
+    #[error("{source}")]
+    ToolWait {
+        program: OsString,
+        #[source]
+        source: io::Error,
+    },
+    /// The copy could not be fed to pg_restore or tar.
+    #[error("reading the backup: {source}")]
+    ReadCopy {
+        #[source]
+        source: Box<BackupError>,
+    },
+    /// pg_restore or tar exited unsuccessfully.
+    #[error("{program:?} failed: {stderr}")]
+    ToolFailed {
+        program: OsString,
+        /// Its standard error, trimmed.
+        stderr: String,
+    },
+    /// The scratch directory of a files restore drill cannot be created.
+    #[error("{source}")]
+    ScratchDir {
+        #[source]
+        source: io::Error,
+    },
+    /// A restore drill restored a database without a single table.
+    #[error("{id} restored no table")]
+    RestoredNothing { id: String },
+    /// A PostgreSQL call failed.
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    /// A PostgreSQL call that reports its failure as text failed (on `database`).
+    #[error("{message}")]
+    PostgresCall { database: String, message: String },
+
+    // ---- The job.
+    /// The journal cannot be opened to record the outcome.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// The first 16 digits of a checksum.
+fn short(sha256: &str) -> &str {
+    sha256.get(..16).unwrap_or(sha256)
+}
+
+/// What a PostgreSQL call fails with: `PgError`, or the text some calls still return.
+pub(crate) trait PgFailure {
+    fn into_backup_error(self, database: String) -> BackupError;
+}
+
+impl PgFailure for PgError {
+    fn into_backup_error(self, _database: String) -> BackupError {
+        BackupError::Postgres(self)
+    }
+}
+
+impl PgFailure for String {
+    fn into_backup_error(self, database: String) -> BackupError {
+        BackupError::PostgresCall {
+            database,
+            message: self,
+        }
+    }
+}
+
+impl BackupError {
+    /// `Destination`: `e` happened at `destination`.
+    pub(crate) fn at(destination: String, e: BackupError) -> BackupError {
+        BackupError::Destination {
+            destination,
+            source: Box::new(e),
+        }
+    }
+
+    /// Maps the error of a PostgreSQL call on `database`.
+    pub(crate) fn postgres<E: PgFailure>(database: &str) -> impl FnOnce(E) -> BackupError {
+        let database = database.to_string();
+        move |e| e.into_backup_error(database)
+    }
+
+    /// As an `io::Error` for a `Read` or `Write` implementation; `from_io` gets it back.
+    pub(crate) fn into_io(self, kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, self)
+    }
+
+    /// The error inside an `io::Error` from the read pipeline: a `BackupError` (a chunk that
+    /// fails authentication, a truncation) or an `S3Error` as it is, anything else as `Read`.
+    /// The message is the `io::Error`'s.
+    pub(crate) fn from_io(e: io::Error) -> BackupError {
+        let typed = e
+            .get_ref()
+            .is_some_and(|i| i.is::<BackupError>() || i.is::<S3Error>());
+        if !typed {
+            return BackupError::Read { source: e };
+        }
+        let kind = e.kind();
+        match e.into_inner() {
+            Some(inner) => match inner.downcast::<BackupError>() {
+                Ok(b) => *b,
+                Err(inner) => match inner.downcast::<S3Error>() {
+                    Ok(s) => BackupError::S3(*s),
+                    Err(inner) => BackupError::Read {
+                        source: io::Error::new(kind, inner),
+                    },
+                },
+            },
+            None => BackupError::Read {
+                source: io::Error::from(kind),
+            },
+        }
+    }
+
+    /// The chunk a decryption failure is about, when it is about one.
+    pub fn chunk(&self) -> Option<u64> {
+        match self {
+            BackupError::SealChunk { chunk }
+            | BackupError::Truncated { chunk }
+            | BackupError::ChunkLength { chunk, .. }
+            | BackupError::ChunkAuthentication { chunk } => Some(*chunk),
+            BackupError::Destination { source, .. }
+            | BackupError::Unreadable { source, .. }
+            | BackupError::ReadCopy { source } => source.chunk(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_inside_an_io_error_comes_back_with_the_same_message() {
+        let e = BackupError::ChunkAuthentication { chunk: 3 }.into_io(io::ErrorKind::InvalidData);
+        let text = e.to_string();
+        let back = BackupError::from_io(e);
+        assert_eq!(back.to_string(), text);
+        assert_eq!(back.chunk(), Some(3));
+        let plain = BackupError::from_io(io::Error::other("disk on fire"));
+        assert!(matches!(plain, BackupError::Read { .. }));
+        assert_eq!(plain.to_string(), "disk on fire");
+    }
+
+    #[test]
+    fn messages_keep_their_wording() {
+        let e = BackupError::ChecksumMismatch {
+            id: "db-20261128T143800Z".into(),
+            destination: "file:///b".into(),
+            expected: "0123456789abcdef0123".into(),
+            found: "ff".into(),
+        };
+        assert_eq!(e.to_string(), "db-20261128T143800Z at file:///b fails its checksum: the stored bytes changed (sha256 0123456789abcdef expected, ff found)");
+        let e = BackupError::WrongKey {
+            id: "x".into(),
+            made_with: None,
+            configured: "abcd".into(),
+        };
+        assert_eq!(e.to_string(), "x was encrypted with key ?, and the configured key is abcd: restore needs the key it was made with");
+        let e = BackupError::ToolStart {
+            program: "pg_restore".into(),
+            source: io::Error::other("nope"),
+        };
+        assert_eq!(e.to_string(), "cannot start \"pg_restore\": nope");
+        let e = BackupError::at(
+            "s3://b/p/".into(),
+            BackupError::TargetNotEmpty {
+                database: "app".into(),
+                tables: 2,
+            },
+        );
+        assert!(e.to_string().starts_with(
+            "s3://b/p/: database app already holds 2 table(s); restore refuses to overwrite it\n  = hint:"
+        ));
+    }
+}
