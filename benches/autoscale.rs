@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use converge::agent::autoscale::Autoscaler;
+use converge::engine::autoscale::Autoscaler;
 use converge::load::load_dir;
 use converge::model::{Kind, ResourceId};
 use converge::providers::docker::Docker;

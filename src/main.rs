@@ -1,7 +1,29 @@
-//! The `converge` binary: parse the command line, run, map the outcome to an exit code.
+//! The `converge` binary: parse the command line, run, map the outcome to an exit code. It hands
+//! the CLI the agent daemon, so neither of those modules imports the other.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use converge::agent::{self, AgentOptions};
+use converge::cli::agent::AgentArgs;
+
 fn main() -> ExitCode {
-    converge::cli::main()
+    converge::cli::main(run_agent)
+}
+
+/// `converge agent`: the daemon with the command line's options.
+fn run_agent(args: AgentArgs, state_dir: PathBuf) -> anyhow::Result<()> {
+    let opts = AgentOptions {
+        source: args.source,
+        branch: args.branch,
+        path: args.path,
+        env: args.env,
+        host: args.host,
+        listen: args.listen,
+        plan_only: args.plan_only,
+        scale_interval: args.scale_interval.to_std(),
+        budget_interval: args.budget_interval.to_std(),
+        state_dir,
+    };
+    converge::cli::runtime()?.block_on(agent::run(opts))
 }

@@ -3,9 +3,7 @@
 //! idempotent. An invalid revision is never applied; drift is repaired or reported; a crash is
 //! recovered from the journal; SIGTERM stops between steps.
 
-pub mod autoscale;
 pub mod backoff;
-pub mod budgets;
 pub mod http;
 pub mod lock;
 pub mod metrics;

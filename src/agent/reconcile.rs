@@ -10,7 +10,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use super::backoff::Backoff;
 use super::source::{Revision, Source};
-use super::{autoscale, http, lock, metrics, AgentOptions, Trigger, CLUSTER_KINDS};
+use super::{http, lock, metrics, AgentOptions, Trigger, CLUSTER_KINDS};
 use crate::engine::journal::{self, Journal, StateLock};
 use crate::engine::{apply, Engine, PlanOptions};
 use crate::model::live::LiveState;
@@ -39,7 +39,7 @@ pub(super) struct Agent {
     pub(super) schedules: std::collections::BTreeMap<String, u64>,
     /// Backups whose RPO breach was already notified.
     pub(super) breached: std::collections::BTreeSet<String>,
-    pub(super) autoscaler: autoscale::Autoscaler,
+    pub(super) autoscaler: crate::engine::autoscale::Autoscaler,
     pub(super) last_budget: Option<Instant>,
     /// Providers kept open between sampling ticks.
     pub(super) tick_session: Option<Engine>,

@@ -7,7 +7,8 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use super::source::Revision;
-use super::{budgets, lock, metrics, schedule, Agent};
+use super::{lock, metrics, schedule, Agent};
+use crate::engine::budgets;
 use crate::engine::event::{BudgetAlert, BudgetLimit, Event, Scaled, StepRef};
 use crate::engine::journal::{self, Journal};
 use crate::engine::Engine;

@@ -1,14 +1,9 @@
-//! `converge agent`: run the daemon.
+//! `converge agent`: its arguments. The binary hands them to the daemon (the agent module), so the
+//! CLI does not import the agent.
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use clap::Args;
-
-use super::runtime;
-use super::Outcome;
-use crate::agent::{self, AgentOptions};
-use crate::engine::state_dir;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -45,21 +40,4 @@ fn duration(text: &str) -> Result<crate::model::types::Duration, String> {
         return Err("must be longer than 0s".into());
     }
     Ok(d)
-}
-
-pub fn run(args: AgentArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
-    let opts = AgentOptions {
-        source: args.source,
-        branch: args.branch,
-        path: args.path,
-        env: args.env,
-        host: args.host,
-        listen: args.listen,
-        plan_only: args.plan_only,
-        scale_interval: args.scale_interval.to_std(),
-        budget_interval: args.budget_interval.to_std(),
-        state_dir: state_dir(state),
-    };
-    runtime()?.block_on(agent::run(opts))?;
-    Ok(Outcome::Success)
 }

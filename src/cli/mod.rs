@@ -1,6 +1,6 @@
 //! The command line: one function per subcommand; errors become exit codes here.
 
-mod agent;
+pub mod agent;
 mod apply;
 pub mod backup;
 mod migrations;
@@ -100,7 +100,11 @@ pub enum Outcome {
     Failure,
 }
 
-pub fn main() -> ExitCode {
+/// Runs `converge agent` with its arguments and the state directory. The binary hands it in, so
+/// the CLI does not import the agent (nor the agent the CLI).
+pub type AgentMain = fn(agent::AgentArgs, PathBuf) -> anyhow::Result<()>;
+
+pub fn main(run_agent: AgentMain) -> ExitCode {
     let cli = Cli::parse();
     let level = if matches!(cli.command, Command::Agent(_)) {
         "info"
@@ -114,7 +118,8 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(args, cli.state_dir.as_deref()),
         Command::Rollback(args) => rollback::run(args, cli.state_dir.as_deref()),
         Command::Status(args) => status::run(args, cli.state_dir.as_deref()),
-        Command::Agent(args) => agent::run(args, cli.state_dir.as_deref()),
+        Command::Agent(args) => run_agent(args, crate::engine::state_dir(cli.state_dir.as_deref()))
+            .map(|()| Outcome::Success),
         Command::Migrations(cmd) => migrations::run(cmd, cli.state_dir.as_deref()),
         Command::Backup(cmd) => backup::run(cmd, cli.state_dir.as_deref()),
         Command::Restore(args) => backup::restore(args, cli.state_dir.as_deref()),
@@ -162,7 +167,7 @@ pub(crate) fn load_or_report(
 }
 
 /// The async runtime the commands block on.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context as _;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::runtime;
 use super::{load_or_report, Outcome};
-use crate::agent::budgets;
 use crate::budget::BudgetStatus;
 use crate::cost::money;
+use crate::engine::budgets;
 use crate::engine::journal::{self, Journal};
 use crate::engine::{state_dir, Engine};
 use crate::model::{DesiredState, Kind, ResourceId};

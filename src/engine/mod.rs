@@ -4,6 +4,8 @@
 //! thin callers of [`Engine`]; nothing else calls a provider except backups.
 
 pub mod apply;
+pub mod autoscale;
+pub mod budgets;
 pub mod deferred;
 pub mod event;
 pub mod journal;

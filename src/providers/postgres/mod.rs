@@ -328,7 +328,7 @@ impl Postgres {
 pub type Connection = Client;
 
 /// Runs a query that returns one value, as a number: `SELECT (<sql>)::float8`.
-/// (A `String` error: `agent::budgets` returns it as is and `agent::autoscale` mixes it with its
+/// (A `String` error: `engine::budgets` returns it as is and `agent::autoscale` mixes it with its
 /// own `String` errors.)
 pub async fn scalar(client: &Connection, sql: &str) -> Result<f64, String> {
     let wrapped = format!("SELECT ({})::float8", sql.trim().trim_end_matches(';'));

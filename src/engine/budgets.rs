@@ -1,4 +1,4 @@
-//! Budgets at run time: which services' usage changed (recorded in the journal, so accrued cost
+//! Budgets at run time (the agent's budget tick and `converge status`): which services' usage changed (recorded in the journal, so accrued cost
 //! knows what ran and how long), each budget's spend (accrued infrastructure cost plus its
 //! `spend.sql`), and the messages limits and thresholds send.
 
