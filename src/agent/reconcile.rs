@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::FutureExt;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use super::backoff::Backoff;
@@ -95,13 +96,27 @@ impl Agent {
     pub(super) async fn reconcile(&mut self, trigger: Trigger) {
         let started = Instant::now();
         let span = info_span!("reconcile", trigger = ?trigger, revision = tracing::field::Empty);
-        let result = self.reconcile_once(&span).instrument(span.clone()).await;
+        // A panic in one reconcile is a bug, but it must not stop the agent: it is reported and
+        // the next trigger reconciles again, from the last good revision.
+        let result = std::panic::AssertUnwindSafe(self.reconcile_once(&span))
+            .catch_unwind()
+            .instrument(span.clone())
+            .await;
         let outcome = match result {
-            Ok(o) => o,
-            Err(e) => {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
                 error!(parent: &span, error = %format!("{e:#}"), "reconcile failed");
                 self.status(|s| s.last_error = Some(format!("{e:#}")));
                 "error"
+            }
+            Err(panic) => {
+                let text = format!(
+                    "reconcile panicked (a bug in converge; please report it): {}",
+                    panic_message(panic.as_ref())
+                );
+                error!(parent: &span, "{text}");
+                self.status(|s| s.last_error = Some(text.clone()));
+                "panic"
             }
         };
         let label = metrics::Outcome {
@@ -134,7 +149,28 @@ impl Agent {
         if known {
             return;
         }
-        match crate::load::load(&rev.tree, self.opts.env.as_deref()) {
+        let env = self.opts.env.as_deref();
+        let loaded = std::panic::catch_unwind(|| crate::load::load(&rev.tree, env));
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(panic) => {
+                // The loader must never panic; if it does, this revision is treated as invalid.
+                let text = format!(
+                    "loading revision {} panicked (a bug in converge; please report it): {}; keeping the last good one",
+                    rev.short(),
+                    panic_message(panic.as_ref())
+                );
+                error!("{text}");
+                self.shared.metrics.invalid_revisions.inc();
+                self.status(|s| {
+                    s.invalid_revision = Some(rev.id.clone());
+                    s.last_error = Some(text.clone());
+                });
+                self.invalid = Some(rev.id);
+                return;
+            }
+        };
+        match loaded {
             Ok(desired) => {
                 info!(revision = rev.short(), "new revision is valid");
                 self.invalid = None;
@@ -358,4 +394,13 @@ impl Agent {
             s.ready = true;
         });
     }
+}
+
+/// The message a panic carried.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }

@@ -31,9 +31,12 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
     for s in &services {
         let from = out.changes.len();
         diff_service(s, live, opts, &mut out);
-        let hash = service_attributes(s, opts).spec_hash();
-        for c in &mut out.changes[from..] {
-            c.spec_hash = Some(hash.clone());
+        if out.changes.len() > from {
+            // Hashed again only for services that change (most do not).
+            let hash = service_attributes(s, opts).spec_hash();
+            for c in &mut out.changes[from..] {
+                c.spec_hash = Some(hash.clone());
+            }
         }
     }
     for s in desired.services() {

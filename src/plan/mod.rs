@@ -188,22 +188,24 @@ fn phase(c: &Change) -> u8 {
 
 /// Kahn's algorithm; among ready changes the lowest phase, then the id, goes first.
 fn order(changes: Vec<Change>) -> Vec<Change> {
-    let index: BTreeMap<String, usize> = changes
+    let index: BTreeMap<&ResourceId, usize> = changes
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.id.to_string(), i))
+        .map(|(i, c)| (&c.id, i))
         .collect();
+    // Among ready changes, ties go by the id's text, as plans have always been ordered.
+    let texts: Vec<String> = changes.iter().map(|c| c.id.to_string()).collect();
     let mut waiting = vec![0usize; changes.len()];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); changes.len()];
     for (i, c) in changes.iter().enumerate() {
         for dep in &c.depends_on {
-            if let Some(&j) = index.get(&dep.to_string()) {
+            if let Some(&j) = index.get(dep) {
                 waiting[i] += 1;
                 dependents[j].push(i);
             }
         }
     }
-    let key = |i: usize| Reverse((phase(&changes[i]), changes[i].id.to_string(), i));
+    let key = |i: usize| Reverse((phase(&changes[i]), &texts[i], i));
     let mut ready: BinaryHeap<_> = (0..changes.len())
         .filter(|&i| waiting[i] == 0)
         .map(key)
@@ -232,7 +234,7 @@ fn order(changes: Vec<Change>) -> Vec<Change> {
 struct StepBuilder {
     steps: Vec<Step>,
     /// The last step of each resource, for `waits_for`.
-    last: BTreeMap<String, usize>,
+    last: BTreeMap<ResourceId, usize>,
     /// Router steps that switch traffic, by the service they switch.
     switches: BTreeMap<String, Vec<usize>>,
 }
@@ -249,8 +251,7 @@ impl StepBuilder {
     ) -> usize {
         let id = self.steps.len() + 1;
         let mut waits: Vec<usize> = waits_for;
-        let key = resource.to_string();
-        if let Some(prev) = self.last.get(&key) {
+        if let Some(prev) = self.last.get(resource) {
             waits.push(*prev);
         }
         waits.sort();
@@ -264,7 +265,7 @@ impl StepBuilder {
             compensation,
             deferred,
         });
-        self.last.insert(key, id);
+        self.last.insert(resource.clone(), id);
         id
     }
 
@@ -272,7 +273,7 @@ impl StepBuilder {
         change
             .depends_on
             .iter()
-            .filter_map(|d| self.last.get(&d.to_string()).copied())
+            .filter_map(|d| self.last.get(d).copied())
             .collect()
     }
 
@@ -337,7 +338,11 @@ impl StepBuilder {
                         StepAction::Switch,
                         format!(
                             "route {} to the new color: write {file}, check, reload",
-                            switching.join(", ")
+                            switching
+                                .iter()
+                                .map(|s| s.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                 };
@@ -359,7 +364,7 @@ impl StepBuilder {
                     false,
                 );
                 for s in switching {
-                    self.switches.entry(s).or_default().push(step);
+                    self.switches.entry(s.to_string()).or_default().push(step);
                 }
             }
             (None, action, Subject::Resource(kind)) => {
@@ -427,27 +432,24 @@ impl StepBuilder {
     }
 
     /// Ids of the blue-green services this router routes that change color in this plan.
-    fn router_switches(&self, c: &Change, desired: &DesiredState) -> Vec<String> {
-        let name = c.id.name.as_str();
-        let Some(Resource::Router(r)) = desired
-            .resources
-            .iter()
-            .find(|(k, _)| k.kind == Kind::Router && k.name == name)
-            .map(|(_, v)| v)
-        else {
+    fn router_switches(&self, c: &Change, desired: &DesiredState) -> Vec<ResourceId> {
+        let Some(Resource::Router(r)) = desired.get(&c.id) else {
             return Vec::new();
         };
-        r.routes
+        let mut ids: Vec<ResourceId> = r
+            .routes
             .iter()
-            .map(|rt| format!("service/{}", rt.service))
+            .map(|rt| ResourceId::new(Kind::Service, rt.service.as_str()))
             .filter(|s| {
                 self.steps
                     .iter()
-                    .any(|st| st.resource.to_string() == *s && st.action == StepAction::StartColor)
+                    .any(|st| st.resource == *s && st.action == StepAction::StartColor)
             })
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect()
+            .collect();
+        // All are services: by name is the order of their ids' text.
+        ids.sort_by(|a, b| a.name.cmp(&b.name));
+        ids.dedup();
+        ids
     }
 
     fn expand_service(
