@@ -4,12 +4,13 @@
 pub mod de;
 pub mod diagnostic;
 pub mod git;
+pub mod limits;
 pub mod overrides;
 pub mod source;
 pub mod validate;
 pub mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ use de::{from_node_all, Sink};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use source::{SourceError, SourceTree};
 use yaml::{Node, NodeValue};
+
+/// How many unknown override ids of an environment get a "did you mean".
+const MAX_SUGGESTIONS: usize = 20;
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -65,7 +69,10 @@ pub struct Typed {
 /// Loads the tree for `env`; every problem found is returned together.
 pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagnostics> {
     let mut diags = Vec::new();
-    let documents = read_documents(tree, &mut diags);
+    let Some(documents) = read_documents(tree, &mut diags) else {
+        // Over the limit on documents: nothing after it would be checked.
+        return Err(Diagnostics(diags).sorted());
+    };
     let sink = Sink::default();
 
     let (projects, rest): (Vec<_>, Vec<_>) =
@@ -156,10 +163,17 @@ pub fn load_every_environment(tree: &SourceTree) -> Result<Vec<DesiredState>, Di
     }
 }
 
-fn read_documents(tree: &SourceTree, diags: &mut Vec<Diagnostic>) -> Vec<Document> {
+/// The documents of every YAML file; `None` when there are too many to check.
+fn read_documents(tree: &SourceTree, diags: &mut Vec<Diagnostic>) -> Option<Vec<Document>> {
     let mut documents = Vec::new();
+    let mut count = 0;
     for (rel, bytes) in tree.yaml_files() {
         let file: Arc<str> = Arc::from(tree.display(rel));
+        if bytes.len() > limits::MAX_FILE_BYTES {
+            let (message, hint) = limits::file_too_large();
+            diags.push(Diagnostic::at(&yaml::Span::new(&file, 1, 1), message).hint(hint));
+            continue;
+        }
         let Ok(text) = std::str::from_utf8(bytes) else {
             let span = yaml::Span::new(&file, 1, 1);
             diags.push(
@@ -167,16 +181,25 @@ fn read_documents(tree: &SourceTree, diags: &mut Vec<Diagnostic>) -> Vec<Documen
             );
             continue;
         };
-        match yaml::parse_documents(&file, text) {
-            Ok(docs) => documents.extend(
-                docs.into_iter()
-                    .flatten()
-                    .filter_map(|n| classify(n, diags)),
-            ),
-            Err(e) => diags.push(Diagnostic::at(&e.span, e.message).maybe_hint(e.hint)),
+        match yaml::parse_documents_within(&file, text, limits::MAX_DOCUMENTS - count) {
+            Ok(docs) => {
+                count += docs.len();
+                documents.extend(
+                    docs.into_iter()
+                        .flatten()
+                        .filter_map(|n| classify(n, diags)),
+                )
+            }
+            Err(e) => {
+                let over = e.message == limits::too_many_documents().0;
+                diags.push(Diagnostic::at(&e.span, e.message).maybe_hint(e.hint));
+                if over {
+                    return None;
+                }
+            }
         }
     }
-    documents
+    Some(documents)
 }
 
 /// Checks that a document is a mapping with a known `kind` and a `name`.
@@ -342,6 +365,9 @@ fn check_environment(
         return;
     };
     let ids: Vec<String> = known.iter().map(|i| i.to_string()).collect();
+    let known: HashSet<&ResourceId> = known.iter().collect();
+    // A "did you mean" compares with every resource: only for the first few unknown ids.
+    let mut suggestions = 0;
     for (key, patch) in entries {
         let text = key.as_str().unwrap_or("");
         match ResourceId::parse(text, None) {
@@ -352,17 +378,25 @@ fn check_environment(
                 )
                 .hint("write `kind/name`, e.g. `service/api`"),
             ),
-            Some(id) if !known.contains(&id) => diags.push(
-                Diagnostic::at(
-                    &key.span,
-                    format!("override for `{id}`, which does not exist"),
+            Some(id) if !known.contains(&id) => {
+                suggestions += 1;
+                let hint = if suggestions <= MAX_SUGGESTIONS {
+                    diagnostic::suggestion(
+                        text,
+                        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+                        "resources are",
+                    )
+                } else {
+                    "remove it, or declare the resource".to_string()
+                };
+                diags.push(
+                    Diagnostic::at(
+                        &key.span,
+                        format!("override for `{id}`, which does not exist"),
+                    )
+                    .hint(hint),
                 )
-                .hint(diagnostic::suggestion(
-                    text,
-                    &ids.iter().map(String::as_str).collect::<Vec<_>>(),
-                    "resources are",
-                )),
-            ),
+            }
             Some(_) => {}
         }
         if !matches!(patch.value, NodeValue::Map(_)) {
@@ -408,6 +442,11 @@ fn select_environment(
     let Some(NodeValue::Map(entries)) = doc.node.get("overrides").map(|n| &n.value) else {
         return;
     };
+    // The first resource of each id, as `find` would.
+    let mut index: HashMap<ResourceId, usize> = HashMap::new();
+    for (i, r) in resources.iter().enumerate() {
+        index.entry(r.id()).or_insert(i);
+    }
     for (key, patch) in entries {
         let Some(id) = key.as_str().and_then(|t| ResourceId::parse(t, None)) else {
             continue;
@@ -415,8 +454,8 @@ fn select_environment(
         if !matches!(patch.value, NodeValue::Map(_)) || patch.get("name").is_some() {
             continue;
         }
-        if let Some(target) = resources.iter_mut().find(|r| r.id() == id) {
-            overrides::merge_patch(&mut target.node, patch);
+        if let Some(&i) = index.get(&id) {
+            overrides::merge_patch(&mut resources[i].node, patch);
         }
     }
 }

@@ -143,7 +143,7 @@ fn read_into(
         if kind.is_dir() {
             read_into(&path, &format!("{rel}/"), files)?;
         } else if kind.is_file() {
-            let content = std::fs::read(&path).map_err(|source| SourceError::Io {
+            let content = read_file(&path, &name).map_err(|source| SourceError::Io {
                 path: path.clone(),
                 source,
             })?;
@@ -151,4 +151,18 @@ fn read_into(
         }
     }
     Ok(())
+}
+
+/// Reads a file; of a YAML file, no more than one byte over the loader's limit (enough for the
+/// loader to report it as too large without holding all of it).
+fn read_file(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+        return std::fs::read(path);
+    }
+    let mut content = Vec::new();
+    std::fs::File::open(path)?
+        .take(super::limits::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut content)?;
+    Ok(content)
 }

@@ -456,7 +456,14 @@ impl TryFrom<String> for SecretString {
 /// Error messages about a malformed reference show only its shape, never its literal text.
 fn redact_hint(raw: &str) -> String {
     match raw.find("${") {
-        Some(i) => format!("…{}", &raw[i..raw.len().min(i + 12)]),
+        Some(i) => {
+            // At most 12 bytes, cut at a character boundary.
+            let mut end = raw.len().min(i + 12);
+            while !raw.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("…{}", &raw[i..end])
+        }
         None => "…".into(),
     }
 }

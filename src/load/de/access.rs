@@ -8,17 +8,19 @@ use serde::de::{
 
 use super::{DeError, NodeDe, Sink};
 use crate::load::diagnostic::Diagnostic;
-use crate::load::yaml::{Node, NodeValue};
+use crate::load::yaml::{Node, NodeValue, SeenKeys};
 
 /// Keeps the first of each key; later duplicates are reported.
 pub(super) fn check_duplicate_keys<'a>(
     entries: &'a [(Node, Node)],
     sink: &Sink,
 ) -> Vec<&'a (Node, Node)> {
-    let mut kept: Vec<&(Node, Node)> = Vec::new();
-    for entry in entries {
-        match kept.iter().find(|(k, _)| k.value == entry.0.value) {
-            Some((first, _)) => {
+    let mut kept: Vec<&(Node, Node)> = Vec::with_capacity(entries.len());
+    let mut seen = SeenKeys::default();
+    for (i, entry) in entries.iter().enumerate() {
+        match seen.first(&entry.0.value, i) {
+            Some(first) => {
+                let first = &entries[first].0;
                 let key = entry.0.as_str().unwrap_or("?");
                 let d = Diagnostic::at(&entry.0.span, format!("duplicate key `{key}`"))
                     .note(format!("first defined at {}", first.span))
