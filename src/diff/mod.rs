@@ -29,15 +29,7 @@ pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Dif
         .collect();
     infrastructure(desired, live, &services, &mut out);
     for s in &services {
-        let from = out.changes.len();
         diff_service(s, live, opts, &mut out);
-        if out.changes.len() > from {
-            // Hashed again only for services that change (most do not).
-            let hash = service_attributes(s, opts).spec_hash();
-            for c in &mut out.changes[from..] {
-                c.spec_hash = Some(hash.clone());
-            }
-        }
     }
     for s in desired.services() {
         if s.deploy.strategy == Strategy::BlueGreen && !out.colors.contains_key(s.name.as_str()) {

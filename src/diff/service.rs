@@ -12,7 +12,17 @@ pub(super) fn container_visible(key: &str, replaces: bool) -> bool {
     replaces || key == "replicas"
 }
 
+/// A service's changes, each carrying the service's spec hash.
 pub(super) fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Diff) {
+    let from = out.changes.len();
+    let hash = service_changes(s, live, opts, out);
+    for c in &mut out.changes[from..] {
+        c.spec_hash = Some(hash.clone());
+    }
+}
+
+/// Pushes the changes a service needs; returns its spec hash.
+fn service_changes(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Diff) -> String {
     let id = id_of(Kind::Service, s.name.as_str());
     let desired = service_attributes(s, opts);
     let hash = desired.spec_hash();
@@ -35,14 +45,14 @@ pub(super) fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, ou
     let Some(ls) = ls else {
         if spec_failed {
             out.notes.push(failed_note());
-            return;
+            return hash;
         }
         if s.replicas == 0 {
             let why = overridden
                 .map(|o| o.reason.as_str())
                 .unwrap_or("replicas: 0");
             out.notes.push(format!("{id}: not running ({why})"));
-            return;
+            return hash;
         }
         let color = bg.then_some(Color::Blue);
         let mut c = Change::new(
@@ -61,7 +71,7 @@ pub(super) fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, ou
             out.colors.insert(s.name.to_string(), color_port(s, color));
         }
         out.changes.push(c);
-        return;
+        return hash;
     };
     let mut before = observed.map(|r| r.attributes.clone()).unwrap_or_default();
     let active = if bg { Some(active_color(ls)) } else { None };
@@ -84,7 +94,7 @@ pub(super) fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, ou
         if let Some(from) = active {
             out.colors.insert(s.name.to_string(), color_port(s, from));
         }
-        return;
+        return hash;
     }
     let mut change = |action, reason: String, sc| {
         let mut c = Change::new(id.clone(), Subject::Resource(Kind::Service), action, reason);
@@ -107,7 +117,7 @@ pub(super) fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, ou
                 },
             );
             out.colors.insert(s.name.to_string(), color_port(s, to));
-            return;
+            return hash;
         }
         out.colors.insert(s.name.to_string(), color_port(s, from));
     } else if spec_changed {
@@ -119,7 +129,7 @@ pub(super) fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, ou
                 replicas: s.replicas,
             },
         );
-        return;
+        return hash;
     }
     let stopped: Vec<String> = current
         .iter()
@@ -175,6 +185,7 @@ pub(super) fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, ou
             }
         }
     }
+    hash
 }
 
 /// The color taking traffic: as the provider derived it, else the one with running containers.
