@@ -5,7 +5,6 @@
 
 pub mod backoff;
 pub mod http;
-pub mod lock;
 pub mod metrics;
 pub mod notify;
 mod reconcile;

@@ -11,7 +11,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use super::backoff::Backoff;
 use super::source::{Revision, Source};
-use super::{http, lock, metrics, AgentOptions, Trigger, CLUSTER_KINDS};
+use super::{http, metrics, AgentOptions, Trigger, CLUSTER_KINDS};
 use crate::engine::journal::{self, Journal, StateLock};
 use crate::engine::{apply, Engine, PlanOptions};
 use crate::model::live::LiveState;
@@ -35,7 +35,7 @@ pub(super) struct Agent {
     pub(super) backoff: Backoff,
     pub(super) recovered: bool,
     pub(super) lock: Option<StateLock>,
-    pub(super) cluster: Option<lock::ClusterLock>,
+    pub(super) cluster: Option<crate::engine::ClusterLock>,
     /// Per backup: the time its schedule was last looked at (it fires for occurrences after it).
     pub(super) schedules: std::collections::BTreeMap<String, u64>,
     /// Backups whose RPO breach was already notified.

@@ -7,11 +7,12 @@ use std::time::Instant;
 use tracing::{error, info, warn};
 
 use super::source::Revision;
-use super::{lock, metrics, schedule, Agent};
+use super::{metrics, schedule, Agent};
 use crate::engine::budgets;
 use crate::engine::event::{BudgetAlert, BudgetLimit, Event, Scaled, StepRef};
 use crate::engine::journal::{self, Journal};
 use crate::engine::Engine;
+use crate::engine::{ClusterLock, LockState};
 use crate::model::live::LiveState;
 use crate::model::notifier::EventKind;
 use crate::model::{DesiredState, Resource};
@@ -143,7 +144,7 @@ impl Agent {
         };
         let cluster = self
             .cluster
-            .get_or_insert_with(|| lock::ClusterLock::new(project));
+            .get_or_insert_with(|| ClusterLock::new(project));
         let before = cluster.state.clone();
         let state = cluster.poll(url.as_deref()).await.clone();
         if state != before {
@@ -152,7 +153,7 @@ impl Agent {
         self.shared
             .metrics
             .cluster_lock_held
-            .set(i64::from(state == lock::LockState::Held));
+            .set(i64::from(state == LockState::Held));
         self.status(|s| s.cluster_lock = state.label());
         state.allows_cluster_work()
     }

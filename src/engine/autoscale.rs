@@ -12,7 +12,7 @@ use tracing::warn;
 use crate::model::live::LiveState;
 use crate::model::service::{Metric, Service};
 use crate::model::{DesiredState, Kind, ResourceId};
-use crate::providers::postgres::{scalar, Connection, Postgres};
+use crate::providers::postgres::{Connection, Postgres};
 use crate::providers::runtime::{ContainerReading, ContainerRuntime, RuntimeError};
 use crate::scale::{self, Autoscaled, Decision, Sample, Samples};
 
@@ -182,7 +182,7 @@ impl Autoscaler {
                 self.clients.remove(db);
             }
             if !self.clients.contains_key(db) {
-                match pg.connect_db(db).await {
+                match pg.open_connection(db).await {
                     Ok(c) => {
                         self.clients.insert(db.clone(), c);
                     }
@@ -194,7 +194,7 @@ impl Autoscaler {
         let results: Vec<(String, Result<f64, String>)> = stream::iter(queries)
             .map(|(name, db, sql)| async move {
                 let r = match clients.get(&db) {
-                    Some(c) => scalar(c, &sql).await,
+                    Some(c) => c.scalar(&sql).await,
                     None => Err(format!("no connection to database {db}")),
                 };
                 (name, r)

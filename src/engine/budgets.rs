@@ -103,8 +103,11 @@ pub async fn evaluate_all(
 }
 
 async fn spend(pg: &Postgres, database: &str, sql: &str) -> Result<f64, String> {
-    let client = pg.connect_db(database).await.map_err(|e| e.to_string())?;
-    crate::providers::postgres::scalar(&client, sql).await
+    let connection = pg
+        .open_connection(database)
+        .await
+        .map_err(|e| e.to_string())?;
+    connection.scalar(sql).await
 }
 
 /// What a budget notification says when a limit switches on or off.

@@ -27,6 +27,8 @@ use crate::plan::{self, Plan, PlanContext};
 use crate::providers::{Context, ProviderError, Registry};
 use crate::secrets::{SecretError, Secrets};
 
+/// The PostgreSQL advisory lock that elects the agent doing cluster-wide work.
+pub use crate::providers::postgres::lock::{ClusterLock, LockState};
 pub use apply::{Outcome, Run};
 pub use journal::{Journal, JournalError, LockError, StateLock};
 pub use saved::SavedPlan;
@@ -74,23 +76,18 @@ impl Engine {
     /// (before any provider that needs a secret connects).
     pub async fn open(desired: &DesiredState, state_dir: PathBuf) -> Result<Engine, EngineError> {
         let secrets = Secrets::load_or_create(&state_dir)?;
-        let mut missing = Vec::new();
-        let registry = Registry::connect(desired, &secrets, || {
-            missing = secrets.check(desired);
-            match missing.is_empty() {
-                true => Ok(()),
-                false => Err(ProviderError::Step("unresolved secret references".into())),
-            }
-        })
-        .await;
+        let mut registry = Registry::default();
+        registry.connect(desired, &secrets, true).await?;
+        let missing = secrets.check(desired);
         if !missing.is_empty() {
             return Err(EngineError::Secrets {
                 count: missing.len(),
                 list: missing.join("\n  "),
             });
         }
+        registry.connect(desired, &secrets, false).await?;
         Ok(Engine {
-            registry: registry?,
+            registry,
             secrets,
             state_dir,
         })

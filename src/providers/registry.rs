@@ -53,23 +53,21 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Connects the providers `desired` needs; `checked` runs once the secret-free ones are up
-    /// (the engine checks every secret reference there, before anything resolves one).
+    /// Connects the providers `desired` needs whose connection resolves no secret
+    /// (`secret_free`), or the others: the engine checks every secret reference in between.
     pub async fn connect(
+        &mut self,
         desired: &DesiredState,
         secrets: &Secrets,
-        checked: impl FnOnce() -> Result<(), ProviderError>,
-    ) -> Result<Registry, ProviderError> {
-        let mut registry = Registry::default();
-        let wanted: Vec<&Factory> = FACTORIES.iter().filter(|f| (f.wanted)(desired)).collect();
-        for f in wanted.iter().filter(|f| f.secret_free) {
-            registry.add((f.connect)(desired, secrets).await?);
+        secret_free: bool,
+    ) -> Result<(), ProviderError> {
+        for f in FACTORIES
+            .iter()
+            .filter(|f| f.secret_free == secret_free && (f.wanted)(desired))
+        {
+            self.add((f.connect)(desired, secrets).await?);
         }
-        checked()?;
-        for f in wanted.iter().filter(|f| !f.secret_free) {
-            registry.add((f.connect)(desired, secrets).await?);
-        }
-        Ok(registry)
+        Ok(())
     }
 
     /// Adds a connected provider; it takes over the kinds it owns.

@@ -11,6 +11,7 @@ use thiserror::Error;
 use tokio_postgres::{Client, Config, NoTls};
 
 pub mod database;
+pub mod lock;
 mod migrate;
 mod observe;
 mod provider;
@@ -237,7 +238,7 @@ impl Postgres {
     }
 
     /// A new connection to database `name`.
-    pub async fn connect_db(&self, name: &str) -> Result<Client, PgError> {
+    pub(in crate::providers) async fn connect_db(&self, name: &str) -> Result<Client, PgError> {
         let mut c = self.config.clone();
         c.dbname(name);
         Self::open(&c).await
@@ -324,19 +325,35 @@ impl Postgres {
     }
 }
 
-/// A connection to one database, as `connect_db` opens it.
-pub type Connection = Client;
+/// A connection to one database for scalar queries (queue depths, budget spend); the driver's
+/// client stays inside this provider.
+pub struct Connection(Client);
 
-/// Runs a query that returns one value, as a number: `SELECT (<sql>)::float8`.
-/// (A `String` error: `engine::budgets` returns it as is and `agent::autoscale` mixes it with its
-/// own `String` errors.)
-pub async fn scalar(client: &Connection, sql: &str) -> Result<f64, String> {
-    let wrapped = format!("SELECT ({})::float8", sql.trim().trim_end_matches(';'));
-    let row = client
-        .query_one(wrapped.as_str(), &[])
-        .await
-        .map_err(|e| server("scalar query")(e).to_string())?;
-    Ok(row.get::<_, Option<f64>>(0).unwrap_or(0.0))
+impl Postgres {
+    /// Opens a connection to database `name`.
+    pub async fn open_connection(&self, name: &str) -> Result<Connection, PgError> {
+        Ok(Connection(self.connect_db(name).await?))
+    }
+}
+
+impl Connection {
+    /// Whether the server closed it (it is opened again then).
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    /// Runs a query that returns one value, as a number: `SELECT (<sql>)::float8`.
+    /// (A `String` error: `engine::budgets` returns it as is and `engine::autoscale` mixes it
+    /// with its own `String` errors.)
+    pub async fn scalar(&self, sql: &str) -> Result<f64, String> {
+        let wrapped = format!("SELECT ({})::float8", sql.trim().trim_end_matches(';'));
+        let row = self
+            .0
+            .query_one(wrapped.as_str(), &[])
+            .await
+            .map_err(|e| server("scalar query")(e).to_string())?;
+        Ok(row.get::<_, Option<f64>>(0).unwrap_or(0.0))
+    }
 }
 
 #[cfg(test)]
