@@ -608,6 +608,7 @@ mod tests {
                 path: "/etc/x".into(),
                 check: None,
                 reload: None,
+                action_timeout: None,
             };
             let out = render_configfile(&file, &s, &starting_colors(&s))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));

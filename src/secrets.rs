@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::model::attributes::{hex, ReferenceDigest};
 use crate::model::types::{Piece, SecretString};
 use crate::model::{DesiredState, Resource, SecretDigest};
+use crate::policy::{HostPolicy, PolicyError};
 
 #[derive(Debug, Error)]
 pub enum SecretError {
@@ -21,37 +22,96 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot create the digest key in {path}: {source}")]
+    #[error(transparent)]
+    NotAllowed(#[from] PolicyError),
+    /// (The I/O error is a field, not a `#[source]`: the message already includes it.)
+    #[error("cannot create the digest key in {path}: {error}")]
     Key {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    #[error(
+        "the digest key {path} is damaged: it has {len} bytes, a key has 32\n  = hint: {KEY_HINT}"
+    )]
+    KeyDamaged { path: PathBuf, len: usize },
+    #[error(
+        "cannot read the digest key {path}: {error}\n  = hint: fix its permissions, or {KEY_HINT}"
+    )]
+    KeyUnreadable {
+        path: PathBuf,
+        error: std::io::Error,
     },
 }
+
+const KEY_HINT: &str = "restore it from a backup of the state directory; or delete it deliberately to accept that every service with a secret is replaced (a new key changes every secret's digest)";
 
 /// Resolves references and digests values with a key kept in the state directory.
 pub struct Secrets {
     key: Vec<u8>,
+    /// Which references this host allows (read from the host's configuration, not from Git).
+    policy: HostPolicy,
 }
 
 impl Secrets {
-    /// Reads `<state_dir>/digest.key`, creating it (random, mode 0600) on first use.
+    /// Reads `<state_dir>/digest.key`, creating it (random, mode 0600) only when it is missing.
+    /// A key that cannot be read or is not 32 bytes is an error, never replaced: a new key
+    /// changes every secret's digest, and so replaces every service that has a secret.
     pub fn load_or_create(state_dir: &Path) -> Result<Secrets, SecretError> {
         let path = state_dir.join("digest.key");
-        let err = |source| SecretError::Key {
+        let err = |error| SecretError::Key {
             path: path.clone(),
-            source,
+            error,
         };
-        if let Ok(key) = std::fs::read(&path) {
-            if key.len() == 32 {
-                return Ok(Secrets { key });
+        // Twice at most: when another process creates the key first, its key is read.
+        for _ in 0..2 {
+            match std::fs::read(&path) {
+                Ok(key) if key.len() == 32 => return Secrets::with(key, state_dir),
+                Ok(key) => {
+                    return Err(SecretError::KeyDamaged {
+                        len: key.len(),
+                        path,
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(SecretError::KeyUnreadable { path, error }),
+            }
+            crate::state_dir::ensure(state_dir).map_err(err)?;
+            let mut key = vec![0u8; 32];
+            let mut tag = [0u8; 8];
+            for bytes in [&mut key[..], &mut tag[..]] {
+                getrandom::fill(bytes).map_err(|e| err(std::io::Error::other(e.to_string())))?;
+            }
+            // Written aside, then linked into place: nobody reads a half-written key, and a key
+            // another process created meanwhile is never replaced.
+            let tmp = state_dir.join(format!(".digest.key.{}.tmp", hex(&tag)));
+            let linked = write_private(&tmp, &key).and_then(|()| std::fs::hard_link(&tmp, &path));
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {
+                    if let Ok(dir) = std::fs::File::open(state_dir) {
+                        let _ = dir.sync_all();
+                    }
+                    return Secrets::with(key, state_dir);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(err(e)),
             }
         }
-        std::fs::create_dir_all(state_dir).map_err(err)?;
-        let mut key = vec![0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| err(std::io::Error::other(e.to_string())))?;
-        write_private(&path, &key).map_err(err)?;
-        Ok(Secrets { key })
+        Err(err(std::io::Error::other(
+            "it appeared and vanished while being created",
+        )))
+    }
+
+    fn with(key: Vec<u8>, state_dir: &Path) -> Result<Secrets, SecretError> {
+        Ok(Secrets {
+            key,
+            policy: HostPolicy::load(state_dir)?,
+        })
+    }
+
+    /// What the host's operator allows (files converge writes, secrets it reads).
+    pub fn policy(&self) -> &HostPolicy {
+        &self.policy
     }
 
     /// The value with every reference replaced.
@@ -60,12 +120,16 @@ impl Secrets {
         for piece in value.pieces() {
             match piece {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Env(name) => out.push_str(
-                    &std::env::var(name).map_err(|_| SecretError::MissingEnv(name.clone()))?,
-                ),
+                Piece::Env(name) => {
+                    self.policy.check_secret_env(name)?;
+                    out.push_str(
+                        &std::env::var(name).map_err(|_| SecretError::MissingEnv(name.clone()))?,
+                    )
+                }
                 Piece::File(path) => {
+                    let resolved = self.policy.check_secret_file(path)?;
                     let text =
-                        std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                        std::fs::read_to_string(resolved).map_err(|source| SecretError::File {
                             path: path.into(),
                             source,
                         })?;
@@ -156,7 +220,8 @@ mod tests {
     fn a_rotated_secret_changes_the_digest_and_the_digest_hides_it() {
         let dir = tempfile::tempdir().unwrap();
         let secrets = Secrets::load_or_create(dir.path()).unwrap();
-        let file = dir.path().join("pw");
+        let files = tempfile::tempdir().unwrap();
+        let file = files.path().join("pw");
         std::fs::write(&file, "hunter2\n").unwrap();
         let v = SecretString::try_from(format!("postgres://app:${{file:{}}}@db", file.display()))
             .unwrap();
@@ -167,6 +232,70 @@ mod tests {
         assert_ne!(secrets.digest(&v), before);
         let again = Secrets::load_or_create(dir.path()).unwrap();
         assert_eq!(again.digest(&v), secrets.digest(&v), "the key persists");
+    }
+
+    #[test]
+    fn a_damaged_or_unreadable_digest_key_is_an_error_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("digest.key");
+        for damaged in [&b""[..], &[7u8; 31][..], &[7u8; 33][..]] {
+            std::fs::write(&path, damaged).unwrap();
+            let e = Secrets::load_or_create(dir.path())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "the digest key {} is damaged: it has {} bytes, a key has 32",
+                    path.display(),
+                    damaged.len()
+                )),
+                "{e}"
+            );
+            assert!(e.contains("hint: restore it from a backup"), "{e}");
+            assert!(e.contains("delete it deliberately"), "{e}");
+            assert_eq!(std::fs::read(&path).unwrap(), damaged, "left as it was");
+        }
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let e = Secrets::load_or_create(dir.path())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("cannot read the digest key {}: ", path.display())),
+            "{e}"
+        );
+        assert!(
+            e.contains("hint: fix its permissions, or restore it"),
+            "{e}"
+        );
+        assert!(path.is_dir(), "left as it was");
+    }
+
+    #[test]
+    fn only_a_missing_key_is_created_once_even_by_racing_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| Secrets::load_or_create(&state).unwrap().key))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0]), "one key for all");
+        assert_eq!(std::fs::read(state.join("digest.key")).unwrap(), keys[0]);
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(state.join("digest.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
     }
 
     #[test]

@@ -130,7 +130,10 @@ fn the_webhook_needs_a_valid_signature_and_then_fetches_at_once() {
         agent.port,
         "POST",
         "/hooks/git",
-        &[("X-Hub-Signature-256", &format!("sha256={sig}"))],
+        &[
+            ("X-Hub-Signature-256", &format!("sha256={sig}")),
+            ("X-GitHub-Delivery", "5c0e2f4a-1d2b-4c3d-9e8f-0a1b2c3d4e5f"),
+        ],
         body,
     );
     assert_eq!(code, 202);
@@ -430,7 +433,10 @@ fn notifiers_receive_slack_json_and_a_broken_one_never_blocks_an_apply() {
             .starts_with(&format!("{}: applied", p.name)),
         "{json}"
     );
-    assert!(agent.status()["last_outcome"].as_str().is_some());
+    // The applied event is sent before the reconcile ends and records its outcome.
+    wait_until(10, "the reconcile's outcome", || {
+        agent.status()["last_outcome"].as_str().is_some()
+    });
     wait_until(10, "the broken notifier is logged", || {
         agent.log().contains("notification failed")
     });

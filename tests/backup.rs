@@ -1,7 +1,10 @@
 //! Buckets and backups against a real S3 HTTP endpoint (moto, started by scripts/test) and a real
 //! PostgreSQL: bucket create and drift, backup → restore with identical data, a wrong key, a
-//! tampered copy, retention, and a failed upload that leaves no manifest.
+//! tampered copy, retention, and a failed upload that leaves no manifest. `backup/auth.rs`: the
+//! authentication of copies (manifest MAC, keys, ids, checksums on restore).
 
+#[path = "backup/auth.rs"]
+mod auth;
 mod common;
 
 use std::process::Command;

@@ -39,6 +39,16 @@ impl Db {
         std::fs::write(self.p.path().join("converge.yaml"), project + &body).unwrap();
     }
 
+    /// Opts in to down files (`rollback: down-files`); migrations are forward-only otherwise.
+    fn opt_in_down_files(&self) {
+        let path = self.p.path().join("converge.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap().replace(
+            "lock_timeout: 2s}",
+            "lock_timeout: 2s, rollback: down-files}",
+        );
+        std::fs::write(path, yaml).unwrap();
+    }
+
     fn migration(&self, file: &str, sql: &str) {
         std::fs::write(self.p.path().join("migrations").join(file), sql).unwrap();
     }
@@ -283,6 +293,7 @@ fn two_runners_migrating_one_database_run_each_migration_once() {
 #[test]
 fn when_a_later_step_fails_the_migrations_of_that_apply_are_rolled_back() {
     let d = Db::new("rollback");
+    d.opt_in_down_files();
     d.migration("0001_items.up.sql", "CREATE TABLE items (id int);\n");
     d.migration("0001_items.down.sql", "DROP TABLE items;\n");
     assert_eq!(d.p.apply().status.code(), Some(0));
@@ -296,6 +307,7 @@ fn when_a_later_step_fails_the_migrations_of_that_apply_are_rolled_back() {
     );
     let broken = format!("---\nkind: Service\nname: web\nimage: converge-test/httpd:broken\nports: [{{container: 8000}}]\ndepends_on: [database/{}]\nhealth: {{http: {{path: /health, port: 8000}}, interval: 200ms, retries: 5}}\n", d.name);
     d.write(&broken);
+    d.opt_in_down_files();
     let plan = text(&d.p.converge(&["plan", "DIR"]));
     assert!(
         plan.contains("apply 1 migration(s): 0002_views\n"),
@@ -318,6 +330,7 @@ fn when_a_later_step_fails_the_migrations_of_that_apply_are_rolled_back() {
 #[test]
 fn in_prod_a_dump_is_taken_before_down_migrations_run() {
     let d = Db::new("proddump");
+    d.opt_in_down_files();
     d.migration("0001_items.up.sql", "CREATE TABLE items (id int);\n");
     d.migration("0001_items.down.sql", "DROP TABLE items;\n");
     let apply = |d: &Db| {
@@ -334,6 +347,7 @@ fn in_prod_a_dump_is_taken_before_down_migrations_run() {
         "ALTER TABLE items DROP COLUMN views;\n",
     );
     d.write(&format!("---\nkind: Service\nname: web\nimage: converge-test/httpd:broken\nports: [{{container: 8000}}]\ndepends_on: [database/{}]\nhealth: {{http: {{path: /health, port: 8000}}, interval: 200ms, retries: 3}}\n", d.name));
+    d.opt_in_down_files();
     let o = apply(&d);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let dumps: Vec<_> = std::fs::read_dir(d.p.state.path().join("dumps"))
@@ -436,4 +450,109 @@ fn grants_on_a_schema_a_migration_creates_and_database_grants_converge_in_one_ap
         "{}",
         text(&d.p.converge(&["plan", "DIR"]))
     );
+}
+
+/// Issue 14, part 4: with `log_statement = all` (on converge's own connections only, through
+/// the URL's `options`), the server log shows the SCRAM verifier and never the password; the
+/// password is still checked against the server's record (no change, then a rotation).
+#[test]
+fn role_passwords_reach_the_server_only_as_scram_verifiers() {
+    let d = Db::new("scramlog");
+    d.migration("0001_t.up.sql", "CREATE TABLE t (id int);\n");
+    let logged = format!("{}?options=-c%20log_statement%3Dall", pg_url());
+    let yaml = std::fs::read_to_string(d.p.path().join("converge.yaml"))
+        .unwrap()
+        .replace(
+            &format!("url: \"{}\"", pg_url()),
+            &format!("url: \"{logged}\""),
+        );
+    std::fs::write(d.p.path().join("converge.yaml"), yaml).unwrap();
+    let log = server_log();
+    let run = |command: &str, password: &str| {
+        Command::new(env!("CARGO_BIN_EXE_converge"))
+            .arg("--state-dir")
+            .arg(d.p.state.path())
+            .arg(command)
+            .arg(d.p.path())
+            .arg(match command {
+                "plan" => "--detailed-exitcode",
+                _ => "--auto-approve",
+            })
+            .env("CVT_SECRET", password)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let first = format!("first-pw-{}-Zq7", std::process::id());
+    let second = format!("second-pw-{}-Xk2", std::process::id());
+    let before = std::fs::metadata(&log).unwrap().len();
+
+    let o = run("apply", &first);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run("plan", &first);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the verifier matches: {}",
+        text(&o)
+    );
+    let o = run("plan", &second);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("~ roles.{}_app.password = (sensitive)", d.name)),
+        "{}",
+        text(&o)
+    );
+    let o = run("apply", &second);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(run("plan", &second).status.code(), Some(0));
+
+    let stored = psql(
+        "postgres",
+        &format!(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = '{}_app'",
+            d.name
+        ),
+    );
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+    assert!(converge::providers::postgres::scram_matches(
+        &stored, &second
+    ));
+
+    let bytes = std::fs::read(&log).unwrap();
+    let written = String::from_utf8_lossy(&bytes[before as usize..]);
+    for password in [&first, &second] {
+        assert!(
+            !written.contains(password.as_str()),
+            "the password is in the server log {}",
+            log.display()
+        );
+    }
+    let sets = format!(
+        "ALTER ROLE \"{}_app\" PASSWORD 'SCRAM-SHA-256$4096:",
+        d.name
+    );
+    assert_eq!(
+        written.matches(&sets).count(),
+        2,
+        "log_statement = all logged both password changes, as verifiers:\n{written}"
+    );
+}
+
+/// The test server's log: `pg_current_logfile()` with the logging collector, else the file
+/// scripts/pg starts the server with (`<dir>/server.log`, next to `<dir>/data`).
+fn server_log() -> std::path::PathBuf {
+    let data = std::path::PathBuf::from(psql("postgres", "SHOW data_directory"));
+    let current = psql("postgres", "SELECT coalesce(pg_current_logfile(), '')");
+    let log = if current.is_empty() {
+        data.parent().unwrap().join("server.log")
+    } else {
+        data.join(current)
+    };
+    assert!(
+        log.is_file(),
+        "cannot find the test server's log at {}: start it with scripts/pg",
+        log.display()
+    );
+    log
 }

@@ -24,3 +24,31 @@ fn every_kind_schema_requires_its_kind_and_rejects_unknown_fields() {
         assert_eq!(schema["additionalProperties"], false, "{kind}");
     }
 }
+
+#[test]
+fn port_bindings_take_an_ip_address_colors_default_to_loopback() {
+    let (_, service) = converge::schema::per_kind()
+        .into_iter()
+        .find(|(k, _)| *k == converge::model::Kind::Service)
+        .unwrap();
+    let defs = &service["definitions"];
+    let color = &defs["ColorPort"]["properties"]["host_ip"];
+    assert_eq!(color["default"], "127.0.0.1", "{color}");
+    assert_eq!(color["allOf"][0]["$ref"], "#/definitions/HostIp", "{color}");
+    let mapping = &defs["PortMapping"]["properties"]["host_ip"];
+    assert_eq!(mapping["default"], serde_json::Value::Null, "{mapping}");
+    assert_eq!(mapping["anyOf"][0]["$ref"], "#/definitions/HostIp");
+    assert_eq!(
+        defs["HostIp"]["anyOf"],
+        serde_json::json!([{"format": "ipv4"}, {"format": "ipv6"}])
+    );
+    for required in [
+        &defs["ColorPort"]["required"],
+        &defs["PortMapping"]["required"],
+    ] {
+        assert!(
+            !required.as_array().unwrap().contains(&"host_ip".into()),
+            "{required}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! The agent's HTTP endpoints: `/health`, `/ready`, `/metrics`, `/status`, and `POST /hooks/git`,
-//! which triggers a fetch at once when it carries a valid GitHub-style HMAC signature.
+//! which triggers a fetch at once when it carries a valid GitHub-style HMAC signature and a
+//! delivery id not seen before (see [`super::webhook`]).
 
 use std::sync::{Arc, RwLock};
 
@@ -14,14 +15,15 @@ use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
 use super::status::Status;
+use super::webhook::{valid_delivery_id, Delivery, Webhook};
 use super::Trigger;
 
 pub struct Shared {
     pub status: RwLock<Status>,
     pub metrics: Metrics,
     pub trigger: mpsc::Sender<Trigger>,
-    /// `CONVERGE_WEBHOOK_SECRET`; the hook is refused without it.
-    pub webhook_secret: Option<Vec<u8>>,
+    /// `CONVERGE_WEBHOOK_SECRET` and the deliveries seen; the hook is refused without it.
+    pub webhook: Option<Webhook>,
     pub branch: String,
 }
 
@@ -63,7 +65,7 @@ async fn status(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 async fn hook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let Some(secret) = &s.webhook_secret else {
+    let Some(webhook) = &s.webhook else {
         return (
             StatusCode::FORBIDDEN,
             "webhook disabled: set CONVERGE_WEBHOOK_SECRET for the agent\n",
@@ -72,12 +74,43 @@ async fn hook(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> 
     let signature = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    if !signature.is_some_and(|sig| valid_signature(secret, &body, sig)) {
+    if !signature.is_some_and(|sig| valid_signature(&webhook.secret, &body, sig)) {
         tracing::warn!("webhook refused: missing or bad X-Hub-Signature-256");
         return (
             StatusCode::UNAUTHORIZED,
             "bad or missing X-Hub-Signature-256\n",
         );
+    }
+    // The signature covers the body only: without a delivery id, nothing tells a replay apart.
+    let Some(id) = headers
+        .get("x-github-delivery")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| valid_delivery_id(id))
+    else {
+        tracing::warn!("webhook refused: missing or malformed X-GitHub-Delivery");
+        return (
+            StatusCode::BAD_REQUEST,
+            "missing or malformed X-GitHub-Delivery: each delivery needs a unique id (1-128 of A-Z a-z 0-9 . _ -), as GitHub and Gitea send\n",
+        );
+    };
+    // The record is synced to disk before the answer: off the async workers.
+    match tokio::task::block_in_place(|| webhook.deliveries.record(id, &body)) {
+        Ok(Delivery::New) => {}
+        // 2xx, as idempotent receivers answer: a redelivery (GitHub keeps the id) is no error.
+        Ok(Delivery::Duplicate) => {
+            tracing::warn!(
+                delivery = id,
+                "webhook ignored: a delivery seen before (replay?)"
+            );
+            return (StatusCode::OK, "duplicate delivery, ignored\n");
+        }
+        Err(e) => {
+            tracing::error!(delivery = id, "webhook refused: {e}");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot record the delivery; see the agent's log\n",
+            );
+        }
     }
     if let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) {
         if let Some(r) = payload.get("ref").and_then(|r| r.as_str()) {

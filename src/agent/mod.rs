@@ -13,6 +13,7 @@ pub mod schedule;
 mod schedules;
 pub mod source;
 pub mod status;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,8 +64,9 @@ pub struct AgentOptions {
 
 /// Runs until SIGTERM/SIGINT (a second signal exits at once).
 pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&opts.state_dir)
+    crate::state_dir::ensure(&opts.state_dir)
         .with_context(|| format!("cannot create {}", opts.state_dir.display()))?;
+    let webhook = webhook::Webhook::from_env(&opts.state_dir)?;
     let source = Source::new(
         &opts.source,
         &opts.branch,
@@ -80,9 +82,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         }),
         metrics: metrics::Metrics::default(),
         trigger: tx.clone(),
-        webhook_secret: std::env::var("CONVERGE_WEBHOOK_SECRET")
-            .ok()
-            .map(String::into_bytes),
+        webhook,
         branch: opts.branch.clone(),
     });
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -99,6 +99,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     if let Source::Dir { path } = &source {
         spawn_watcher(path.clone(), tx.clone());
     }
+    // describe() hides the credentials of a source URL.
     info!(listen = %opts.listen, source = %source.describe(), "agent started");
 
     let mut agent = Agent::new(opts, source, shared, stop.clone());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::model::notifier::EventKind;
+use crate::model::notifier::{EventKind, Notifier};
 use crate::model::{DesiredState, Resource};
 use crate::secrets::Secrets;
 
@@ -34,64 +34,124 @@ pub fn send_to(desired: &DesiredState, secrets: Arc<Secrets>, event: Event, only
         if !only.is_empty() && !only.iter().any(|o| o == n.name.as_str()) {
             continue;
         }
-        let name = n.name.to_string();
-        let webhook = n.webhook.clone();
-        let command = n.command.clone();
+        let notifier = n.clone();
         let event = event.clone();
         let secrets = secrets.clone();
         tokio::spawn(async move {
-            let result = match (webhook, command) {
-                (Some(url), _) => match secrets.resolve(&url) {
-                    Ok(url) => post(&url, &event).await,
-                    Err(e) => Err(e.to_string()),
-                },
-                (None, Some(argv)) => run(&argv, &event).await,
-                (None, None) => Ok(()),
-            };
-            if let Err(e) = result {
-                tracing::warn!(notifier = %name, error = %e, "notification failed");
+            if let Err(e) = deliver(&notifier, &secrets, &event, None).await {
+                tracing::warn!(notifier = %notifier.name, error = %e, "notification failed");
             }
         });
     }
 }
 
-async fn post(url: &str, event: &Event) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.without_url().to_string())?;
-    let resp = client
-        .post(url)
-        .json(event)
-        .send()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("the webhook answered {}", resp.status()))
+/// How long a webhook may take to answer when the caller sets no timeout.
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a notifier command may run when the caller sets no timeout; then it is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why one notification was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("the webhook URL: {0}")]
+    Secret(String),
+    #[error("POST to the webhook: {0}\n  = hint: check that the webhook URL is right and its server answers within {1:?}")]
+    Webhook(String, Duration),
+    #[error("the webhook answered {0}")]
+    WebhookStatus(reqwest::StatusCode),
+    #[error("`{argv}`: cannot start it: {error}")]
+    Spawn { argv: String, error: std::io::Error },
+    #[error("`{argv}`: {error}")]
+    Io { argv: String, error: std::io::Error },
+    #[error("`{argv}` did not finish within {timeout:?} and was killed\n  = hint: a notifier command must read the event from stdin and exit")]
+    Timeout { argv: String, timeout: Duration },
+    #[error("`{argv}` exited with {status}")]
+    Exit {
+        argv: String,
+        status: std::process::ExitStatus,
+    },
+}
+
+/// Sends `event` to notifier `n` and waits for the outcome; a webhook or command that takes
+/// longer than `timeout` (default `WEBHOOK_TIMEOUT`, `COMMAND_TIMEOUT`) fails, the command killed.
+pub async fn deliver(
+    n: &Notifier,
+    secrets: &Secrets,
+    event: &Event,
+    timeout: Option<Duration>,
+) -> Result<(), NotifyError> {
+    match (&n.webhook, &n.command) {
+        (Some(url), _) => {
+            let url = secrets
+                .resolve(url)
+                .map_err(|e| NotifyError::Secret(e.to_string()))?;
+            post(&url, event, timeout.unwrap_or(WEBHOOK_TIMEOUT)).await
+        }
+        (None, Some(argv)) => run(argv, event, timeout.unwrap_or(COMMAND_TIMEOUT)).await,
+        (None, None) => Ok(()),
     }
 }
 
-async fn run(argv: &[String], event: &Event) -> Result<(), String> {
+async fn post(url: &str, event: &Event, timeout: Duration) -> Result<(), NotifyError> {
+    let fail = |e: reqwest::Error| NotifyError::Webhook(e.without_url().to_string(), timeout);
+    let client = reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .map_err(fail)?;
+    let resp = client.post(url).json(event).send().await.map_err(fail)?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(NotifyError::WebhookStatus(resp.status()))
+    }
+}
+
+async fn run(argv: &[String], event: &Event, timeout: Duration) -> Result<(), NotifyError> {
     use tokio::io::AsyncWriteExt;
+    let shown = argv.join(" ");
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("`{}`: {e}", argv[0]))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let json = serde_json::to_vec(event).unwrap_or_default();
-        stdin.write_all(&json).await.map_err(|e| e.to_string())?;
-    }
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .map_err(|_| "the command took longer than 30s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|error| NotifyError::Spawn {
+            argv: shown.clone(),
+            error,
+        })?;
+    let json = serde_json::to_vec(event).unwrap_or_default();
+    let mut stdin = child.stdin.take();
+    let talk = async {
+        if let Some(stdin) = stdin.as_mut() {
+            stdin.write_all(&json).await?;
+        }
+        // Closed, so a command that reads to the end of its input sees it.
+        drop(stdin.take());
+        child.wait().await
+    };
+    let outcome = tokio::time::timeout(timeout, talk).await;
+    let status = match outcome {
+        Ok(status) => status.map_err(|error| NotifyError::Io {
+            argv: shown.clone(),
+            error,
+        })?,
+        Err(_) => {
+            crate::providers::files::kill_group(child.id());
+            let _ = child.kill().await;
+            return Err(NotifyError::Timeout {
+                argv: shown,
+                timeout,
+            });
+        }
+    };
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`{}` exited with {status}", argv[0]))
+        Err(NotifyError::Exit {
+            argv: shown,
+            status,
+        })
     }
 }

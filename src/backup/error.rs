@@ -30,6 +30,9 @@ pub enum BackupError {
     /// A Backup with none of `database`, `files` or `command`.
     #[error("the backup has no source")]
     NoSource { backup: String },
+    /// The secret holding the encryption key resolves to nothing but whitespace.
+    #[error("the encryption key of backup/{backup} is empty\n  = hint: set it to 64 hex digits, base64 of 32 bytes, or a passphrase")]
+    EmptyKey { backup: String },
     /// The secret holding the encryption key cannot be resolved (unset, unreadable).
     #[error("{source}")]
     KeySecret {
@@ -170,6 +173,16 @@ pub enum BackupError {
         #[source]
         source: io::Error,
     },
+    /// A manifest whose id is not one converge makes, or not its file's name (never opened,
+    /// never deleted).
+    #[error("{file} is not a manifest converge made: {reason}; it is skipped")]
+    InvalidManifest { file: String, reason: String },
+    /// A copy id that could name a path or key outside its destination (a last guard).
+    #[error("refusing copy id {id:?}: it could name a path outside the destination")]
+    UnsafeId { id: String },
+    /// The stored bytes matched the manifest when checked, and no longer did when read again.
+    #[error("{id} at {destination} changed while it was read: its stored bytes no longer match the manifest's sha256 (they did when checked first), so what was read from it is suspect")]
+    ChangedWhileRead { id: String, destination: String },
     /// The stored bytes do not match the manifest's sha256 (or size).
     #[error("{id} at {destination} fails its checksum: the stored bytes changed (sha256 {} expected, {found} found)", short(.expected))]
     ChecksumMismatch {
@@ -211,6 +224,38 @@ pub enum BackupError {
         made_with: Option<String>,
         configured: String,
     },
+    /// The copy was made with a passphrase and the configured key is raw, or the reverse.
+    #[error("{id} was made with {made_with}, and the configured key is {configured}: restore needs the key it was made with\n  = hint: the key was changed since this copy was made; declare the key it was made with to restore it")]
+    KeyKind {
+        id: String,
+        made_with: &'static str,
+        configured: &'static str,
+    },
+    /// Argon2id failed on a passphrase.
+    #[error("cannot derive the key from the passphrase: {reason}")]
+    KeyDerivation { reason: String },
+    /// A manifest's Argon2id parameters or salt are refused (read before it can be authenticated).
+    #[error("{id}: the manifest's key derivation is refused: {reason}")]
+    BadKdf { id: String, reason: String },
+    /// Under a declared key: a copy whose manifest says it is not encrypted.
+    #[error("{id} is not an authenticated copy: its manifest says `encryption: {encryption}`, and backup/{backup} declares a key, so every copy must be encrypted and carry a manifest MAC\n  = hint: converge never makes such a copy under a key: the manifest was planted, or the copy predates the key; delete it, and run `converge backup run {backup}` for an authenticated copy")]
+    Unencrypted {
+        id: String,
+        backup: String,
+        encryption: String,
+    },
+    /// Under a declared key: a manifest written by converge before manifests carried a MAC.
+    #[error("{id} was made by an earlier converge without a manifest MAC, so it cannot be authenticated and is refused\n  = hint: run `converge backup run {backup}` to make a new authenticated copy")]
+    LegacyManifest { id: String, backup: String },
+    /// Under a declared key: a current manifest without a MAC.
+    #[error("{id}: the manifest has no MAC, so it cannot be authenticated and is refused\n  = hint: converge always writes one under a key: the manifest was altered or planted; run `converge backup run {backup}` for an authenticated copy")]
+    ManifestMacMissing { id: String, backup: String },
+    /// Under a declared key: the manifest's MAC does not check.
+    #[error("{id}: the manifest fails authentication (its MAC does not match under the configured key): it was altered or planted, and is refused\n  = hint: restore another copy (`converge backup list {backup}`), or run `converge backup run {backup}` for a new one")]
+    ManifestMac { id: String, backup: String },
+    /// A manifest format this converge does not know.
+    #[error("{id} was made by a newer converge (manifest format {version}); this one reads formats 1 and 2\n  = hint: use a newer converge to restore it")]
+    NewerFormat { id: String, version: u32 },
     /// The stored bytes do not start like an encrypted converge backup.
     #[error("not an encrypted converge backup")]
     NotEncrypted,

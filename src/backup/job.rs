@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{BackupError, Tools};
+use super::{BackupError, Retention, Tools};
 use crate::engine::event::{BackupTaken, Event};
 use crate::engine::journal::Journal;
 use crate::model::backup::VerifyMode;
@@ -66,12 +66,7 @@ pub fn run_now(tools: &Tools, b: &Backup, state_dir: &Path) -> Result<Vec<String
     });
     lines.push(verified?);
     match super::retention(tools, b) {
-        Ok(deleted) if deleted.is_empty() => {}
-        Ok(deleted) => lines.push(format!(
-            "Retention deleted {} old copy(ies): {}",
-            deleted.len(),
-            deleted.join(", ")
-        )),
+        Ok(r) => lines.extend(retention_lines(&r)),
         Err(e) => lines.push(format!("warning: retention failed: {e}")),
     }
     Ok(lines)
@@ -83,24 +78,49 @@ pub fn verify(
     id: &str,
     mode: VerifyMode,
 ) -> Result<String, BackupError> {
-    let (store, m) = super::find(tools, b, id)?;
-    super::verify_checksum(tools, b, &store, &m)?;
+    let (store, c) = super::find(tools, b, id)?;
+    let trust = if c.authenticated() {
+        "manifest MAC, checksum and every chunk authenticate".to_string()
+    } else {
+        format!(
+            "checksum matches; not authenticated (backup/{} declares no encryption key)",
+            b.name
+        )
+    };
     if mode != VerifyMode::Restore {
+        super::verify_checksum(tools, &store, &c)?;
         return Ok(format!(
-            "Verified {} at {}: checksum and every chunk authenticate.",
-            m.id,
+            "Verified {} at {}: {trust}.",
+            c.id,
             store.describe()
         ));
     }
-    let d = super::verify_restore(tools, b, &store, &m)?;
+    // The drill checks the checksum before it restores and decrypts every chunk as it does.
+    let d = super::verify_restore(tools, b, &store, &c)?;
     Ok(format!(
-        "Verified {} at {}: restored {} table(s), {} row(s) into a scratch database and dropped it; restore took {:.1}s (the measured RTO).",
-        m.id,
+        "Verified {} at {}: {trust}; restored {} table(s), {} row(s) into a scratch database and dropped it; restore took {:.1}s (the measured RTO).",
+        c.id,
         store.describe(),
         d.tables,
         d.rows,
         d.seconds
     ))
+}
+
+/// What retention did, as lines to print: the copies deleted, a warning per skipped manifest.
+fn retention_lines(r: &Retention) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !r.deleted.is_empty() {
+        lines.push(format!(
+            "Retention deleted {} old copy(ies): {}",
+            r.deleted.len(),
+            r.deleted.join(", ")
+        ));
+    }
+    for s in &r.skipped {
+        lines.push(format!("warning: skipped invalid manifest {s}"));
+    }
+    lines
 }
 
 pub fn human(bytes: u64) -> String {

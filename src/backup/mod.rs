@@ -1,18 +1,21 @@
 //! Backups: source (pg_dump, a tar of a directory, a command) → compression (zstd, gzip) →
-//! AES-256-GCM → every destination, streamed with bounded memory, a manifest written last;
-//! retention per destination; verification (checksum, or a restore drill that measures the RTO);
-//! restore. Blocking code: run it on a blocking thread with a runtime handle for S3.
+//! AES-256-GCM → every destination, streamed with bounded memory, a manifest written last (MACed
+//! under the key, see `manifest`); retention per destination; verification (checksum, or a
+//! restore drill that measures the RTO); restore. Blocking code: run it on a blocking thread with
+//! a runtime handle for S3.
 
 pub mod crypto;
+pub mod debris;
 mod error;
+pub mod manifest;
 mod restore;
 pub mod store;
+mod stored;
 mod verify;
 
 use std::io::{self, Read, Write};
 use std::process::{Command, Stdio};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
@@ -23,33 +26,13 @@ use crate::model::{Backup, DesiredState};
 use crate::providers::postgres::Postgres;
 use crate::providers::s3::S3;
 use crate::secrets::Secrets;
+use crypto::{Key, Secret};
 use store::{Sink, Store};
 
 pub use error::BackupError;
+pub use manifest::{Checked, Manifest, FORMAT_VERSION};
 pub use restore::{find, restore_database, restore_files};
 pub use verify::{verify_checksum, verify_restore, Drill};
-
-pub const FORMAT_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format_version: u32,
-    /// `<backup>-<YYYYMMDDTHHMMSSZ>`.
-    pub id: String,
-    pub backup: String,
-    pub source: String,
-    pub compression: String,
-    /// `aes-256-gcm` or `none`.
-    pub encryption: String,
-    pub key_id: Option<String>,
-    /// Unix seconds.
-    pub started_at: u64,
-    pub finished_at: u64,
-    pub raw_bytes: u64,
-    pub stored_bytes: u64,
-    /// sha256 of the stored bytes.
-    pub sha256: String,
-}
 
 /// What a backup needs from the outside world.
 pub struct Tools<'a> {
@@ -88,19 +71,25 @@ impl Tools<'_> {
             .collect()
     }
 
-    fn key(&self, b: &Backup) -> Result<Option<[u8; 32]>, BackupError> {
-        match &b.encryption {
-            Some(e) => Ok(Some(crypto::key_from_secret(
-                &self
-                    .secrets
-                    .resolve(&e.key)
-                    .map_err(|source| BackupError::KeySecret {
-                        backup: b.name.to_string(),
-                        source,
-                    })?,
-            ))),
-            None => Ok(None),
+    /// The Backup's key secret, if it declares one (never printed: errors name the backup).
+    pub(crate) fn secret(&self, b: &Backup) -> Result<Option<Secret>, BackupError> {
+        let Some(e) = &b.encryption else {
+            return Ok(None);
+        };
+        let text = self
+            .secrets
+            .resolve(&e.key)
+            .map_err(|source| BackupError::KeySecret {
+                backup: b.name.to_string(),
+                source,
+            })?;
+        let secret = Secret::parse(&text);
+        if secret.is_empty() {
+            return Err(BackupError::EmptyKey {
+                backup: b.name.to_string(),
+            });
         }
+        Ok(Some(secret))
     }
 
     fn pg(&self) -> Result<&Postgres, BackupError> {
@@ -110,11 +99,6 @@ impl Tools<'_> {
 
 pub fn now() -> u64 {
     crate::clock::now()
-}
-
-/// `20261128T143800Z`.
-fn stamp(secs: u64) -> String {
-    crate::plan::text::utc(secs).replace(['-', ':'], "")
 }
 
 /// The source as a child process writing the backup to its standard output.
@@ -245,10 +229,17 @@ fn compression_name(c: Compression) -> &'static str {
 /// Runs one backup to every destination; on any failure nothing looks like a good backup.
 pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, BackupError> {
     let stores = t.stores(b)?;
-    let key = t.key(b)?;
+    let secret = t.secret(b)?;
     let (mut cmd, source) = source_command(t, b)?;
     let started_at = now();
-    let id = format!("{}-{}", b.name, stamp(started_at));
+    let id = manifest::copy_id(b.name.as_str(), started_at);
+    let (key, kdf) = match &secret {
+        Some(s) => {
+            let (key, kdf) = s.new_copy_key(&id)?;
+            (Some(key), kdf)
+        }
+        None => (None, None),
+    };
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     for (s, _) in &stores {
         match s.sink(&id, &t.rt) {
@@ -290,24 +281,25 @@ pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, BackupError> {
         }
         committed.push(store.clone());
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         id: id.clone(),
         backup: b.name.to_string(),
         source,
         compression: compression_name(b.compression).into(),
-        encryption: if key.is_some() {
-            "aes-256-gcm".into()
-        } else {
-            "none".into()
-        },
-        key_id: key.as_ref().map(crypto::key_id),
+        encryption: if key.is_some() { manifest::AES } else { "none" }.into(),
+        key_id: key.as_ref().map(Key::id),
+        kdf,
         started_at,
         finished_at: now(),
         raw_bytes,
         stored_bytes: bytes,
         sha256: crate::model::attributes::hex(&sha.finalize()),
+        mac: None,
     };
+    if let Some(k) = &key {
+        manifest::seal(&mut manifest, k);
+    }
     for (store, _) in &stores {
         if let Err(e) = store.write_manifest(&manifest, &t.rt) {
             for (s, _) in &stores {
@@ -325,7 +317,7 @@ type StreamError = Box<(Option<Fanout>, BackupError)>;
 fn stream(
     cmd: &mut Command,
     fan: Fanout,
-    key: Option<&[u8; 32]>,
+    key: Option<&Key>,
     c: Compression,
     name: &str,
 ) -> Result<(Fanout, u64), StreamError> {
@@ -426,20 +418,49 @@ fn stream(
     }
 }
 
-/// Deletes copies older than each destination's `keep`, always keeping the newest one.
-/// Returns what was deleted (`<destination> <id>`).
-pub fn retention(t: &Tools, b: &Backup) -> Result<Vec<String>, BackupError> {
-    let mut deleted = Vec::new();
+/// What retention did: copies deleted (`<destination> <id>`), manifests skipped as invalid
+/// (`<destination><file>: <reason>`).
+#[derive(Debug, Default)]
+pub struct Retention {
+    pub deleted: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// How many of the newest copies retention tries to authenticate to find the one it must keep.
+const KEEP_TRIES: usize = 8;
+
+/// Deletes copies older than each destination's `keep`, always keeping the newest one and the
+/// newest that authenticates. Invalid manifests are skipped, never deleted: no id can name a
+/// path outside the store.
+pub fn retention(t: &Tools, b: &Backup) -> Result<Retention, BackupError> {
+    let secret = t.secret(b)?;
+    let mut out = Retention::default();
     for (store, keep) in t.stores(b)? {
-        for m in expired(
-            &store.manifests(b.name.as_str(), &t.rt)?,
-            keep.as_millis() / 1000,
-        ) {
-            store.delete(&m.id, &t.rt)?;
-            deleted.push(format!("{} {}", store.describe(), m.id));
+        if let Store::File { dir } = &store {
+            for file in debris::sweep(dir, b.name.as_str(), debris::STALE) {
+                out.deleted
+                    .push(format!("{} {file} (unfinished)", store.describe()));
+            }
+        }
+        let listing = store.manifests(b.name.as_str(), &t.rt)?;
+        for i in &listing.invalid {
+            let at = store.describe();
+            out.skipped.push(format!("{at}{}: {}", i.file, i.reason));
+        }
+        let authentic = listing
+            .copies
+            .iter()
+            .take(KEEP_TRIES)
+            .find(|m| manifest::check((*m).clone(), b.name.as_str(), secret.as_ref()).is_ok())
+            .map(|m| m.id.clone());
+        for m in expired(&listing.copies, keep.as_millis() / 1000) {
+            if Some(&m.id) != authentic.as_ref() {
+                store.delete(&m.id, &t.rt)?;
+                out.deleted.push(format!("{} {}", store.describe(), m.id));
+            }
         }
     }
-    Ok(deleted)
+    Ok(out)
 }
 
 /// Copies past `keep_secs`, the newest never among them (`manifests` newest first).
@@ -469,18 +490,20 @@ mod tests {
 
     fn m(id: &str, age: u64) -> Manifest {
         Manifest {
-            format_version: 1,
+            format_version: FORMAT_VERSION,
             id: id.into(),
             backup: "db".into(),
             source: String::new(),
             compression: "zstd".into(),
             encryption: "none".into(),
             key_id: None,
+            kdf: None,
             started_at: now() - age,
             finished_at: now() - age,
             raw_bytes: 0,
             stored_bytes: 0,
             sha256: String::new(),
+            mac: None,
         }
     }
 

@@ -1,66 +1,30 @@
-//! Verification: re-reading a copy against its manifest's checksum, and the restore drill that
-//! restores into a scratch database (or directory) and measures the RTO.
+//! Verification of a checked copy (its manifest authenticated under the Backup's key, if it
+//! declares one): re-reading it against its manifest's checksum and decrypting all of it, and
+//! the restore drill that restores into a scratch database (or directory) and measures the RTO.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
+use super::manifest::Checked;
 use super::restore::{open, restore_database, restore_files};
 use super::store::Store;
-use super::{now, BackupError, Manifest, Tools};
+use super::{now, stored, BackupError, Tools};
 use crate::model::Backup;
 
-/// Reads through and checks the stored bytes' sha256; returns the bytes read.
-struct Hashing<R> {
-    inner: R,
-    sha: Sha256,
-    n: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sha.update(&buf[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
-/// Downloads the copy, checks its sha256 and decrypts and decompresses all of it.
-pub fn verify_checksum(
-    t: &Tools,
-    b: &Backup,
-    store: &Store,
-    m: &Manifest,
-) -> Result<(), BackupError> {
-    let mut h = Hashing {
-        inner: store.reader(&m.id, m.stored_bytes, &t.rt)?,
-        sha: Sha256::new(),
-        n: 0,
-    };
-    io::copy(&mut h, &mut io::sink()).map_err(|source| BackupError::Download {
-        id: m.id.clone(),
-        destination: store.describe(),
-        source,
-    })?;
-    let got = crate::model::attributes::hex(&h.sha.finalize());
-    if got != m.sha256 || h.n != m.stored_bytes {
-        return Err(BackupError::ChecksumMismatch {
-            id: m.id.clone(),
-            destination: store.describe(),
-            expected: m.sha256.clone(),
-            found: got,
-        });
-    }
-    let mut plain = open(t, b, store, m)?;
-    io::copy(&mut plain, &mut io::sink()).map_err(|e| BackupError::Unreadable {
-        id: m.id.clone(),
+/// Downloads the copy, checks its sha256, then decrypts and decompresses all of it (the stored
+/// bytes tallied again on the way).
+pub fn verify_checksum(t: &Tools, store: &Store, c: &Checked) -> Result<(), BackupError> {
+    stored::check(t, store, c)?;
+    let opened = open(t, store, c)?;
+    let mut reader = opened.reader;
+    io::copy(&mut reader, &mut io::sink()).map_err(|e| BackupError::Unreadable {
+        id: c.id.clone(),
         source: Box::new(BackupError::from_io(e)),
     })?;
-    Ok(())
+    opened.tally.finish()
 }
 
 /// The outcome of a restore drill.
@@ -76,12 +40,12 @@ pub fn verify_restore(
     t: &Tools,
     b: &Backup,
     store: &Store,
-    m: &Manifest,
+    c: &Checked,
 ) -> Result<Drill, BackupError> {
     let started = Instant::now();
     if b.source.database.is_none() {
         let dir = tempfile::tempdir().map_err(|source| BackupError::ScratchDir { source })?;
-        restore_files(t, b, store, m, dir.path())?;
+        restore_files(t, store, c, dir.path())?;
         let files = walk_count(dir.path());
         return Ok(Drill {
             tables: 0,
@@ -91,7 +55,7 @@ pub fn verify_restore(
     }
     let pg = t.pg()?;
     let scratch = format!("converge_verify_{}", now());
-    let restored = restore_database(t, b, store, m, &scratch, false);
+    let restored = restore_database(t, store, c, &scratch, false);
     let counted = restored.and_then(|_| {
         t.rt.block_on(pg.count_rows(&scratch))
             .map_err(BackupError::postgres(&scratch))
@@ -99,7 +63,7 @@ pub fn verify_restore(
     let _ = t.rt.block_on(pg.drop_database(&scratch));
     let (tables, rows) = counted?;
     if tables == 0 {
-        return Err(BackupError::RestoredNothing { id: m.id.clone() });
+        return Err(BackupError::RestoredNothing { id: c.id.clone() });
     }
     Ok(Drill {
         tables,

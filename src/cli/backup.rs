@@ -126,9 +126,10 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
                 "ID", "DESTINATION", "AGE", "SIZE"
             );
             for (store, keep) in tools.stores(&b).map_err(anyhow::Error::msg)? {
-                let ms = store
+                let listing = store
                     .manifests(b.name.as_str(), &rt.handle().clone())
                     .map_err(anyhow::Error::msg)?;
+                let ms = listing.copies;
                 let expired: Vec<String> = backup::expired(&ms, keep.as_millis() / 1000)
                     .into_iter()
                     .map(|m| m.id)
@@ -147,7 +148,24 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
                         human(m.stored_bytes)
                     );
                 }
-                if ms.is_empty() {
+                for i in &listing.invalid {
+                    println!(
+                        "{:<34} {:<44} {:>6} {:>10}  invalid, skipped (never restored or deleted): {}: {}",
+                        "(invalid)",
+                        store.describe(),
+                        "-",
+                        "-",
+                        i.file,
+                        i.reason
+                    );
+                    eprintln!(
+                        "warning: skipped invalid manifest {}{}: {}",
+                        store.describe(),
+                        i.file,
+                        i.reason
+                    );
+                }
+                if ms.is_empty() && listing.invalid.is_empty() {
                     println!(
                         "{:<34} {:<44} {:>6} {:>10}",
                         "(none)",
@@ -197,13 +215,19 @@ pub fn restore(a: RestoreArgs, state: Option<&Path>) -> anyhow::Result<Outcome> 
     let rt = runtime()?;
     let session = rt.block_on(Engine::open(&desired, state_dir(state)))?;
     let tools = tools(&desired, &session, &rt);
-    let (store, m) = backup::find(&tools, &b, &id).map_err(anyhow::Error::msg)?;
+    let (store, m) = match backup::find(&tools, &b, &id) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("error: cannot restore {}: {e}", a.backup_id);
+            return Ok(Outcome::Failure);
+        }
+    };
     let started = std::time::Instant::now();
     let result = match (&a.to, &a.to_dir) {
-        (Some(db), _) => backup::restore_database(&tools, &b, &store, &m, db, a.force)
+        (Some(db), _) => backup::restore_database(&tools, &store, &m, db, a.force)
             .map(|_| format!("database {db}")),
         (None, Some(dir)) => {
-            backup::restore_files(&tools, &b, &store, &m, dir).map(|_| dir.display().to_string())
+            backup::restore_files(&tools, &store, &m, dir).map(|_| dir.display().to_string())
         }
         (None, None) => bail!("say where to restore: --to DATABASE or --to-dir DIR"),
     };

@@ -142,7 +142,7 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         eprintln!("error: {lints} migration lint warning(s) and --strict: fix them, or drop --strict to accept them");
         return Ok(Outcome::Failure);
     }
-    Ok(if args.detailed_exitcode && !main.is_empty() {
+    Ok(if args.detailed_exitcode && !main.converged() {
         Outcome::Changes
     } else {
         Outcome::Success

@@ -158,6 +158,10 @@ pub struct Diff {
     /// Projected monthly cost before and after, when a Budget declares rates.
     #[serde(default)]
     pub cost: Option<crate::cost::CostSummary>,
+    /// Resources whose desired spec failed and was rolled back: live differs from the desired
+    /// state, but the spec is not retried (one line each, saying why).
+    #[serde(default)]
+    pub held_back: Vec<String>,
 }
 
 pub struct DiffOptions<'a> {

@@ -263,7 +263,10 @@ pub(super) fn diff_attributes(
             .unwrap_or_default(),
         _ => Default::default(),
     };
-    let lints = crate::lint::lint(&pending_files, lock_timeout);
+    let lints = match resource {
+        Resource::Database(db) => crate::lint::lint_database(db, &pending_files),
+        _ => crate::lint::lint(&pending_files, lock_timeout),
+    };
     // converge's own migration settings have no live counterpart to compare with.
     let observable = |k: &str, _: bool| observed.is_none() || !k.starts_with("migrations.");
     let changes = attr_changes(observed.map(|o| &o.attributes), &attrs, &observable);
@@ -318,8 +321,8 @@ pub(super) fn check_migrations<'a>(
             )),
             Some(_) => {}
             None => errors.push(format!(
-                "{id}: migration {:04}_{} is applied but its file is missing from {}\n  = hint: restore the file; applied migrations stay in the directory",
-                version,
+                "{id}: migration {}_{} is applied but its file is missing from {}\n  = hint: restore the file; applied migrations stay in the directory",
+                crate::model::database::version_text(*version, files),
                 applied.name,
                 db.migrations.as_ref().map(|m| m.dir.as_str()).unwrap_or("the migrations directory")
             )),
@@ -331,10 +334,11 @@ pub(super) fn check_migrations<'a>(
         .iter()
         .filter(|f| !live.applied_migrations.contains_key(&f.version))
         .collect();
+    let latest_text = crate::model::database::version_text(latest, files);
     for f in &pending {
         if f.version < latest && !allow {
             errors.push(format!(
-                "{id}: {} is older than the latest applied migration ({latest:04}) and has not run\n  = hint: give it a version above {latest:04}, or set `allow_out_of_order: true`",
+                "{id}: {} is older than the latest applied migration ({latest_text}) and has not run\n  = hint: give it a version above {latest_text}, or set `allow_out_of_order: true`",
                 f.up_path
             ));
         }

@@ -44,7 +44,7 @@ fn service_changes(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut 
     let overridden = live.overrides.get(s.name.as_str());
     let Some(ls) = ls else {
         if spec_failed {
-            out.notes.push(failed_note());
+            out.held_back.push(failed_note());
             return hash;
         }
         if s.replicas == 0 {
@@ -90,7 +90,7 @@ fn service_changes(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut 
         format!("{} changed", changed_keys.join(", "))
     };
     if spec_changed && spec_failed {
-        out.notes.push(failed_note());
+        out.held_back.push(failed_note());
         if let Some(from) = active {
             out.colors.insert(s.name.to_string(), color_port(s, from));
         }

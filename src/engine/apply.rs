@@ -94,6 +94,7 @@ pub async fn execute(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Outcome, JournalError> {
     let changes: Changes<'_> = plan.changes.iter().map(|c| (&c.id, c)).collect();
+    journal.check_headroom()?;
     journal.record(Event::ApplyStarted {
         data: ApplyStarted {
             revision: ctx.revision.map(str::to_string),
@@ -217,6 +218,9 @@ pub async fn execute(
                     })
                     .map(|(s, _)| format!("{} {}", s.action.as_str(), s.resource))
                     .collect();
+                if left.is_empty() {
+                    discard_kept(&done);
+                }
                 let outcome = if left.is_empty() {
                     Outcome::RolledBack {
                         step: what,
@@ -246,7 +250,15 @@ pub async fn execute(
     journal.record(Event::ApplyFinished {
         detail: "applied".into(),
     })?;
+    discard_kept(&done);
     Ok(Outcome::Applied)
+}
+
+/// Removes the copies completed steps kept for their undo: the run is over.
+fn discard_kept(done: &[(&Step, Undo)]) {
+    for (_, undo) in done {
+        undo.discard();
+    }
 }
 
 /// Services whose new spec the failed step was deploying: those are remembered as failed.
@@ -447,6 +459,50 @@ async fn provider_step(
     Ok(provider.apply(step, change, &ctx.ctx).await?)
 }
 
+/// Writes a router's file, then watches the colors it switched to; switches back on failure.
+async fn switch_and_verify(
+    step: &Step,
+    change: Option<&Change>,
+    changes: &Changes<'_>,
+    ctx: &Run<'_>,
+) -> Result<Undo, StepError> {
+    let undo = provider_step(step, change, ctx).await?;
+    let targets = new_colors(switched_services(&step.resource, ctx.desired), changes);
+    if let Err(verify) = verify(ctx, &targets).await {
+        if let Err(undo) = run_undo(&undo, ctx.registry).await {
+            return Err(StepError::SwitchBackFailed {
+                verify,
+                undo: undo.to_string(),
+            });
+        }
+        return Err(StepError::SwitchedBack(verify));
+    }
+    Ok(undo)
+}
+
+/// Journals what undoes `step` before it runs, when its provider can say (a router's file).
+async fn prepare(
+    step: &Step,
+    change: Option<&Change>,
+    ctx: &Run<'_>,
+    journal: &mut Journal,
+) -> Result<Option<Undo>, StepError> {
+    let Some(provider) = ctx.registry.for_id(&step.resource) else {
+        return Ok(None);
+    };
+    let prepared = provider.prepare(step, change, &ctx.ctx).await?;
+    if let Some(undo) = &prepared {
+        if let Err(e) = journal.record(Event::StepPrepared {
+            at: step_ref(step),
+            data: undo.clone(),
+        }) {
+            undo.discard();
+            return Err(StepError::Journal(e));
+        }
+    }
+    Ok(prepared)
+}
+
 /// One step. The engine keeps what needs the journal or several services: cancelling drains
 /// before a color starts, recording deferred drains, verifying new colors after a switch.
 async fn run_step(
@@ -489,18 +545,13 @@ async fn run_step(
             Ok(Undo::Nothing)
         }
         (Kind::Router | Kind::ConfigFile, StepAction::Switch, _) => {
-            let undo = provider_step(step, change, ctx).await?;
-            let targets = new_colors(switched_services(&step.resource, ctx.desired), changes);
-            if let Err(verify) = verify(ctx, &targets).await {
-                if let Err(undo) = run_undo(&undo, ctx.registry).await {
-                    return Err(StepError::SwitchBackFailed {
-                        verify,
-                        undo: undo.to_string(),
-                    });
-                }
-                return Err(StepError::SwitchedBack(verify));
+            let prepared = prepare(step, change, ctx, journal).await?;
+            let result = switch_and_verify(step, change, changes, ctx).await;
+            // Kept until the step ends: a crash while verifying still finds it.
+            if let Some(p) = &prepared {
+                p.discard();
             }
-            Ok(undo)
+            result
         }
         _ => provider_step(step, change, ctx).await,
     }

@@ -46,6 +46,13 @@ pub enum Event {
     },
     /// A step is about to run.
     StepStarted(StepRef),
+    /// Before a step touches anything: what undoes it if the process dies while it runs (a
+    /// router's previous file, kept under the state directory).
+    StepPrepared {
+        #[serde(flatten)]
+        at: StepRef,
+        data: Undo,
+    },
     /// A step completed; `data` undoes it.
     StepDone {
         #[serde(flatten)]
@@ -234,6 +241,7 @@ impl Event {
         match self {
             Event::ApplyStarted { .. } => "apply-started",
             Event::StepStarted(_) => "step-started",
+            Event::StepPrepared { .. } => "step-prepared",
             Event::StepDone { .. } => "step-done",
             Event::StepFailed { .. } => "step-failed",
             Event::ApplyInterrupted { .. } => "apply-interrupted",
@@ -262,6 +270,7 @@ impl Event {
         match self {
             Event::StepStarted(at)
             | Event::CompensationStarted(at)
+            | Event::StepPrepared { at, .. }
             | Event::StepDone { at, .. }
             | Event::StepFailed { at, .. }
             | Event::CompensationDone { at, .. }

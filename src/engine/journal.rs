@@ -12,13 +12,18 @@ use crate::model::live::{Color, PendingStep};
 use super::event::{Deployed, Scaled};
 pub use super::event::{Entry, Event, StepRef};
 
+/// (The I/O error is a field, not a `#[source]`: the message already includes it, and a
+/// `{:#}` chain would print it twice.)
 #[derive(Debug, Error)]
-#[error("journal {path}: {source}")]
+#[error("journal {path}: {error}")]
 pub struct JournalError {
     path: PathBuf,
-    #[source]
-    source: std::io::Error,
+    error: std::io::Error,
 }
+
+/// Free space an apply needs in the state directory before it starts: every step is journaled
+/// twice, and a record that cannot be written stops the run half-way.
+pub const HEADROOM: u64 = 16 << 20;
 
 /// One converge process at a time applies a project from a state directory (an advisory file
 /// lock, released when the process exits, however it exits).
@@ -45,13 +50,8 @@ impl StateLock {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(state_dir).map_err(io)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
+        crate::state_dir::ensure(state_dir).map_err(io)?;
+        let file = crate::state_dir::open_lock(&path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => Ok(StateLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held {
@@ -77,21 +77,59 @@ impl Journal {
         let path = Self::path_for(state_dir, project);
         let err = |source| JournalError {
             path: path.clone(),
-            source,
+            error: source,
         };
-        std::fs::create_dir_all(path.parent().expect("journal has a parent")).map_err(err)?;
+        let dir = path.parent().expect("journal has a parent");
+        if let Some(state) = dir.parent() {
+            crate::state_dir::ensure(state).map_err(err)?;
+        }
+        crate::state_dir::ensure(dir).map_err(err)?;
         if std::fs::metadata(&path).is_ok_and(|m| m.len() > COMPACT_AT) {
             compact(&path).map_err(err)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(err)?;
+        let file = crate::state_dir::open_append(&path).map_err(err)?;
         let mut id = [0u8; 4];
         let _ = getrandom::fill(&mut id);
         let run = format!("{}-{}", now(), crate::model::attributes::hex(&id));
         Ok(Journal { path, file, run })
+    }
+
+    /// Fails when the journal's filesystem has less than [`HEADROOM`] free (for unprivileged
+    /// writers), naming the directory and what is free.
+    pub fn check_headroom(&self) -> Result<(), JournalError> {
+        let dir = self.path.parent().unwrap_or(&self.path);
+        let free = crate::state_dir::free_bytes(dir).map_err(|source| JournalError {
+            path: self.path.clone(),
+            error: source,
+        })?;
+        if free >= HEADROOM {
+            return Ok(());
+        }
+        Err(JournalError {
+            path: self.path.clone(),
+            error: std::io::Error::other(format!(
+                "only {} KiB free in {}; an apply needs at least {} MiB there to journal its steps, so nothing was changed\n  = hint: free space on that filesystem (or point --state-dir elsewhere) and run again",
+                free >> 10,
+                dir.display(),
+                HEADROOM >> 20
+            )),
+        })
+    }
+
+    /// The state directory and project this journal belongs to (`<state>/journal/<project>.jsonl`).
+    pub fn owner(&self) -> (PathBuf, String) {
+        let project = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let state = self
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        (state, project)
     }
 
     /// Every entry of this journal so far.
@@ -117,7 +155,7 @@ impl Journal {
         line.push('\n');
         let err = |source| JournalError {
             path: self.path.clone(),
-            source,
+            error: source,
         };
         self.file.write_all(line.as_bytes()).map_err(err)?;
         self.file.sync_data().map_err(err)
@@ -236,11 +274,9 @@ pub fn write_budget_statuses(
 ) -> std::io::Result<()> {
     let path = budgets_path(state_dir, project);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::state_dir::ensure(dir)?;
     }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(statuses)?)?;
-    std::fs::rename(tmp, path)
+    crate::state_dir::write(&path, &serde_json::to_vec_pretty(statuses)?)
 }
 
 fn budgets_path(state_dir: &Path, project: &str) -> PathBuf {
@@ -264,7 +300,7 @@ fn compact(path: &Path) -> std::io::Result<()> {
         out.push('\n');
     }
     let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, out)?;
+    crate::state_dir::write(&tmp, out.as_bytes())?;
     std::fs::rename(path, path.with_extension("jsonl.old"))?;
     std::fs::rename(&tmp, path)
 }

@@ -33,17 +33,25 @@ pub use apply::{Outcome, Run};
 pub use journal::{Journal, JournalError, LockError, StateLock};
 pub use saved::SavedPlan;
 
+/// Replaces a file atomically without following links (for `render --out`).
+pub use crate::providers::files::write_atomic as write_file;
+
 /// Why the engine could not start, observe or record.
 #[derive(Debug, Error)]
 pub enum EngineError {
     #[error("{count} secret reference(s) cannot be resolved; nothing was changed:\n  {list}")]
     Secrets { count: usize, list: String },
+    #[error(
+        "{count} host path(s) are not allowed on this host; nothing was read or changed:\n  {list}"
+    )]
+    HostPaths { count: usize, list: String },
     #[error(transparent)]
     Provider(#[from] ProviderError),
-    #[error("observing {what}: {source}")]
+    /// (The provider's error is a field, not a `#[source]`: the message already includes it.)
+    #[error("observing {what}: {error}")]
     Observe {
         what: &'static str,
-        source: ProviderError,
+        error: Box<ProviderError>,
     },
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -76,6 +84,13 @@ impl Engine {
     /// (before any provider that needs a secret connects).
     pub async fn open(desired: &DesiredState, state_dir: PathBuf) -> Result<Engine, EngineError> {
         let secrets = Secrets::load_or_create(&state_dir)?;
+        let refused = secrets.policy().refused_paths(desired);
+        if !refused.is_empty() {
+            return Err(EngineError::HostPaths {
+                count: refused.len(),
+                list: crate::policy::one_hint(refused),
+            });
+        }
         let mut registry = Registry::default();
         registry.connect(desired, &secrets, true).await?;
         let missing = secrets.check(desired);
@@ -177,7 +192,10 @@ impl Engine {
     /// The plan that converges `live` to `desired` with every connected provider.
     pub fn plan(&self, desired: &DesiredState, live: &LiveState, opts: &PlanOptions<'_>) -> Plan {
         let d = self.diff(desired, live, opts, &self.kinds());
-        plan_of(desired, live, d, opts)
+        let mut p = plan_of(desired, live, d, opts);
+        let entries = Journal::entries(&self.state_dir, desired.project.name.as_str());
+        p.recovery = recover::pending_recovery(&entries);
+        p
     }
 
     /// What a step needs to run against this engine's providers.
@@ -269,26 +287,8 @@ pub fn check_host(desired: &DesiredState, host: Option<&str>) -> Result<(), Engi
 
 /// `--state-dir`, else /var/lib/converge as root, else $XDG_STATE_HOME/converge.
 pub fn state_dir(flag: Option<&Path>) -> PathBuf {
-    if let Some(d) = flag {
-        return d.to_path_buf();
+    match flag {
+        Some(d) => d.to_path_buf(),
+        None => crate::state_dir::per_user("/var/lib/converge", "XDG_STATE_HOME", ".local/state"),
     }
-    if is_root() {
-        return PathBuf::from("/var/lib/converge");
-    }
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("converge")
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }

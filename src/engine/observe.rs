@@ -38,9 +38,9 @@ pub async fn observe(
     for p in registry.providers() {
         p.observe(desired, secrets, &mut live)
             .await
-            .map_err(|source: ProviderError| EngineError::Observe {
+            .map_err(|error: ProviderError| EngineError::Observe {
                 what: label(p.name()),
-                source,
+                error: Box::new(error),
             })?;
     }
     active_colors_from_routers(desired, &mut live);
@@ -68,9 +68,9 @@ pub async fn observe_services(
         if services {
             p.observe(desired, secrets, &mut live)
                 .await
-                .map_err(|source| EngineError::Observe {
+                .map_err(|error| EngineError::Observe {
                     what: "services",
-                    source,
+                    error: Box::new(error),
                 })?;
         }
     }

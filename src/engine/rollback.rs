@@ -132,17 +132,25 @@ async fn instant(
             continue;
         }
         let text = render::render_router(router, desired, &colors)?;
+        let switch_error = |message: String| RollbackError::Switch {
+            router: format!("router/{}", router.name),
+            message,
+        };
+        // The path passed the host's policy when `observe` read it.
+        let path = Path::new(&router.path);
+        let previous = files::read_live(path)
+            .map_err(|e| switch_error(format!("cannot read {}: {e}", router.path)))?
+            .map(|p| p.text);
         files::install(
-            Path::new(&router.path),
+            path,
             &text,
+            previous.as_deref(),
             router.check.as_ref(),
             router.reload.as_ref(),
+            router.action_timeout,
         )
         .await
-        .map_err(|message| RollbackError::Switch {
-            router: format!("router/{}", router.name),
-            message: message.to_string(),
-        })?;
+        .map_err(|message| switch_error(message.to_string()))?;
         switched.push(format!("router/{}", router.name));
     }
     let resource = format!("service/{}", s.name);
@@ -275,6 +283,7 @@ async fn redeploy_previous(
         colors: full.colors,
         errors: full.errors,
         cost: None,
+        held_back: Vec::new(),
     };
     let p = plan::plan(
         &target,

@@ -12,6 +12,7 @@ use access::{check_duplicate_keys, Enum, Map, Seq};
 
 use super::diagnostic::{suggestion, Diagnostic};
 use super::yaml::{Node, NodeValue, ScalarStyle, Span};
+use crate::model::types::HINT_SEPARATOR;
 
 /// Problems that do not stop deserialization (unknown and duplicate fields).
 pub type Sink = RefCell<Vec<Diagnostic>>;
@@ -55,8 +56,17 @@ impl fmt::Display for DeError {
 impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
+    /// A value type's own error; a hint after `HINT_SEPARATOR` is shown as the hint.
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError::new(msg.to_string())
+        let text = msg.to_string();
+        match text.split_once(HINT_SEPARATOR) {
+            Some((message, hint)) => {
+                let mut e = DeError::new(message);
+                e.hint = Some(hint.to_string());
+                e
+            }
+            None => DeError::new(text),
+        }
     }
 
     fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {

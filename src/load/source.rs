@@ -16,6 +16,10 @@ pub enum SourceError {
     },
     #[error("{path} is not a directory\n  = hint: pass the desired-state directory (default: ./desired-state)")]
     NotADirectory { path: PathBuf },
+    #[error("{path} is a symbolic link to {target}, outside the desired-state directory; nothing was read\n  = hint: copy the file into the desired-state directory (converge never reads outside it)")]
+    LinkOutside { path: PathBuf, target: PathBuf },
+    #[error("{path} is a symbolic link to a directory that contains it (a loop); nothing was read\n  = hint: remove the link")]
+    LinkLoop { path: PathBuf },
 }
 
 /// Files by path relative to the root, with `/` separators.
@@ -52,7 +56,16 @@ impl SourceTree {
         }
         let root = dir.to_string_lossy().trim_end_matches('/').to_string();
         let mut tree = SourceTree::new(if root.is_empty() { "/".into() } else { root });
-        read_into(dir, "", &mut tree.files)?;
+        let canonical = dir.canonicalize().map_err(|source| SourceError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut walk = Walk {
+            root: canonical.clone(),
+            reading: vec![canonical],
+            files: &mut tree.files,
+        };
+        walk.read_into(dir, "")?;
         Ok(tree)
     }
 
@@ -115,42 +128,77 @@ fn normalize(rel: &str) -> String {
     rel.trim_start_matches("./").to_string()
 }
 
-fn read_into(
-    dir: &Path,
-    prefix: &str,
-    files: &mut BTreeMap<String, Vec<u8>>,
-) -> Result<(), SourceError> {
-    let io = |source| SourceError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io)?
-        .collect::<Result<_, _>>()
-        .map_err(io)?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') {
-            continue;
-        }
-        let rel = format!("{prefix}{name}");
-        let path = entry.path();
-        let kind = std::fs::metadata(&path).map_err(|source| SourceError::Io {
-            path: path.clone(),
+/// A walk of the desired-state directory that follows symbolic links only within it.
+struct Walk<'a> {
+    /// The directory, resolved through links.
+    root: PathBuf,
+    /// The resolved directories being read, outermost first (a link to one of them is a loop).
+    reading: Vec<PathBuf>,
+    files: &'a mut BTreeMap<String, Vec<u8>>,
+}
+
+impl Walk<'_> {
+    fn read_into(&mut self, dir: &Path, prefix: &str) -> Result<(), SourceError> {
+        let io = |source| SourceError::Io {
+            path: dir.to_path_buf(),
             source,
-        })?;
-        if kind.is_dir() {
-            read_into(&path, &format!("{rel}/"), files)?;
-        } else if kind.is_file() {
-            let content = read_file(&path, &name).map_err(|source| SourceError::Io {
+        };
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let rel = format!("{prefix}{name}");
+            let path = entry.path();
+            let io = |source| SourceError::Io {
                 path: path.clone(),
                 source,
-            })?;
-            files.insert(rel, content);
+            };
+            let link = entry.file_type().map_err(io)?.is_symlink();
+            let target = if link {
+                self.inside(&path)?
+            } else {
+                self.reading
+                    .last()
+                    .expect("the root is read first")
+                    .join(&name)
+            };
+            let kind = std::fs::metadata(&target).map_err(io)?;
+            if kind.is_dir() {
+                if link && self.reading.contains(&target) {
+                    return Err(SourceError::LinkLoop { path });
+                }
+                self.reading.push(target.clone());
+                self.read_into(&path, &format!("{rel}/"))?;
+                self.reading.pop();
+            } else if kind.is_file() {
+                let content = read_file(&target, &name).map_err(io)?;
+                self.files.insert(rel, content);
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the link at `path` leads, when that is inside the root.
+    fn inside(&self, path: &Path) -> Result<PathBuf, SourceError> {
+        let target = path.canonicalize().map_err(|source| SourceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if target.starts_with(&self.root) {
+            Ok(target)
+        } else {
+            Err(SourceError::LinkOutside {
+                path: path.to_path_buf(),
+                target,
+            })
         }
     }
-    Ok(())
 }
 
 /// Reads a file; of a YAML file, no more than one byte over the loader's limit (enough for the
@@ -165,4 +213,46 @@ fn read_file(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
         .take(super::limits::MAX_FILE_BYTES as u64 + 1)
         .read_to_end(&mut content)?;
     Ok(content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_link_that_leaves_the_directory_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("passwd"), "root:x:0:0").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        let link = dir.path().join("templates/site.hbs");
+        symlink(outside.path().join("passwd"), &link).unwrap();
+        let e = SourceTree::read_dir(dir.path()).unwrap_err();
+        assert!(matches!(e, SourceError::LinkOutside { .. }), "{e}");
+        assert!(e
+            .to_string()
+            .contains("outside the desired-state directory; nothing was read"));
+        std::fs::remove_file(&link).unwrap();
+        symlink(outside.path(), dir.path().join("shared")).unwrap();
+        assert!(matches!(
+            SourceTree::read_dir(dir.path()),
+            Err(SourceError::LinkOutside { .. })
+        ));
+    }
+
+    #[test]
+    fn a_link_within_the_directory_is_read_and_a_loop_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("t")).unwrap();
+        std::fs::write(dir.path().join("t/a.hbs"), "A").unwrap();
+        symlink(dir.path().join("t/a.hbs"), dir.path().join("b.hbs")).unwrap();
+        let tree = SourceTree::read_dir(dir.path()).unwrap();
+        assert_eq!(tree.text("b.hbs"), Some("A"));
+        symlink(dir.path(), dir.path().join("t/up")).unwrap();
+        assert!(matches!(
+            SourceTree::read_dir(dir.path()),
+            Err(SourceError::LinkLoop { .. })
+        ));
+    }
 }

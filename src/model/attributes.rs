@@ -182,8 +182,10 @@ fn service_attributes(s: &Service, d: &dyn SecretDigest) -> Attributes {
             super::service::Protocol::Tcp => "tcp",
             super::service::Protocol::Udp => "udp",
         };
-        let published = match p.host {
-            Some(h) if !blue_green => format!(" -> {h}"),
+        // The address only when declared, so that a service without one keeps its spec hash.
+        let published = match (p.host, p.host_ip) {
+            (Some(h), Some(ip)) if !blue_green => format!(" -> {}", ip.with_port(h)),
+            (Some(h), None) if !blue_green => format!(" -> {h}"),
             _ => String::new(),
         };
         a.spec_text(
@@ -217,6 +219,14 @@ fn service_attributes(s: &Service, d: &dyn SecretDigest) -> Attributes {
     if blue_green {
         if let (Some(b), Some(g)) = (&s.deploy.blue, &s.deploy.green) {
             a.text("deploy.ports", format!("blue {}, green {}", b.port, g.port));
+        }
+        // Where each color's port is bound: a change needs new containers. Services deployed
+        // before `host_ip` existed were bound to every interface and lack these labels, so
+        // the first plan after the upgrade deploys the idle color bound to `127.0.0.1`.
+        for (color, c) in [("blue", &s.deploy.blue), ("green", &s.deploy.green)] {
+            if let Some(c) = c {
+                a.spec_text(format!("deploy.{color}.host_ip"), c.host_ip);
+            }
         }
         a.text("deploy.verify_for", s.deploy.verify_for);
         a.text("deploy.drain", s.deploy.drain);

@@ -183,6 +183,32 @@ pub struct Migrations {
     pub statement_timeout: Duration,
     #[serde(default)]
     pub allow_out_of_order: bool,
+    /// What happens to the migrations an apply ran when one of them or a later step fails:
+    /// `none` (forward-only: they stay applied) or `down-files` (their down files run in
+    /// reverse, after a `pg_dump` whenever the database holds data).
+    #[serde(default)]
+    pub rollback: Rollback,
+}
+
+/// `migrations.rollback`: whether converge may run down files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rollback {
+    /// Forward-only: a failure stops at the failed file; earlier ones stay applied.
+    #[default]
+    None,
+    /// Down files run in reverse (every pending file must have one), after a `pg_dump`.
+    DownFiles,
+}
+
+/// A version as the migration files write it: the zero-padded width of `files` (the first one
+/// that has that version, else the width of the others), e.g. `000042`.
+pub fn version_text(version: u64, files: &[crate::model::MigrationFile]) -> String {
+    if let Some(f) = files.iter().find(|f| f.version == version) {
+        return f.version_text();
+    }
+    let width = files.first().map(|f| f.version_text().len()).unwrap_or(4);
+    format!("{version:0width$}")
 }
 
 fn five_seconds() -> Duration {

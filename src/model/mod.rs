@@ -9,6 +9,7 @@ pub mod budget;
 pub mod configfile;
 pub mod database;
 pub mod environment;
+pub mod host_ip;
 pub mod live;
 pub mod notifier;
 pub mod project;
@@ -315,9 +316,29 @@ pub struct MigrationFile {
 }
 
 impl MigrationFile {
-    /// `0002_add_channels`.
+    /// `0002_add_channels`: the file name without `.up.sql`, the version as written in it.
     pub fn stem(&self) -> String {
-        format!("{:04}_{}", self.version, self.name)
+        format!("{}_{}", self.version_text(), self.name)
+    }
+
+    /// The version as the file name writes it (`000042`), from the up (else down) file's name.
+    pub fn version_text(&self) -> String {
+        let path = if self.up_path.is_empty() {
+            self.down_path.as_deref().unwrap_or_default()
+        } else {
+            self.up_path.as_str()
+        };
+        let file = path.rsplit('/').next().unwrap_or(path);
+        match file.split_once('_') {
+            Some((digits, _))
+                if !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && digits.parse::<u64>().ok() == Some(self.version) =>
+            {
+                digits.to_string()
+            }
+            _ => format!("{:04}", self.version),
+        }
     }
 }
 

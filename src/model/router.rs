@@ -29,6 +29,11 @@ pub struct Router {
     pub check: Option<Action>,
     #[serde(default)]
     pub reload: Option<Action>,
+    /// How long `check` and `reload` may each run before converge stops them and counts them
+    /// as failed (a failed check puts the previous file back). Default: 60s for a command,
+    /// 30s for an HTTP request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_timeout: Option<Duration>,
     pub routes: Vec<Route>,
 }
 

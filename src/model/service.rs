@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::types::{Duration, Name, Port, SecretString, Size};
+use super::types::{Duration, HostIp, Name, Port, SecretString, Size};
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +89,10 @@ pub struct PortMapping {
     /// Host port to publish on; blue-green services publish per color instead.
     #[serde(default)]
     pub host: Option<Port>,
+    /// The host address `host` is bound to; default: every interface (`0.0.0.0`), as Docker
+    /// Compose does. `127.0.0.1` keeps the port on this host.
+    #[serde(default)]
+    pub host_ip: Option<HostIp>,
     #[serde(default)]
     pub protocol: Protocol,
 }
@@ -283,6 +287,16 @@ impl Strategy {
 #[serde(deny_unknown_fields)]
 pub struct ColorPort {
     pub port: Port,
+    /// The host address the color's port is bound to. `127.0.0.1` (the default) keeps it on this
+    /// host, where the Router reaches it (its upstream is `127.0.0.1:PORT`), so clients cannot
+    /// go around the Router; `0.0.0.0` publishes it on every interface (e.g. for a Prometheus
+    /// on another host).
+    #[serde(default = "loopback")]
+    pub host_ip: HostIp,
+}
+
+fn loopback() -> HostIp {
+    HostIp::LOOPBACK
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]

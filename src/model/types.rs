@@ -1,12 +1,16 @@
 //! Scalar value types of the desired-state format: durations, sizes, cron schedules, ports,
-//! names and strings that may carry secret references. Each parses from text with a message that
-//! says what was expected.
+//! host addresses (`host_ip.rs`), names and strings that may carry secret references. Each
+//! parses from text with a message that says what was expected.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
+
+/// Separates a value's error message from a hint on what to write instead; the loader shows
+/// the two apart (a control character, so it never occurs in an escaped value).
+pub const HINT_SEPARATOR: char = '\u{1f}';
 
 /// Implements `JsonSchema` for a type written as a string, with a pattern and description.
 macro_rules! string_schema {
@@ -333,6 +337,8 @@ impl JsonSchema for Port {
         json_schema!({"type": "integer", "minimum": 1, "maximum": 65535})
     }
 }
+
+pub use super::host_ip::HostIp;
 
 /// A resource name: letters, digits, `-`, `_` and `.`, starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]

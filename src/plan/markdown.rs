@@ -106,6 +106,22 @@ fn blocks(plan: &Plan) -> Vec<String> {
         };
         out.push(b);
     }
+    for (title, lines) in [
+        ("Recovery first", &plan.recovery),
+        (
+            "Held back (live differs from the desired state)",
+            &plan.held_back,
+        ),
+    ] {
+        if !lines.is_empty() {
+            let mut n = format!("**{title}**\n\n");
+            for l in lines {
+                let _ = writeln!(n, "- {l}");
+            }
+            n.push('\n');
+            out.push(n);
+        }
+    }
     if !plan.notes.is_empty() {
         let mut n = String::from("**Notes**\n\n");
         for note in &plan.notes {

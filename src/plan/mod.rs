@@ -96,6 +96,13 @@ pub struct Plan {
     /// Projected monthly cost before and after, when a Budget declares rates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::cost::CostSummary>,
+    /// Resources held back on an earlier spec because the desired one failed: a difference
+    /// between live and desired state that applying will not close.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<String>,
+    /// What recovery of an interrupted run will do before the next apply plans anew.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery: Vec<String>,
 }
 
 impl Plan {
@@ -117,6 +124,12 @@ impl Plan {
 
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// Whether live state matches the desired state: no change, nothing held back and no
+    /// interrupted run to recover (what `--detailed-exitcode` reports).
+    pub fn converged(&self) -> bool {
+        self.changes.is_empty() && self.held_back.is_empty() && self.recovery.is_empty()
     }
 
     /// Lint warnings of every pending migration.
@@ -141,6 +154,7 @@ pub fn plan(desired: &DesiredState, diff: Diff, ctx: PlanContext) -> Plan {
         colors: _,
         errors,
         cost,
+        held_back,
     } = diff;
     let (deletes, others): (Vec<Change>, Vec<Change>) = changes
         .into_iter()
@@ -172,6 +186,8 @@ pub fn plan(desired: &DesiredState, diff: Diff, ctx: PlanContext) -> Plan {
         pending: ctx.pending,
         errors,
         cost,
+        held_back,
+        recovery: Vec::new(),
     }
 }
 
@@ -398,36 +414,26 @@ impl StepBuilder {
     }
 
     fn push_migrations(&mut self, c: &Change, desired: &DesiredState, deps: Vec<usize>) {
-        let files = desired
-            .resources
-            .keys()
-            .find(|k| **k == c.id)
-            .and_then(|k| desired.migrations.get(k));
-        let reversible = files.is_some_and(|fs| {
-            fs.iter()
-                .filter(|m| {
-                    c.migrations
-                        .contains(&format!("{:04}_{}", m.version, m.name))
-                })
-                .all(|m| m.down_path.is_some())
-        });
-        let undo = if reversible {
-            Some(Compensation {
-                action: StepAction::Migrate,
-                detail: "run the down migrations in reverse".into(),
+        let files: Vec<&crate::model::MigrationFile> = desired
+            .migrations
+            .get(&c.id)
+            .map(|fs| {
+                fs.iter()
+                    .filter(|m| c.migrations.contains(&m.stem()))
+                    .collect()
             })
-        } else {
-            None
-        };
-        let mut detail = format!(
-            "apply {} migration(s): {}",
+            .unwrap_or_default();
+        let note = crate::lint::migrate_step_note(desired.get(&c.id), &files);
+        let undo = note.reversible.then(|| Compensation {
+            action: StepAction::Migrate,
+            detail: "run the down migrations in reverse".into(),
+        });
+        let detail = format!(
+            "apply {} migration(s): {}{}",
             c.migrations.len(),
-            c.migrations.join(", ")
+            c.migrations.join(", "),
+            note.text
         );
-        if !reversible {
-            detail
-                .push_str(" (not every one has a down file: cannot be rolled back automatically)");
-        }
         self.push(&c.id, StepAction::Migrate, detail, deps, undo, false);
     }
 

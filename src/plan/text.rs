@@ -26,7 +26,7 @@ pub fn render(plan: &Plan) -> String {
     }
     if plan.is_empty() {
         notes(plan, &mut out);
-        out.push_str("No changes. Live state matches the desired state.\n");
+        let _ = writeln!(out, "{}", summary_line(plan));
         return out;
     }
     out.push_str("converge will perform the following actions:\n\n");
@@ -54,8 +54,24 @@ pub fn header(plan: &Plan) -> String {
 }
 
 pub fn summary_line(plan: &Plan) -> String {
-    if plan.is_empty() {
+    if plan.converged() {
         return "No changes. Live state matches the desired state.".into();
+    }
+    if plan.is_empty() {
+        let mut what = Vec::new();
+        if !plan.recovery.is_empty() {
+            what.push("an interrupted run is recovered first".to_string());
+        }
+        if !plan.held_back.is_empty() {
+            what.push(format!(
+                "{} resource(s) held back on an earlier spec",
+                plan.held_back.len()
+            ));
+        }
+        return format!(
+            "No changes to apply, but live state does not match the desired state: {}.",
+            what.join("; ")
+        );
     }
     let s = plan.summary();
     format!(
@@ -203,6 +219,20 @@ fn steps(steps: &[Step], out: &mut String) {
 }
 
 fn notes(plan: &Plan, out: &mut String) {
+    if !plan.recovery.is_empty() {
+        out.push_str("Recovery first (an earlier apply was interrupted):\n");
+        for r in &plan.recovery {
+            let _ = writeln!(out, "  ! {r}");
+        }
+        out.push('\n');
+    }
+    if !plan.held_back.is_empty() {
+        out.push_str("Held back (live differs from the desired state):\n");
+        for h in &plan.held_back {
+            let _ = writeln!(out, "  ! {h}");
+        }
+        out.push('\n');
+    }
     if !plan.pending.is_empty() {
         out.push_str("Pending from earlier applies:\n");
         for p in &plan.pending {

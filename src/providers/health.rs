@@ -126,7 +126,9 @@ pub async fn http_get(ip: &str, port: u16, path: &str) -> Result<(), ProbeError>
     }
 }
 
-/// Sends a bodiless HTTP/1.0 request and returns the status code.
+/// Sends a bodiless HTTP/1.0 request and returns the status code. It has no timeout of its own:
+/// every caller bounds it (a probe by its health check's `timeout`, a check or reload by its
+/// resource's `action_timeout`).
 pub async fn http_request(
     host: &str,
     port: u16,

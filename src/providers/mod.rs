@@ -61,6 +61,16 @@ pub trait Provider: Send + Sync {
         secrets: &Secrets,
         live: &mut LiveState,
     ) -> Result<(), ProviderError>;
+    /// What would undo `step` if the process died while it runs, made before it touches
+    /// anything (the engine journals it first). `None`: the step's own undo is enough.
+    async fn prepare(
+        &self,
+        _step: &Step,
+        _change: Option<&Change>,
+        _ctx: &Context<'_>,
+    ) -> Result<Option<Undo>, ProviderError> {
+        Ok(None)
+    }
     /// Runs one step; returns what undoes it.
     async fn apply(
         &self,

@@ -3,6 +3,7 @@
 //! more folder that implements `ContainerRuntime`.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -44,6 +45,9 @@ impl RuntimeError {
     }
 }
 
+/// The host address and port a container port is published on.
+pub type HostBinding = (IpAddr, u16);
+
 /// What a container must look like; built by apply from a service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
@@ -53,8 +57,8 @@ pub struct ContainerSpec {
     /// Resolved values: never logged.
     pub env: Vec<(String, String)>,
     pub labels: BTreeMap<String, String>,
-    /// (container port, protocol, host port).
-    pub ports: Vec<(u16, String, Option<u16>)>,
+    /// (container port, protocol, where it is published on the host).
+    pub ports: Vec<(u16, String, Option<HostBinding>)>,
     /// (source, target, read only, named volume).
     pub mounts: Vec<(String, String, bool, bool)>,
     pub cpus: Option<f64>,

@@ -25,17 +25,33 @@ pub enum Undo {
     MigrateDown {
         database: String,
         files: Vec<DownFile>,
-        /// In prod: where a `pg_dump` goes before the down files run.
+        /// Where a `pg_dump` goes before the down files run, when the database holds data
+        /// (only with `rollback: down-files`; `None` in earlier versions' journals outside prod).
         dump_to: Option<String>,
     },
     RestoreFile {
         path: String,
+        /// The replaced contents inline: journals of earlier versions only (`null` now).
         previous: Option<String>,
+        /// The private copy of the replaced contents under the state directory (`None`: there
+        /// was no file, or an earlier version's journal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        saved: Option<String>,
         reload: Option<Action>,
     },
 }
 
 impl Undo {
+    /// Removes what this undo kept on disk (the copy of a replaced file), once it cannot run.
+    pub fn discard(&self) {
+        if let Undo::RestoreFile {
+            saved: Some(copy), ..
+        } = self
+        {
+            crate::providers::files::stash::discard(copy);
+        }
+    }
+
     /// The kind whose provider runs this undo (`None`: nothing to run).
     pub fn kind(&self) -> Option<Kind> {
         match self {

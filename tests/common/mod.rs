@@ -38,7 +38,13 @@ impl Project {
     }
 
     pub fn converge(&self, args: &[&str]) -> Output {
+        self.converge_env(args, &[])
+    }
+
+    /// Like `converge`, with extra environment variables.
+    pub fn converge_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_converge"));
+        cmd.envs(env.iter().copied());
         cmd.arg("--state-dir").arg(self.state.path());
         for a in args {
             if *a == "DIR" {

@@ -1,11 +1,18 @@
-//! Backup checks: one source, valid destinations and retention, a secret encryption key, the RPO.
+//! Backup checks: the schedule (a template input), one source, valid destinations and
+//! retention, a secret encryption key, the RPO.
 
-use super::{bucket_name_problem, must_be_secret, reference, span_at, Ctx};
+use super::{bucket_name_problem, inputs, must_be_secret, reference, span_at, Ctx};
 use crate::load::diagnostic::Diagnostic;
 use crate::load::yaml::Node;
 use crate::model::{Backup, Kind};
 
 pub(super) fn check_backup(b: &Backup, n: &Node, ctx: &mut Ctx) {
+    ctx.diags.extend(inputs::text(
+        "backup schedule",
+        b.schedule.as_str(),
+        &span_at(n, &["schedule"]),
+        "write five cron fields separated by spaces, e.g. `0 2 * * *`",
+    ));
     let src = &b.source;
     let count = [
         src.database.is_some(),

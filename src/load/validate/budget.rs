@@ -1,11 +1,18 @@
-//! Budget checks: amount, rates, alert thresholds, soft/hard limits and references.
+//! Budget checks: the currency (a template input), amount, rates, alert thresholds, soft/hard
+//! limits and references.
 
-use super::{reference, span_at, Ctx};
+use super::{inputs, reference, span_at, Ctx};
 use crate::load::diagnostic::Diagnostic;
 use crate::load::yaml::Node;
 use crate::model::{Budget, Kind};
 
 pub(super) fn check_budget(b: &Budget, n: &Node, ctx: &mut Ctx) {
+    ctx.diags.extend(inputs::text(
+        "budget currency",
+        &b.currency,
+        &span_at(n, &["currency"]),
+        "write a currency code such as `USD` or `EUR`",
+    ));
     if b.amount.is_nan() || b.amount <= 0.0 {
         ctx.diags.push(Diagnostic::at(
             &span_at(n, &["amount"]),

@@ -9,6 +9,7 @@ use super::{must_be_secret, span_at, Ctx};
 use crate::load::diagnostic::Diagnostic;
 use crate::load::yaml::{Node, Span};
 use crate::model::attributes::hex;
+use crate::model::database::Rollback;
 use crate::model::{Database, MigrationFile};
 
 pub(super) fn check_database(d: &Database, n: &Node, ctx: &mut Ctx) -> Option<Vec<MigrationFile>> {
@@ -80,7 +81,48 @@ pub(super) fn check_database(d: &Database, n: &Node, ctx: &mut Ctx) -> Option<Ve
         );
         return None;
     }
-    migrations(&m.dir, &span, ctx)
+    let files = migrations(&m.dir, &span, ctx)?;
+    let mut ok = check_sql(&files, ctx);
+    if m.rollback == Rollback::DownFiles {
+        let at = span_at(n, &["migrations", "rollback"]);
+        for f in files.iter().filter(|f| f.down_path.is_none()) {
+            ctx.diags.push(
+                Diagnostic::at(
+                    &at,
+                    format!(
+                        "`rollback: down-files` needs a down file for every migration; {} has none",
+                        f.up_path
+                    ),
+                )
+                .hint(format!(
+                    "add `{}`, or set `rollback: none` (forward-only)",
+                    f.up_path.replace(".up.sql", ".down.sql")
+                )),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(files)
+}
+
+/// Every up and down file must split into statements: a quote, dollar quote or comment left
+/// open is an error at its line (converge runs some files statement by statement).
+fn check_sql(files: &[MigrationFile], ctx: &mut Ctx) -> bool {
+    let mut ok = true;
+    for f in files {
+        let down = f.down_path.as_deref().zip(f.down_sql.as_deref());
+        for (path, sql) in std::iter::once((f.up_path.as_str(), f.up_sql.as_str())).chain(down) {
+            if let Err(e) = crate::lint::check_sql(sql) {
+                let span = Span::new(&std::sync::Arc::from(path), e.line, 1);
+                ctx.diags.push(
+                    Diagnostic::at(&span, format!("{path}: {e}"))
+                        .hint("close it; converge splits migration files into statements"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 fn migrations(dir: &str, span: &Span, ctx: &mut Ctx) -> Option<Vec<MigrationFile>> {

@@ -10,6 +10,7 @@ mod budget;
 mod build;
 mod cycles;
 mod database;
+mod inputs;
 mod notifier;
 mod ports;
 mod project;
@@ -146,6 +147,20 @@ fn check_abs_path(path: &str, n: &Node, key: &str, ctx: &mut Ctx) {
                 format!("expected an absolute path, found `{path}`"),
             )
             .hint("write the full path, e.g. `/etc/nginx/conf.d/site.conf`"),
+        );
+    } else if path.ends_with('/')
+        || path
+            .split('/')
+            .skip(1)
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        || path.chars().any(char::is_control)
+    {
+        ctx.diags.push(
+            Diagnostic::at(
+                &span_at(n, &[key]),
+                format!("expected a plain absolute file path, found `{}`", path.escape_debug()),
+            )
+            .hint("no `.` or `..` components, empty components, trailing `/` or control characters: e.g. `/etc/nginx/conf.d/site.conf`"),
         );
     }
 }

@@ -1,10 +1,11 @@
-//! Project-level checks: duplicate hosts and environments, the sync interval, provider endpoints.
+//! Project-level checks: duplicate hosts and environments, host labels (template inputs), the
+//! sync interval, provider endpoints.
 
 use std::collections::BTreeSet;
 
-use super::{span_at, Ctx};
+use super::{inputs, span_at, Ctx};
 use crate::load::diagnostic::Diagnostic;
-use crate::load::yaml::Span;
+use crate::load::yaml::{NodeValue, Span};
 use crate::model::types::SecretString;
 use crate::model::Project;
 
@@ -24,6 +25,7 @@ pub(super) fn check_project(p: &Project, ctx: &mut Ctx) {
             ));
         }
     }
+    check_labels(p, ctx);
     let mut envs = BTreeSet::new();
     for (i, e) in p.environments.iter().enumerate() {
         if !envs.insert(e.as_str()) {
@@ -89,5 +91,48 @@ fn literal_url(value: &SecretString, schemes: &[&str], path: &[&str], ctx: &mut 
                 schemes.join(" or ")
             )),
         );
+    }
+}
+
+/// Host labels reach ConfigFile templates (`hosts[].labels`): keys and values are template inputs.
+fn check_labels(p: &Project, ctx: &mut Ctx) {
+    for (i, h) in p.hosts.iter().enumerate() {
+        let idx = i.to_string();
+        for (key, value) in &h.labels {
+            let path = ["hosts", idx.as_str(), "labels", key.as_str()];
+            let Some(value_span) = project_span(ctx, &path) else {
+                continue;
+            };
+            let key_span = label_key_span(ctx, &path).unwrap_or_else(|| value_span.clone());
+            let what = format!("a label name of host `{}`", h.name);
+            let example = "write a label such as `zone: eu-west`";
+            if let Some(d) = inputs::text(&what, key, &key_span, example) {
+                ctx.diags.push(d);
+                continue;
+            }
+            let what = format!("label `{key}` of host `{}`", h.name);
+            ctx.diags
+                .extend(inputs::text(&what, value, &value_span, example));
+        }
+    }
+}
+
+/// The position of a label's key (`path` ends with the key), for problems with the key itself.
+fn label_key_span(ctx: &Ctx, path: &[&str]) -> Option<Span> {
+    let (key, parent) = path.split_last()?;
+    let labels = ctx.project_node?;
+    let labels = parent
+        .iter()
+        .try_fold(labels, |node, seg| match &node.value {
+            NodeValue::Map(_) => node.get(seg),
+            NodeValue::Seq(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        })?;
+    match &labels.value {
+        NodeValue::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k.span.clone()),
+        _ => None,
     }
 }

@@ -1,19 +1,23 @@
-//! Routers and ConfigFiles: paths, routes to services that publish a port, and their templates
-//! (found, compiled, then rendered against the loaded state).
+//! Routers and ConfigFiles: paths, routes (a DNS host and a URL path each, to a service that
+//! publishes a port), and their templates (found, compiled, then rendered against the loaded
+//! state).
 
 use std::collections::BTreeMap;
 
-use super::{check_abs_path, published_ports, reference, span_at, Checked, Ctx};
+use super::{check_abs_path, inputs, published_ports, reference, span_at, Checked, Ctx};
 use crate::load::diagnostic::{suggestion, Diagnostic};
 use crate::load::source::SourceTree;
 use crate::load::yaml::{Node, Span};
 use crate::load::Typed;
-use crate::model::{ConfigFile, DesiredState, Kind, Resource, ResourceId, Router};
+use crate::model::service::Strategy;
+use crate::model::types::{Duration, HostIp};
+use crate::model::{ConfigFile, DesiredState, Kind, Resource, ResourceId, Router, Service};
 use crate::render;
 
 pub(super) fn check_router(r: &Router, t: &Typed, ctx: &mut Ctx, checked: &mut Checked) {
     let n = &t.node;
     check_abs_path(&r.path, n, "path", ctx);
+    check_action_timeout(r.action_timeout, n, ctx);
     if r.routes.is_empty() {
         ctx.diags.push(
             Diagnostic::at(
@@ -25,6 +29,15 @@ pub(super) fn check_router(r: &Router, t: &Typed, ctx: &mut Ctx, checked: &mut C
     }
     for (i, route) in r.routes.iter().enumerate() {
         let idx = i.to_string();
+        let host = span_at(n, &["routes", &idx, "host"]);
+        ctx.diags.extend(inputs::route_host(&route.host, &host));
+        let path = span_at(n, &["routes", &idx, "path"]);
+        ctx.diags.extend(inputs::url_path(
+            "route path",
+            &route.path,
+            &path,
+            "path: /api/",
+        ));
         let span = span_at(n, &["routes", &idx, "service"]);
         if let Some(s) = reference(ctx, Kind::Service, &route.service, &span, "route") {
             if let Resource::Service(svc) = &s.resource {
@@ -34,16 +47,74 @@ pub(super) fn check_router(r: &Router, t: &Typed, ctx: &mut Ctx, checked: &mut C
                             .hint("give the service `deploy.blue`/`deploy.green` ports (blue-green) or a `ports: [{container: N, host: M}]`"),
                     );
                 }
+                check_reachable(&t.resource.id(), svc, &s.node, ctx);
             }
         }
     }
     template(&r.template, &t.resource.id(), n, ctx, checked);
 }
 
+/// The router's upstream is `127.0.0.1:PORT` (each color's port for blue-green, else the first
+/// published one): a port bound to another address than `127.0.0.1` or `0.0.0.0` is out of
+/// its reach.
+fn check_reachable(router: &ResourceId, svc: &Service, node: &Node, ctx: &mut Ctx) {
+    let bound: Vec<(HostIp, u16, Span)> = if svc.deploy.strategy == Strategy::BlueGreen {
+        [("blue", &svc.deploy.blue), ("green", &svc.deploy.green)]
+            .into_iter()
+            .filter_map(|(color, c)| {
+                let c = c.as_ref()?;
+                let span = span_at(node, &["deploy", color, "host_ip"]);
+                Some((c.host_ip, c.port.get(), span))
+            })
+            .collect()
+    } else {
+        svc.ports
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.host.is_some())
+            .and_then(|(i, p)| {
+                let span = span_at(node, &["ports", &i.to_string(), "host_ip"]);
+                Some((p.host_ip?, p.host?.get(), span))
+            })
+            .into_iter()
+            .collect()
+    };
+    for (ip, port, span) in bound {
+        if ip != HostIp::LOOPBACK && ip != HostIp::ANY {
+            ctx.diags.push(
+                Diagnostic::at(
+                    &span,
+                    format!(
+                        "{router} reaches service/{} at 127.0.0.1:{port}, but `host_ip: {ip}` binds that port to another address",
+                        svc.name
+                    ),
+                )
+                .hint("bind it to `127.0.0.1` (the default for colors) or `0.0.0.0`: a Router's upstream is always 127.0.0.1:PORT"),
+            );
+        }
+    }
+}
+
 pub(super) fn check_configfile(c: &ConfigFile, t: &Typed, ctx: &mut Ctx, checked: &mut Checked) {
     let n = &t.node;
     check_abs_path(&c.path, n, "path", ctx);
+    check_action_timeout(c.action_timeout, n, ctx);
     template(&c.template, &t.resource.id(), n, ctx, checked);
+}
+
+/// `action_timeout` stops a hung check or reload: 0s would fail every action, and more than an
+/// hour would hold the apply (and the agent) that long.
+fn check_action_timeout(timeout: Option<Duration>, n: &Node, ctx: &mut Ctx) {
+    let Some(t) = timeout else { return };
+    if t.as_millis() == 0 || t.as_millis() > 3_600_000 {
+        ctx.diags.push(
+            Diagnostic::at(
+                &span_at(n, &["action_timeout"]),
+                format!("action_timeout {t} is out of range: a check or reload may run from 1ms to 1h"),
+            )
+            .hint("the default (60s for a command, 30s for an HTTP request) fits most proxies; `nginx -t` takes well under a second"),
+        );
+    }
 }
 
 fn template(name: &str, id: &ResourceId, n: &Node, ctx: &mut Ctx, checked: &mut Checked) {

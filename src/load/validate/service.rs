@@ -1,7 +1,7 @@
-//! Service checks: image or build, env names, volumes, depends_on, placement, health, deploy
-//! strategy, scale rules and the metrics port.
+//! Service checks: image or build, env names, port bindings, volumes, depends_on, placement,
+//! health, deploy strategy, scale rules and the metrics port and path.
 
-use super::{hosts_of, metrics_host_ports, reference, span_at, Ctx};
+use super::{hosts_of, inputs, metrics_host_ports, reference, span_at, Ctx};
 use crate::load::diagnostic::{suggestion, Diagnostic};
 use crate::load::yaml::Node;
 use crate::model::service::{Metric, Strategy};
@@ -23,14 +23,21 @@ pub(super) fn check_service(s: &Service, n: &Node, ctx: &mut Ctx) {
             )
             .hint("keep one of them"),
         ),
-        (Some(image), None) if image.trim().is_empty() || image.contains(char::is_whitespace) => {
-            ctx.diags.push(
-                Diagnostic::at(
-                    &span_at(n, &["image"]),
-                    format!("invalid image reference `{image}`"),
+        (Some(image), None) => {
+            let span = span_at(n, &["image"]);
+            if let Some(d) = inputs::text(
+                &format!("the image of service/{}", s.name),
+                image,
+                &span,
+                "expected `name:tag`, e.g. `ytempire/api:1.4.2`",
+            ) {
+                ctx.diags.push(d);
+            } else if image.trim().is_empty() || image.contains(char::is_whitespace) {
+                ctx.diags.push(
+                    Diagnostic::at(&span, format!("invalid image reference `{image}`"))
+                        .hint("expected `name:tag`, e.g. `ytempire/api:1.4.2`"),
                 )
-                .hint("expected `name:tag`, e.g. `ytempire/api:1.4.2`"),
-            )
+            }
         }
         _ => {}
     }
@@ -48,6 +55,21 @@ pub(super) fn check_service(s: &Service, n: &Node, ctx: &mut Ctx) {
                 &span_at(n, &["env", key]),
                 format!("invalid environment variable name `{key}`"),
             ));
+        }
+    }
+    for (i, p) in s.ports.iter().enumerate() {
+        if let (Some(ip), None) = (p.host_ip, p.host) {
+            ctx.diags.push(
+                Diagnostic::at(
+                    &span_at(n, &["ports", &i.to_string(), "host_ip"]),
+                    format!("`host_ip: {ip}` binds nothing: this port mapping publishes no `host` port"),
+                )
+                .hint(if s.deploy.strategy == Strategy::BlueGreen {
+                    "a blue-green service publishes per color: write `host_ip` under `deploy.blue` and `deploy.green`"
+                } else {
+                    "add `host: N` to publish the port on the host, or remove `host_ip`"
+                }),
+            );
         }
     }
     for (i, v) in s.volumes.iter().enumerate() {
@@ -87,15 +109,12 @@ pub(super) fn check_service(s: &Service, n: &Node, ctx: &mut Ctx) {
 /// The metrics port must be a container port that a host port publishes, so Prometheus reaches it.
 fn check_metrics(s: &Service, n: &Node, ctx: &mut Ctx) {
     let Some(m) = &s.metrics else { return };
-    if !m.path.starts_with('/') {
-        ctx.diags.push(
-            Diagnostic::at(
-                &span_at(n, &["metrics", "path"]),
-                format!("metrics path must start with `/`, found `{}`", m.path),
-            )
-            .hint("e.g. `path: /metrics`"),
-        );
-    }
+    ctx.diags.extend(inputs::url_path(
+        "metrics path",
+        &m.path,
+        &span_at(n, &["metrics", "path"]),
+        "path: /metrics",
+    ));
     let span = span_at(n, &["metrics", "port"]);
     let port = m.port.get();
     let containers: Vec<String> = s.ports.iter().map(|p| p.container.to_string()).collect();

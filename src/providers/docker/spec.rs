@@ -28,12 +28,12 @@ pub(super) fn create_body(
     for (container, proto, host) in &spec.ports {
         let key = format!("{container}/{proto}");
         exposed.push(key.clone());
-        if let Some(h) = host {
+        if let Some((ip, port)) = host {
             bindings.insert(
                 key,
                 Some(vec![PortBinding {
-                    host_ip: Some("0.0.0.0".into()),
-                    host_port: Some(h.to_string()),
+                    host_ip: Some(ip.to_string()),
+                    host_port: Some(port.to_string()),
                 }]),
             );
         }
@@ -110,6 +110,50 @@ pub(super) fn tar_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn published_ports_are_bound_to_their_host_address() {
+        let spec = ContainerSpec {
+            name: "shop-api-blue-1".into(),
+            image: "shop/api:1".into(),
+            command: None,
+            env: vec![],
+            labels: Default::default(),
+            ports: vec![
+                (
+                    8000,
+                    "tcp".into(),
+                    Some(("127.0.0.1".parse().unwrap(), 18000)),
+                ),
+                (
+                    9000,
+                    "udp".into(),
+                    Some(("0.0.0.0".parse().unwrap(), 19000)),
+                ),
+                (9100, "tcp".into(), None),
+            ],
+            mounts: vec![],
+            cpus: None,
+            memory: None,
+            gpus: 0,
+            restart: "unless-stopped".into(),
+            network: "shop".into(),
+            aliases: vec![],
+        };
+        let body = create_body(&spec, HashMap::new());
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let bound = |key: &str| {
+            let b = bindings[key].as_ref().unwrap();
+            (
+                b[0].host_ip.clone().unwrap(),
+                b[0].host_port.clone().unwrap(),
+            )
+        };
+        assert_eq!(bound("8000/tcp"), ("127.0.0.1".into(), "18000".into()));
+        assert_eq!(bound("9000/udp"), ("0.0.0.0".into(), "19000".into()));
+        assert!(!bindings.contains_key("9100/tcp"), "exposed, not published");
+        assert_eq!(body.exposed_ports.unwrap().len(), 3);
+    }
 
     #[test]
     fn images_split_into_repository_and_tag() {

@@ -62,6 +62,12 @@ pub enum FileError {
         status: ExitStatus,
         stderr_tail: String,
     },
+    /// An action ran longer than its timeout; a command was killed (with its process group).
+    #[error("`{action}` did not finish within {timeout} and was stopped\n  = hint: make it finish sooner, or raise the resource's action_timeout")]
+    Timeout {
+        action: String,
+        timeout: crate::model::types::Duration,
+    },
     /// An HTTP action's URL is not `http://host[:port][/path]`.
     #[error("cannot parse URL {url}")]
     Url { url: String },
@@ -74,6 +80,23 @@ pub enum FileError {
         method: String,
         url: String,
         status: u16,
+    },
+    /// Paths this host does not let converge touch (all of them, one per line).
+    #[error(
+        "{count} file path(s) are not allowed on this host; nothing was read or changed:\n  {list}"
+    )]
+    NotAllowed { count: usize, list: String },
+    /// The live file could not be read (a link, not a regular file, too large, unreadable).
+    #[error("cannot read {}: {error}", .path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The replaced contents could not be kept for the undo; the file was not written.
+    #[error("cannot keep the previous contents of {} for the undo (in the state directory): {error}", .path.display())]
+    Stash {
+        path: PathBuf,
+        error: std::io::Error,
     },
     /// The plan holds no rendered contents for a render or switch step.
     #[error("the plan holds no rendered file for this step")]

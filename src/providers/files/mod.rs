@@ -2,14 +2,17 @@
 //! file + rename), checked, reloaded; a failed check or reload puts the previous file back
 //! before anything else happens.
 
+mod disk;
 mod error;
 mod provider;
+pub mod stash;
 
 use std::path::Path;
 
 pub use error::FileError;
 pub use provider::FilesProvider;
 
+use crate::model::types::Duration;
 use crate::model::Action;
 
 /// Files are written when the desired state has routers or config files.
@@ -26,19 +29,42 @@ pub const FACTORY: crate::providers::registry::Factory = crate::providers::regis
     },
 };
 
-/// Runs a check or reload action: a command (exit 0) or an HTTP request (2xx/3xx).
-pub async fn run_action(action: &Action) -> Result<(), FileError> {
+/// How long a command action may run when its resource sets no `action_timeout`.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long an HTTP action may take when its resource sets no `action_timeout`.
+pub const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs a check or reload action: a command (exit 0) or an HTTP request (2xx/3xx), stopped
+/// after `timeout` (default `COMMAND_TIMEOUT` or `HTTP_TIMEOUT`): a command that takes longer
+/// is killed and the action fails.
+pub async fn run_action(action: &Action, timeout: Option<Duration>) -> Result<(), FileError> {
     match action {
         Action::Command(argv) => {
-            let out = tokio::process::Command::new(&argv[0])
-                .args(&argv[1..])
+            let limit = timeout.map_or(COMMAND_TIMEOUT, |t| t.to_std());
+            let mut cmd = tokio::process::Command::new(&argv[0]);
+            cmd.args(&argv[1..])
                 .stdin(std::process::Stdio::null())
-                .output()
-                .await
-                .map_err(|error| FileError::Spawn {
+                .process_group(0)
+                .kill_on_drop(true);
+            let child = cmd.spawn().map_err(|error| FileError::Spawn {
+                argv: argv.clone(),
+                error,
+            })?;
+            let pid = child.id();
+            let out = match tokio::time::timeout(limit, child.wait_with_output()).await {
+                Ok(out) => out.map_err(|error| FileError::Spawn {
                     argv: argv.clone(),
                     error,
-                })?;
+                })?,
+                Err(_) => {
+                    // kill_on_drop ended the child; its own children (a shell's) go with the group.
+                    kill_group(pid);
+                    return Err(FileError::Timeout {
+                        action: action.to_string(),
+                        timeout: timeout.unwrap_or(Duration::from_millis(limit.as_millis() as u64)),
+                    });
+                }
+            };
             if out.status.success() {
                 Ok(())
             } else {
@@ -53,11 +79,18 @@ pub async fn run_action(action: &Action) -> Result<(), FileError> {
             }
         }
         Action::Http { http } => {
+            let limit = timeout.map_or(HTTP_TIMEOUT, |t| t.to_std());
             let (host, port, path) = split_url(&http.url).ok_or_else(|| FileError::Url {
                 url: http.url.clone(),
             })?;
+            let request = crate::providers::health::http_request(&host, port, &http.method, &path);
             let status =
-                crate::providers::health::http_request(&host, port, &http.method, &path).await?;
+                tokio::time::timeout(limit, request)
+                    .await
+                    .map_err(|_| FileError::Timeout {
+                        action: action.to_string(),
+                        timeout: timeout.unwrap_or(Duration::from_millis(limit.as_millis() as u64)),
+                    })??;
             if (200..400).contains(&status) {
                 Ok(())
             } else {
@@ -67,6 +100,17 @@ pub async fn run_action(action: &Action) -> Result<(), FileError> {
                     status,
                 })
             }
+        }
+    }
+}
+
+/// Kills the process group `pid` leads (a command started with `process_group(0)`), so a
+/// shell's children go too.
+pub(crate) fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is touched.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
         }
     }
 }
@@ -85,48 +129,25 @@ fn split_url(url: &str) -> Option<(String, u16, String)> {
     Some((host, port, path))
 }
 
-/// Writes `content` to `path` atomically: a crash leaves the old file or the new one, never half.
-pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let tmp = path.with_extension("converge-tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(content.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
+pub use disk::{read_live, restore, write_atomic, Previous};
 
-/// Puts `previous` back (or removes the file when there was none).
-pub fn restore(path: &Path, previous: Option<&str>) -> std::io::Result<()> {
-    match previous {
-        Some(text) => write_atomic(path, text),
-        None => match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        },
-    }
-}
-
-/// Writes, checks and reloads; on failure the previous file is back (and reloaded) before returning.
+/// Writes, checks and reloads (each action stopped after `timeout`); on failure `previous` is back (and reloaded) before returning.
 pub async fn install(
     path: &Path,
     content: &str,
+    previous: Option<&str>,
     check: Option<&Action>,
     reload: Option<&Action>,
-) -> Result<Option<String>, FileError> {
-    let previous = std::fs::read_to_string(path).ok();
+    timeout: Option<Duration>,
+) -> Result<(), FileError> {
     write_atomic(path, content).map_err(|error| FileError::Write {
         path: path.to_path_buf(),
         error,
     })?;
     if let Some(check) = check {
-        if let Err(e) = run_action(check).await {
+        if let Err(e) = run_action(check, timeout).await {
             let error = Box::new(e);
-            return Err(match restore(path, previous.as_deref()) {
+            return Err(match restore(path, previous) {
                 Ok(()) => FileError::Check {
                     path: path.to_path_buf(),
                     error,
@@ -140,23 +161,23 @@ pub async fn install(
         }
     }
     if let Some(reload) = reload {
-        if let Err(e) = run_action(reload).await {
+        if let Err(e) = run_action(reload, timeout).await {
             let error = Box::new(e);
-            if let Err(restore) = restore(path, previous.as_deref()) {
+            if let Err(restore) = restore(path, previous) {
                 return Err(FileError::ReloadNotRestored {
                     path: path.to_path_buf(),
                     error,
                     restore,
                 });
             }
-            let _ = run_action(reload).await;
+            let _ = run_action(reload, timeout).await;
             return Err(FileError::Reload {
                 path: path.to_path_buf(),
                 error,
             });
         }
     }
-    Ok(previous)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -182,7 +203,7 @@ mod tests {
         let path = dir.path().join("site.conf");
         std::fs::write(&path, "old\n").unwrap();
         let check = Action::Command(vec!["false".into()]);
-        let err = install(&path, "new\n", Some(&check), None)
+        let err = install(&path, "new\n", Some("old\n"), Some(&check), None, None)
             .await
             .unwrap_err()
             .to_string();
@@ -192,13 +213,9 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old\n");
         let ok = Action::Command(vec!["true".into()]);
-        assert_eq!(
-            install(&path, "new\n", Some(&ok), Some(&ok))
-                .await
-                .unwrap()
-                .as_deref(),
-            Some("old\n")
-        );
+        install(&path, "new\n", Some("old\n"), Some(&ok), Some(&ok), None)
+            .await
+            .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
     }
 }

@@ -1,13 +1,15 @@
 //! Database steps: roles, the database, its extensions and grants made as declared; pending
-//! migrations run, and undone with their down files; a `pg_dump` before anything destructive.
+//! migrations run (forward-only unless `rollback: down-files`), and undone with their down files;
+//! a `pg_dump` before anything destructive.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::diff::Change;
+use crate::model::database::Rollback;
 use crate::model::{Database, MigrationFile, Resource, SecretDigest};
-use crate::providers::postgres::{PgError, Postgres};
+use crate::providers::postgres::{MigrateError, PgError, Postgres};
 use crate::providers::{Context, Undo};
 use crate::secrets::SecretError;
 
@@ -31,7 +33,9 @@ pub async fn reconcile(pg: &Postgres, ctx: &Context<'_>, db: &Database) -> Resul
     Ok(Undo::Nothing)
 }
 
-/// Runs the change's pending migrations; the undo runs their down files when all have one.
+/// Runs the change's pending migrations. Forward-only by default: the undo is `Nothing`. With
+/// `rollback: down-files` the undo runs their down files, after a `pg_dump` (in every
+/// environment) whenever the database holds data.
 pub async fn migrate(
     pg: &Postgres,
     ctx: &Context<'_>,
@@ -49,17 +53,21 @@ pub async fn migrate(
         .iter()
         .filter(|f| change.is_some_and(|c| c.migrations.contains(&f.stem())))
         .collect();
-    let applied = pg.migrate(db, &wanted, &runner()).await?;
+    let dumps = dump_dir(ctx, db.name.as_str());
+    let applied = pg.migrate(db, &wanted, &runner(), &dumps).await?;
     // Grants on schemas the migrations created can be given now.
     pg.apply_grants(db).await?;
     let ran: Vec<&&MigrationFile> = wanted
         .iter()
         .filter(|f| applied.contains(&f.version))
         .collect();
-    if ran.is_empty() || !ran.iter().all(|f| f.down_sql.is_some()) {
+    let opted_in = db
+        .migrations
+        .as_ref()
+        .is_some_and(|m| m.rollback == Rollback::DownFiles);
+    if !opted_in || ran.is_empty() || !ran.iter().all(|f| f.down_sql.is_some()) {
         return Ok(Undo::Nothing);
     }
-    let prod = ctx.desired.environment.as_deref() == Some("prod");
     Ok(Undo::MigrateDown {
         database: db.name.to_string(),
         files: ran
@@ -71,11 +79,13 @@ pub async fn migrate(
                 sql: f.down_sql.clone().unwrap_or_default(),
             })
             .collect(),
-        dump_to: prod.then(|| dump_dir(ctx, db.name.as_str()).display().to_string()),
+        dump_to: Some(dumps.display().to_string()),
     })
 }
 
-/// Runs down files in reverse; in prod a `pg_dump` is taken first.
+/// Runs down files in reverse, after a `pg_dump` into `dump_to` when the database holds data
+/// (journals of earlier versions recorded no `dump_to` outside prod: no dump then). A failed
+/// dump means no down file runs.
 pub async fn migrate_down(
     pg: &Postgres,
     database: &str,
@@ -83,7 +93,14 @@ pub async fn migrate_down(
     dump_to: Option<&str>,
 ) -> Result<(), PgError> {
     if let Some(dir) = dump_to {
-        dump(pg, database, Path::new(dir)).await?;
+        if let Err(e) = pg.dump_if_data(database, Path::new(dir)).await {
+            let names: Vec<String> = files.iter().map(|d| file_name(&d.path)).collect();
+            return Err(MigrateError::UndoDumpFailed {
+                dump: Box::new(e),
+                migrations: names.join(", "),
+            }
+            .into());
+        }
     }
     let as_files: Vec<MigrationFile> = files
         .iter()
@@ -100,6 +117,10 @@ pub async fn migrate_down(
         .collect();
     let refs: Vec<&MigrationFile> = as_files.iter().collect();
     pg.migrate_down(database, &refs).await
+}
+
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
 }
 
 /// Drops a database whose `prune: true` allowed it, after a fresh dump when a Backup covers it.
@@ -135,13 +156,17 @@ fn dump_dir(ctx: &Context<'_>, db: &str) -> PathBuf {
 
 /// `pg_dump -Fc` of `db` into `dir`; the password goes through the environment, never argv.
 pub async fn dump(pg: &Postgres, db: &str, dir: &Path) -> Result<PathBuf, PgError> {
-    std::fs::create_dir_all(dir).map_err(|error| PgError::DumpDir {
-        dir: dir.to_path_buf(),
-        error,
-    })?;
+    // A dump holds the database's data: a directory converge creates is private (0700).
+    if !dir.exists() {
+        crate::state_dir::ensure(dir).map_err(|error| PgError::DumpDir {
+            dir: dir.to_path_buf(),
+            error,
+        })?;
+    }
     let file = dir.join(format!("{db}-{}-before-rollback.dump", crate::clock::now()));
     let mut cmd = tokio::process::Command::new("pg_dump");
-    cmd.arg("-Fc")
+    cmd.kill_on_drop(true)
+        .arg("-Fc")
         .arg("-f")
         .arg(&file)
         .arg("-d")
@@ -158,6 +183,10 @@ pub async fn dump(pg: &Postgres, db: &str, dir: &Path) -> Result<PathBuf, PgErro
             database: db.to_string(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
     }
     Ok(file)
 }

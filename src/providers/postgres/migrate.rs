@@ -1,29 +1,51 @@
-//! Migrations: up under a polled advisory lock (each in its own transaction with lock and
-//! statement timeouts, rolled back with down files on failure), down, and checksum repair.
+//! Migrations: up under a polled advisory lock (each file as `migrate_run` says), forward-only
+//! unless the desired state opts in to down files (`rollback: down-files`, run only after a
+//! `pg_dump` whenever the database holds data), down, and checksum repair.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use super::{message, on_database, server, sqlstate, PgError};
+use super::migrate_run::{run_down, run_up, Timeouts};
+use super::{ident, on_database, server, MigrateError, PgError};
+use crate::model::database::Rollback;
 use crate::model::{Database, MigrationFile};
 
 fn lock_key(scope: &str) -> i64 {
+    use sha2::{Digest, Sha256};
     let d = Sha256::digest(scope.as_bytes());
     i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// The file name of a path (`migrations/0042_x.up.sql` → `0042_x.up.sql`).
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
+/// `version` as `files` write it (their width when none of them has it).
+fn version_text(version: u64, files: &[&MigrationFile]) -> String {
+    match files.iter().find(|f| f.version == version) {
+        Some(f) => f.version_text(),
+        None => {
+            let width = files.first().map(|f| f.version_text().len()).unwrap_or(4);
+            format!("{version:0width$}")
+        }
+    }
+}
+
 impl super::Postgres {
     /// Runs `pending` migrations of `db` under a polled advisory lock; returns the versions this
-    /// call applied (another runner may have applied some meanwhile). On a failure, the
-    /// migrations this call applied are rolled back with their down files when all have one.
+    /// call applied (another runner may have applied some meanwhile). A failure stops there: the
+    /// ones applied before it stay (forward-only), unless `rollback: down-files`, where their
+    /// down files run after a `pg_dump` into `dump_dir` when the database holds data.
     pub async fn migrate(
         &self,
         db: &Database,
         pending: &[&MigrationFile],
         runner: &str,
+        dump_dir: &Path,
     ) -> Result<Vec<u64>, PgError> {
         let m = db
             .migrations
@@ -34,28 +56,35 @@ impl super::Postgres {
         let conn = self.connect_db(db.name.as_str()).await?;
         let key = lock_key(&format!("converge-migrate:{}", db.name));
         acquire(&conn, db.name.as_str(), key, Duration::from_secs(600)).await?;
+        let t = Timeouts {
+            lock_ms: m.lock_timeout.as_millis(),
+            statement_ms: m.statement_timeout.as_millis(),
+        };
         let result = self
             .migrate_locked(
                 &conn,
                 db.name.as_str(),
                 pending,
                 runner,
-                m.lock_timeout.as_millis(),
-                m.statement_timeout.as_millis(),
+                t,
+                m.rollback,
+                dump_dir,
             )
             .await;
         let _ = conn.execute("SELECT pg_advisory_unlock($1)", &[&key]).await;
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn migrate_locked(
         &self,
         conn: &Client,
         db: &str,
         pending: &[&MigrationFile],
         runner: &str,
-        lock_ms: u64,
-        statement_ms: u64,
+        t: Timeouts,
+        rollback: Rollback,
+        dump_dir: &Path,
     ) -> Result<Vec<u64>, PgError> {
         conn.batch_execute(
             "CREATE SCHEMA IF NOT EXISTS converge; \
@@ -71,38 +100,133 @@ impl super::Postgres {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        let before = already.iter().max().map(|v| *v as u64);
+        let at = |done: &[&MigrationFile]| {
+            done.iter()
+                .map(|f| f.version)
+                .chain(before)
+                .max()
+                .map(|v| version_text(v, pending))
+        };
         let mut done: Vec<&MigrationFile> = Vec::new();
         for f in pending
             .iter()
             .filter(|f| !already.contains(&(f.version as i64)))
         {
-            if let Err(err) = run_one(conn, f, runner, lock_ms, statement_ms).await {
-                let (failed, count) = (Box::new(err), done.len());
-                return Err(if done.is_empty() {
-                    *failed
-                } else if done.iter().all(|d| d.down_sql.is_some()) {
-                    match self.migrate_down_on(conn, &done).await {
-                        Ok(()) => PgError::MigrationRolledBack { failed, count },
-                        Err(e) => PgError::MigrationRollbackFailed {
-                            failed,
-                            rollback: Box::new(e),
-                        },
-                    }
-                } else {
-                    PgError::MigrationKept { failed, count }
-                });
+            let Err(err) = run_up(conn, f, runner, t).await else {
+                done.push(f);
+                continue;
+            };
+            let failed = Box::new(err);
+            let file = file_name(&f.up_path);
+            if rollback == Rollback::None || done.is_empty() {
+                return Err(MigrateError::Stopped {
+                    failed,
+                    database: db.to_string(),
+                    at: at(&done),
+                    file,
+                    earlier: done.len(),
+                }
+                .into());
             }
-            done.push(f);
+            let dump = match self.dump_if_data(db, dump_dir).await {
+                Ok(dump) => dump,
+                Err(e) => {
+                    return Err(MigrateError::DumpFailed {
+                        failed,
+                        count: done.len(),
+                        dump: Box::new(e),
+                        database: db.to_string(),
+                        at: at(&done),
+                        file,
+                    }
+                    .into())
+                }
+            };
+            return Err(match self.migrate_down_on(conn, &done, t).await {
+                Ok(()) => MigrateError::RolledBack {
+                    failed,
+                    count: done.len(),
+                    dump: dump.map(|p| p.display().to_string()),
+                    database: db.to_string(),
+                    at: at(&[]),
+                },
+                Err(e) => MigrateError::RollbackFailed {
+                    failed,
+                    rollback: Box::new(e),
+                    database: db.to_string(),
+                    at: self.recorded_version(conn, pending).await,
+                },
+            }
+            .into());
         }
         Ok(done.iter().map(|f| f.version).collect())
     }
 
-    /// Runs the down files of `files` in reverse, each in a transaction.
+    /// A `pg_dump` of `db` into `dir` when it holds data (a row in a table outside converge's
+    /// schema); `None` when it holds none.
+    pub(in crate::providers) async fn dump_if_data(
+        &self,
+        db: &str,
+        dir: &Path,
+    ) -> Result<Option<std::path::PathBuf>, PgError> {
+        if !self.holds_data(db).await? {
+            return Ok(None);
+        }
+        super::database::dump(self, db, dir).await.map(Some)
+    }
+
+    /// Whether a table of `db` outside converge's own schema has a row.
+    async fn holds_data(&self, db: &str) -> Result<bool, PgError> {
+        let conn = self.connect_db(db).await?;
+        let tables = conn
+            .query(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'converge') \
+                 AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'",
+                &[],
+            )
+            .await
+            .map_err(server("list tables"))?;
+        for t in &tables {
+            let (schema, table): (String, String) = (t.get(0), t.get(1));
+            let sql = format!(
+                "SELECT EXISTS (SELECT 1 FROM {}.{})",
+                ident(&schema),
+                ident(&table)
+            );
+            let any: bool = conn
+                .query_one(sql.as_str(), &[])
+                .await
+                .map_err(server("look for rows"))?
+                .get(0);
+            if any {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The latest version `converge.schema_migrations` records, as `files` write it.
+    async fn recorded_version(&self, conn: &Client, files: &[&MigrationFile]) -> Option<String> {
+        let row = conn
+            .query_one("SELECT max(version) FROM converge.schema_migrations", &[])
+            .await
+            .ok()?;
+        let v: Option<i64> = row.get(0);
+        v.map(|v| version_text(v as u64, files))
+    }
+
+    /// Runs the down files of `files` in reverse, each with the removal of its row.
     pub async fn migrate_down(&self, db: &str, files: &[&MigrationFile]) -> Result<(), PgError> {
         let conn = self.connect_db(db).await?;
         let key = lock_key(&format!("converge-migrate:{db}"));
         acquire(&conn, db, key, Duration::from_secs(600)).await?;
-        let r = self.migrate_down_on(&conn, files).await;
+        let t = Timeouts {
+            lock_ms: 5_000,
+            statement_ms: 600_000,
+        };
+        let r = self.migrate_down_on(&conn, files, t).await;
         let _ = conn.execute("SELECT pg_advisory_unlock($1)", &[&key]).await;
         r
     }
@@ -111,22 +235,14 @@ impl super::Postgres {
         &self,
         conn: &Client,
         files: &[&MigrationFile],
+        t: Timeouts,
     ) -> Result<(), PgError> {
         for f in files.iter().rev() {
             let down = f.down_sql.as_deref().ok_or_else(|| PgError::NoDownFile {
                 migration: f.stem(),
             })?;
-            let sql = format!(
-                "BEGIN; {down}\n; DELETE FROM converge.schema_migrations WHERE version = {}; COMMIT;",
-                f.version
-            );
-            if let Err(e) = conn.batch_execute(&sql).await {
-                let _ = conn.batch_execute("ROLLBACK").await;
-                return Err(PgError::MigrationDown {
-                    file: f.down_path.clone().unwrap_or_else(|| f.stem()),
-                    message: message(&e),
-                });
-            }
+            let path = f.down_path.clone().unwrap_or_else(|| f.stem());
+            run_down(conn, &path, down, f.version, t).await?;
         }
         Ok(())
     }
@@ -173,91 +289,5 @@ async fn acquire(conn: &Client, db: &str, key: i64, max_wait: Duration) -> Resul
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// One migration: in its own transaction with timeouts, unless it asks for none; a lock
-/// timeout (55P03) is retried a few times with backoff.
-async fn run_one(
-    conn: &Client,
-    f: &MigrationFile,
-    runner: &str,
-    lock_ms: u64,
-    statement_ms: u64,
-) -> Result<(), PgError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let started = Instant::now();
-        let result = if f.no_transaction {
-            // One statement per message: several in one message form an implicit transaction,
-            // where CREATE INDEX CONCURRENTLY is refused.
-            let mut r = conn
-                .batch_execute(&format!("SET lock_timeout = {lock_ms}"))
-                .await;
-            if r.is_ok() {
-                r = conn
-                    .batch_execute(&format!("SET statement_timeout = {statement_ms}"))
-                    .await;
-            }
-            for stmt in crate::lint::split_statements(&f.up_sql) {
-                if r.is_err() {
-                    break;
-                }
-                r = conn.batch_execute(&stmt).await;
-            }
-            let _ = conn.batch_execute("RESET lock_timeout").await;
-            let _ = conn.batch_execute("RESET statement_timeout").await;
-            r
-        } else {
-            let sql = format!(
-                "BEGIN; SET LOCAL lock_timeout = {lock_ms}; SET LOCAL statement_timeout = {statement_ms};\n{}\n;",
-                f.up_sql
-            );
-            match conn.batch_execute(&sql).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let _ = conn.batch_execute("ROLLBACK").await;
-                    Err(e)
-                }
-            }
-        };
-        match result {
-            Ok(()) => {
-                let ms = started.elapsed().as_millis() as i64;
-                let record = conn
-                    .execute(
-                        "INSERT INTO converge.schema_migrations (version, name, checksum, duration_ms, applied_by) VALUES ($1, $2, $3, $4, $5)",
-                        &[&(f.version as i64), &f.name, &f.checksum, &ms, &runner],
-                    )
-                    .await;
-                if !f.no_transaction {
-                    conn.batch_execute("COMMIT")
-                        .await
-                        .map_err(server("commit the migration"))?;
-                }
-                return record.map(|_| ()).map_err(|e| PgError::RecordMigration {
-                    file: f.up_path.clone(),
-                    message: message(&e),
-                });
-            }
-            Err(e) if sqlstate(&e).as_deref() == Some("55P03") && attempt < 4 => {
-                tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;
-            }
-            Err(e) if sqlstate(&e).as_deref() == Some("55P03") => {
-                return Err(PgError::MigrationLockTimeout {
-                    file: f.up_path.clone(),
-                    attempts: attempt,
-                    message: message(&e),
-                })
-            }
-            Err(e) => {
-                return Err(PgError::Migration {
-                    file: f.up_path.clone(),
-                    sqlstate: sqlstate(&e),
-                    message: message(&e),
-                })
-            }
-        }
     }
 }

@@ -13,11 +13,14 @@ use tokio_postgres::{Client, Config, NoTls};
 pub mod database;
 pub mod lock;
 mod migrate;
+mod migrate_error;
+mod migrate_run;
 mod observe;
 mod provider;
 mod roles;
 mod scram;
 
+pub use migrate_error::MigrateError;
 pub use provider::PostgresProvider;
 pub use scram::scram_matches;
 
@@ -137,6 +140,9 @@ pub enum PgError {
     },
     #[error("pg_dump of {database} failed: {stderr}")]
     Dump { database: String, stderr: String },
+    /// A migration run stopped; the message says the version the database is at.
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
 }
 
 fn q(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {

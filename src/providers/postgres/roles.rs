@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use tokio_postgres::Client;
 
 use super::observe::all_held;
+use super::scram::scram_verifier;
 use super::{
     ident, literal, message, on_database, on_role, server, sqlstate, DbComment, PasswordFn, PgError,
 };
@@ -53,9 +54,19 @@ impl super::Postgres {
                     role: rn.to_string(),
                     error,
                 })?;
-                // The statement holds the password: it is never logged or put in an error.
+                // Only the SCRAM verifier, computed here, reaches the server: the password
+                // never lands in its log (log_statement) or pg_stat_statements. The statement
+                // is still never logged or put in an error.
+                let verifier = scram_verifier(&value).map_err(|e| PgError::Role {
+                    role: rn.to_string(),
+                    what: format!("set the password of role {rn}"),
+                    message: e.to_string(),
+                })?;
                 self.admin
-                    .batch_execute(&format!("ALTER ROLE {name} PASSWORD {}", literal(&value)))
+                    .batch_execute(&format!(
+                        "ALTER ROLE {name} PASSWORD {}",
+                        literal(&verifier)
+                    ))
                     .await
                     .map_err(|err| PgError::SetPassword {
                         role: rn.to_string(),

@@ -9,7 +9,6 @@ use aws_sdk_s3::types::{
     TransitionStorageClass, VersioningConfiguration,
 };
 
-use super::error::fail;
 use super::{S3Error, PROJECT_TAG, PRUNE_TAG, S3};
 use crate::model::bucket::{days, lifecycle_text, BucketEncryption, PublicAccess};
 use crate::model::live::{LiveResource, LiveState};
@@ -88,7 +87,7 @@ impl S3 {
             .bucket(name)
             .send()
             .await
-            .map_err(fail("get versioning", name))?;
+            .map_err(self.fail("get versioning", name))?;
         let enabled = versioning.status() == Some(&BucketVersioningStatus::Enabled);
         a.text("versioning", if enabled { "enabled" } else { "disabled" });
         let encryption = match self
@@ -179,7 +178,7 @@ impl S3 {
                 .bucket(name)
                 .send()
                 .await
-                .map_err(fail("create bucket", name))?;
+                .map_err(self.fail("create bucket", name))?;
         }
         let status = if b.versioning {
             BucketVersioningStatus::Enabled
@@ -201,7 +200,7 @@ impl S3 {
                 .versioning_configuration(VersioningConfiguration::builder().status(status).build())
                 .send()
                 .await
-                .map_err(fail("set versioning", name))?;
+                .map_err(self.fail("set versioning", name))?;
         }
         match b.encryption {
             BucketEncryption::None => {
@@ -233,7 +232,7 @@ impl S3 {
                     )
                     .send()
                     .await
-                    .map_err(fail("set encryption", name))?;
+                    .map_err(self.fail("set encryption", name))?;
             }
         }
         match b.public_access {
@@ -250,7 +249,7 @@ impl S3 {
                     .public_access_block_configuration(c)
                     .send()
                     .await
-                    .map_err(fail("block public access", name))?;
+                    .map_err(self.fail("block public access", name))?;
             }
             PublicAccess::Allowed => {
                 let _ = self
@@ -314,7 +313,7 @@ impl S3 {
                 )
                 .send()
                 .await
-                .map_err(fail("set lifecycle", name))?;
+                .map_err(self.fail("set lifecycle", name))?;
         }
         let tags = Tagging::builder()
             .tag_set(
@@ -339,7 +338,7 @@ impl S3 {
             .tagging(tags)
             .send()
             .await
-            .map_err(fail("tag bucket", name))?;
+            .map_err(self.fail("tag bucket", name))?;
         Ok(())
     }
 
@@ -352,7 +351,7 @@ impl S3 {
             .max_keys(1)
             .send()
             .await
-            .map_err(fail("list object versions", name))?;
+            .map_err(self.fail("list object versions", name))?;
         if !objects.versions().is_empty() || !objects.delete_markers().is_empty() {
             return Err(S3Error::BucketNotEmpty {
                 bucket: name.to_string(),
@@ -363,7 +362,7 @@ impl S3 {
             .bucket(name)
             .send()
             .await
-            .map_err(fail("delete bucket", name))?;
+            .map_err(self.fail("delete bucket", name))?;
         Ok(())
     }
 }

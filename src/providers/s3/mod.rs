@@ -37,9 +37,18 @@ pub const FACTORY: crate::providers::registry::Factory = crate::providers::regis
     },
 };
 
+/// How long connecting to the endpoint may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the endpoint may stay silent while converge waits for its answer.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long one attempt of a call may take in all (an 8 MiB part on a slow link included).
+const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Clone)]
 pub struct S3 {
     client: Client,
+    /// The endpoint's URL, for messages.
+    endpoint: String,
 }
 
 impl S3 {
@@ -49,13 +58,36 @@ impl S3 {
             .region(aws_config::Region::new(region.to_string()))
             .load()
             .await;
-        let mut conf = aws_sdk_s3::config::Builder::from(&shared);
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build();
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared).timeout_config(timeouts);
         if let Some(e) = endpoint {
             conf = conf.endpoint_url(e).force_path_style(true);
         }
         S3 {
             client: Client::from_conf(conf.build()),
+            endpoint: endpoint
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com")),
         }
+    }
+
+    /// Maps an SDK error of `op` on `at` (for `map_err`), naming this endpoint when it did not
+    /// answer.
+    pub(super) fn fail<E>(
+        &self,
+        op: &'static str,
+        at: impl Into<String>,
+    ) -> impl FnOnce(aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> S3Error
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let f = error::fail(op, at);
+        let endpoint = self.endpoint.clone();
+        move |e| f(e).with_endpoint(&endpoint)
     }
 
     pub async fn exists(&self, bucket: &str) -> bool {

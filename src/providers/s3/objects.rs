@@ -4,7 +4,6 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::error::fail;
 use super::{S3Error, S3};
 
 /// An object in a bucket.
@@ -25,7 +24,7 @@ impl S3 {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(fail("put object", format!("{bucket}/{key}")))?;
+            .map_err(self.fail("put object", format!("{bucket}/{key}")))?;
         Ok(())
     }
 
@@ -37,7 +36,7 @@ impl S3 {
             .key(key)
             .send()
             .await
-            .map_err(fail("start upload", format!("{bucket}/{key}")))?;
+            .map_err(self.fail("start upload", format!("{bucket}/{key}")))?;
         out.upload_id()
             .map(str::to_string)
             .ok_or_else(|| S3Error::NoUploadId {
@@ -64,7 +63,7 @@ impl S3 {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(fail("upload part", format!("{bucket}/{key} (part {n})")))?;
+            .map_err(self.fail("upload part", format!("{bucket}/{key} (part {n})")))?;
         Ok(out.e_tag().unwrap_or_default().to_string())
     }
 
@@ -97,19 +96,21 @@ impl S3 {
             )
             .send()
             .await
-            .map_err(fail("complete upload", format!("{bucket}/{key}")))?;
+            .map_err(self.fail("complete upload", format!("{bucket}/{key}")))?;
         Ok(())
     }
 
-    pub async fn abort_upload(&self, bucket: &str, key: &str, upload: &str) {
-        let _ = self
-            .client
+    /// Aborts an incomplete multipart upload: its parts are deleted (and no longer billed).
+    pub async fn abort_upload(&self, bucket: &str, key: &str, upload: &str) -> Result<(), S3Error> {
+        self.client
             .abort_multipart_upload()
             .bucket(bucket)
             .key(key)
             .upload_id(upload)
             .send()
-            .await;
+            .await
+            .map_err(self.fail("abort upload", format!("{bucket}/{key}")))?;
+        Ok(())
     }
 
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, S3Error> {
@@ -120,12 +121,10 @@ impl S3 {
             .key(key)
             .send()
             .await
-            .map_err(fail("get object", format!("{bucket}/{key}")))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| S3Error::body("get object", format!("{bucket}/{key}"), e))?;
+            .map_err(self.fail("get object", format!("{bucket}/{key}")))?;
+        let bytes = out.body.collect().await.map_err(|e| {
+            S3Error::body("get object", format!("{bucket}/{key}"), e).with_endpoint(&self.endpoint)
+        })?;
         Ok(bytes.into_bytes().to_vec())
     }
 
@@ -146,15 +145,14 @@ impl S3 {
             .range(format!("bytes={range}"))
             .send()
             .await
-            .map_err(fail(
+            .map_err(self.fail(
                 "get object range",
                 format!("{bucket}/{key} (bytes {range})"),
             ))?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| S3Error::body("get object range", format!("{bucket}/{key}"), e))?;
+        let bytes = out.body.collect().await.map_err(|e| {
+            S3Error::body("get object range", format!("{bucket}/{key}"), e)
+                .with_endpoint(&self.endpoint)
+        })?;
         Ok(bytes.into_bytes().to_vec())
     }
 
@@ -170,7 +168,7 @@ impl S3 {
                 .set_continuation_token(token.clone())
                 .send()
                 .await
-                .map_err(fail("list objects", format!("{bucket}/{prefix}")))?;
+                .map_err(self.fail("list objects", format!("{bucket}/{prefix}")))?;
             for o in page.contents() {
                 out.push(Object {
                     key: o.key().unwrap_or_default().to_string(),
@@ -193,7 +191,7 @@ impl S3 {
             .key(key)
             .send()
             .await
-            .map_err(fail("delete object", format!("{bucket}/{key}")))?;
+            .map_err(self.fail("delete object", format!("{bucket}/{key}")))?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::model::live::Color;
 use crate::model::service::{Protocol, Strategy};
+use crate::model::types::HostIp;
 use crate::model::{Attributes, Resource, Service};
 use crate::providers::health;
 use crate::providers::runtime::{self as docker, ContainerRuntime, ContainerSpec};
@@ -85,10 +86,11 @@ fn spec(
         ));
     }
     let bg_port = match color {
-        Some(Color::Blue) => s.deploy.blue.as_ref().map(|p| p.port.get()),
-        Some(Color::Green) => s.deploy.green.as_ref().map(|p| p.port.get()),
+        Some(Color::Blue) => s.deploy.blue.as_ref(),
+        Some(Color::Green) => s.deploy.green.as_ref(),
         None => None,
-    };
+    }
+    .map(|p| (p.host_ip.get(), p.port.get()));
     let ports = s
         .ports
         .iter()
@@ -102,7 +104,8 @@ fn spec(
             let host = if s.deploy.strategy == Strategy::BlueGreen {
                 bg_port.filter(|_| i == 0)
             } else {
-                p.host.map(|h| h.get())
+                let ip = p.host_ip.unwrap_or(HostIp::ANY);
+                p.host.map(|h| (ip.get(), h.get()))
             };
             (p.container.get(), proto.to_string(), host)
         })
