@@ -285,6 +285,9 @@ pub enum BackupError {
     /// The target database holds tables and `--force` was not given.
     #[error("database {database} already holds {tables} table(s); restore refuses to overwrite it\n  = hint: restore into a new database, or pass --force")]
     TargetNotEmpty { database: String, tables: i64 },
+    /// The target directory holds files and `--force` was not given.
+    #[error("{} is not empty; restore refuses to write over what is there\n  = hint: restore into an empty or new directory, or pass --force", .path.display())]
+    TargetDirNotEmpty { path: std::path::PathBuf },
     /// pg_restore or tar cannot be started.
     #[error("cannot start {program:?}: {source}")]
     ToolStart {

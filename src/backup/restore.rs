@@ -107,9 +107,21 @@ pub fn restore_database(
     pipe_into(cmd, input)
 }
 
-/// Restores a files copy into `dir`.
+/// Restores a files copy into `dir` (created when missing; must be empty unless `force`).
 /// The stored bytes are checked against the manifest first: a mismatch changes nothing.
-pub fn restore_files(t: &Tools, store: &Store, c: &Checked, dir: &Path) -> Result<(), BackupError> {
+pub fn restore_files(
+    t: &Tools,
+    store: &Store,
+    c: &Checked,
+    dir: &Path,
+    force: bool,
+) -> Result<(), BackupError> {
+    let occupied = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    if occupied && !force {
+        return Err(BackupError::TargetDirNotEmpty {
+            path: dir.to_path_buf(),
+        });
+    }
     stored::check(t, store, c)?;
     std::fs::create_dir_all(dir).map_err(|source| BackupError::CreateDir {
         path: dir.to_path_buf(),

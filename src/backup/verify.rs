@@ -45,7 +45,7 @@ pub fn verify_restore(
     let started = Instant::now();
     if b.source.database.is_none() {
         let dir = tempfile::tempdir().map_err(|source| BackupError::ScratchDir { source })?;
-        restore_files(t, store, c, dir.path())?;
+        restore_files(t, store, c, dir.path(), false)?;
         let files = walk_count(dir.path());
         return Ok(Drill {
             tables: 0,

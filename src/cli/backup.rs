@@ -58,7 +58,7 @@ pub struct RestoreArgs {
     /// The directory to restore a files backup into.
     #[arg(long)]
     pub to_dir: Option<PathBuf>,
-    /// Restore over a database that already holds tables.
+    /// Restore over a database that already holds tables, or into a directory that is not empty.
     #[arg(long)]
     pub force: bool,
     #[arg(long)]
@@ -226,9 +226,8 @@ pub fn restore(a: RestoreArgs, state: Option<&Path>) -> anyhow::Result<Outcome> 
     let result = match (&a.to, &a.to_dir) {
         (Some(db), _) => backup::restore_database(&tools, &store, &m, db, a.force)
             .map(|_| format!("database {db}")),
-        (None, Some(dir)) => {
-            backup::restore_files(&tools, &store, &m, dir).map(|_| dir.display().to_string())
-        }
+        (None, Some(dir)) => backup::restore_files(&tools, &store, &m, dir, a.force)
+            .map(|_| dir.display().to_string()),
         (None, None) => bail!("say where to restore: --to DATABASE or --to-dir DIR"),
     };
     match result {
