@@ -318,18 +318,8 @@ fn parse_config(path: &Path, text: &str) -> Result<HostConfig, PolicyError> {
 
 /// An absolute path with no `.`/`..` components, its existing part resolved through links.
 fn resolve(path: &str) -> Result<PathBuf, PolicyError> {
+    check_plain(path)?;
     let p = Path::new(path);
-    let plain = p.is_absolute()
-        && !path.contains('\0')
-        && p.components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-        && !path
-            .split('/')
-            .skip(1)
-            .any(|s| s.is_empty() || s == "." || s == "..");
-    if !plain {
-        return Err(PolicyError::NotPlain { path: path.into() });
-    }
     // The longest existing ancestor, resolved; the rest appended as written.
     let mut existing = p.to_path_buf();
     let mut rest = Vec::new();
@@ -352,13 +342,31 @@ fn resolve(path: &str) -> Result<PathBuf, PolicyError> {
 /// `path` with its directory resolved through links and its last component as written (a
 /// link there is refused when the file is read or written, never followed).
 fn resolve_dir_of(path: &str) -> Result<PathBuf, PolicyError> {
+    check_plain(path)?;
     let p = Path::new(path);
     match (p.parent(), p.file_name()) {
         (Some(parent), Some(name)) if parent != Path::new("") => {
-            resolve(path)?;
             Ok(resolve(&parent.to_string_lossy())?.join(name))
         }
         _ => Err(PolicyError::NotPlain { path: path.into() }),
+    }
+}
+
+/// An absolute path with no `.`, `..` or empty components and no NUL.
+fn check_plain(path: &str) -> Result<(), PolicyError> {
+    let p = Path::new(path);
+    let plain = p.is_absolute()
+        && !path.contains('\0')
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && !path
+            .split('/')
+            .skip(1)
+            .any(|s| s.is_empty() || s == "." || s == "..");
+    if plain {
+        Ok(())
+    } else {
+        Err(PolicyError::NotPlain { path: path.into() })
     }
 }
 

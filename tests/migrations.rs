@@ -215,20 +215,10 @@ fn a_failing_migration_stops_there_and_the_earlier_ones_of_the_apply_stay_applie
 #[test]
 fn with_rollback_down_files_a_dump_is_taken_first_and_the_down_files_run() {
     let d = Db::new("downfiles", ", rollback: down-files");
-    d.migration("0001_items.up.sql", "CREATE TABLE items (id int);\n");
-    d.migration("0001_items.down.sql", "DROP TABLE items;\n");
-    assert_eq!(d.p.apply().status.code(), Some(0));
-    d.sql("INSERT INTO items VALUES (7)");
-    d.migration(
-        "0002_views.up.sql",
+    applied_items_then_a_failing_third(
+        &d,
         "BEGIN;\nALTER TABLE items ADD COLUMN views bigint;\nCOMMIT;\n",
     );
-    d.migration(
-        "0002_views.down.sql",
-        "ALTER TABLE items DROP COLUMN views;\n",
-    );
-    d.migration("0003_broken.up.sql", "SELECT no_such_function();\n");
-    d.migration("0003_broken.down.sql", "SELECT 1;\n");
     let o = d.p.apply();
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
@@ -259,20 +249,7 @@ fn with_rollback_down_files_a_dump_is_taken_first_and_the_down_files_run() {
 #[test]
 fn when_the_dump_fails_the_down_files_do_not_run_and_the_error_says_so() {
     let d = Db::new("dumpfails", ", rollback: down-files");
-    d.migration("0001_items.up.sql", "CREATE TABLE items (id int);\n");
-    d.migration("0001_items.down.sql", "DROP TABLE items;\n");
-    assert_eq!(d.p.apply().status.code(), Some(0));
-    d.sql("INSERT INTO items VALUES (7)");
-    d.migration(
-        "0002_views.up.sql",
-        "ALTER TABLE items ADD COLUMN views bigint;\n",
-    );
-    d.migration(
-        "0002_views.down.sql",
-        "ALTER TABLE items DROP COLUMN views;\n",
-    );
-    d.migration("0003_broken.up.sql", "SELECT no_such_function();\n");
-    d.migration("0003_broken.down.sql", "SELECT 1;\n");
+    applied_items_then_a_failing_third(&d, "ALTER TABLE items ADD COLUMN views bigint;\n");
     // No pg_dump on PATH: the dump cannot run.
     let empty = tempfile::tempdir().unwrap();
     let o = d.p.converge_env(
@@ -393,4 +370,20 @@ fn rollback_down_files_without_a_down_file_is_a_validation_error() {
     let bad = text(&d.p.converge(&["plan", "DIR"]));
     assert!(bad.contains("sometimes"), "{bad}");
     assert!(bad.contains("converge.yaml:"), "{bad}");
+}
+
+/// `0001_items` applied with a row in it; then `0002_views` (up as given) and a `0003` that
+/// fails, each with a down file.
+fn applied_items_then_a_failing_third(d: &Db, views_up: &str) {
+    d.migration("0001_items.up.sql", "CREATE TABLE items (id int);\n");
+    d.migration("0001_items.down.sql", "DROP TABLE items;\n");
+    assert_eq!(d.p.apply().status.code(), Some(0));
+    d.sql("INSERT INTO items VALUES (7)");
+    d.migration("0002_views.up.sql", views_up);
+    d.migration(
+        "0002_views.down.sql",
+        "ALTER TABLE items DROP COLUMN views;\n",
+    );
+    d.migration("0003_broken.up.sql", "SELECT no_such_function();\n");
+    d.migration("0003_broken.down.sql", "SELECT 1;\n");
 }
