@@ -35,6 +35,7 @@ pub mod cli;
 pub mod clock;
 pub mod cost;
 pub mod diff;
+pub mod disaster;
 pub mod engine;
 pub mod lint;
 pub mod load;

@@ -189,13 +189,19 @@ impl SecretDigest for Secrets {
     /// (`check` reports it before anything is applied).
     fn digest(&self, value: &SecretString) -> String {
         match self.resolve(value) {
-            Ok(resolved) => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-                mac.update(resolved.as_bytes());
-                hex(&mac.finalize().into_bytes()[..8])
-            }
+            Ok(resolved) => self.digest_value(&resolved),
             Err(_) => ReferenceDigest.digest(value),
         }
+    }
+}
+
+impl Secrets {
+    /// The keyed digest of a value as a live system holds it (a container's environment), to
+    /// compare with the desired one on this machine whatever machine applied it.
+    pub fn digest_value(&self, value: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        mac.update(value.as_bytes());
+        hex(&mac.finalize().into_bytes()[..8])
     }
 }
 

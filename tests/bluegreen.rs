@@ -40,11 +40,36 @@ fn a_new_version_takes_traffic_and_the_old_color_drains_after_a_restart_of_conve
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(nginx.get(), "v1");
     assert!(nginx.site().contains("server 127.0.0.1:18211;"));
+    // A first deploy says what its verification cannot do.
+    assert!(
+        text(&o).contains("verified api/blue for 1.")
+            && text(&o).contains("first deploy of api: no earlier color to switch back to"),
+        "{}",
+        text(&o)
+    );
 
     p.write(&stack(&nginx, "converge-test/httpd:v2", 18211, "1s", "2s"));
     let o = p.apply();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("switch router/public"), "{}", text(&o));
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("switch router/public"), "{out}");
+    // Each step says what its time went to: the switch itself, then the verification; the
+    // drain says when blue stops and who stops it.
+    let switch = out
+        .lines()
+        .find(|l| l.contains("] switch router/public"))
+        .unwrap_or_default();
+    assert!(
+        switch.contains(": switched in ")
+            && switch.contains(" ms; verified api/green for ")
+            && !switch.contains("first deploy"),
+        "{out}"
+    );
+    assert!(
+        out.contains("deferred: blue keeps serving what it has in flight until ")
+            && out.contains("(2s drain); the next apply or the running agent stops it then"),
+        "{out}"
+    );
     assert_eq!(nginx.get(), "v2");
     assert!(nginx.site().contains("server 127.0.0.1:18212;"));
     assert_eq!(

@@ -33,13 +33,26 @@ fn validate_checks_the_base_and_every_environment() {
 }
 
 #[test]
-fn offline_plan_ends_with_the_summary_line_and_detailed_exitcode_is_2() {
+fn offline_plan_says_so_plans_what_a_live_plan_would_and_detailed_exitcode_is_2() {
     let o = converge(&["plan", "--offline", "--env", "dev"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
     assert!(
-        stdout(&o).ends_with("\nPlan: 17 to add, 0 to change, 0 to destroy.\n"),
-        "{}",
-        stdout(&o)
+        out.lines().nth(1)
+            == Some(
+                "OFFLINE: no server was contacted; everything is planned as if nothing existed yet"
+            ),
+        "{out}"
+    );
+    // The kinds providers reconcile, as a live plan: no Notifier, Backup or Budget creations.
+    assert!(
+        out.ends_with("\nPlan: 12 to add, 0 to change, 0 to destroy.\n"),
+        "{out}"
+    );
+    assert!(!out.contains("does not exist"), "{out}");
+    assert!(
+        out.contains("will be created: offline: live state not read"),
+        "{out}"
     );
     let o = converge(&["plan", "--offline", "--env", "dev", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2));
@@ -51,7 +64,7 @@ fn json_plan_is_versioned_and_holds_no_secret() {
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["format_version"], "1.0");
-    assert_eq!(v["summary"]["add"], 17);
+    assert_eq!(v["summary"]["add"], 12);
     assert!(!stdout(&o).contains("${env:"), "secret references leaked");
 }
 

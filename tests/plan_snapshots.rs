@@ -9,6 +9,7 @@ use converge::load::{load, SourceTree};
 use converge::model::attributes::ReferenceDigest;
 use converge::model::live::{LiveResource, LiveState, PendingStep};
 use converge::model::{DesiredState, Kind, ResourceId};
+use converge::plan::text::Content;
 use converge::plan::{self, Plan, PlanContext};
 
 fn example() -> SourceTree {
@@ -209,6 +210,46 @@ fn a_hand_edited_router_file_is_rendered_back_with_a_unified_diff() {
     *conf = conf.replace("127.0.0.1:8000", "127.0.0.1:9999");
     let p = plan_of(&state(&tree, "dev"), &live);
     insta::assert_snapshot!("router_file_drift", plan::text::render(&p));
+}
+
+#[test]
+fn new_rendered_files_are_one_line_each_and_full_shows_every_line() {
+    let p = plan_of(&state(&example(), "dev"), &LiveState::default());
+    let short = plan::text::render(&p);
+    let full = plan::text::render_with(&p, Content::Full);
+    let files: Vec<_> = p.changes.iter().filter_map(|c| c.file.as_ref()).collect();
+    assert_eq!(files.len(), 5, "{short}");
+    for f in files {
+        let n = f.after.lines().count();
+        assert!(
+            short.contains(&format!("({n} lines, rendered from ")),
+            "{short}"
+        );
+        assert!(full.contains(&format!("+++ {}\n        @@ -0,0 +1,{n} @@", f.path)));
+        for line in f.after.lines() {
+            assert!(full.contains(&format!("        +{line}\n")), "{line}");
+        }
+    }
+    assert!(short.contains("New rendered files are summarised; --full shows their text."));
+    assert!(
+        !full.contains("+ content") && !full.contains("--full"),
+        "{full}"
+    );
+}
+
+#[test]
+fn a_changed_file_is_shown_as_its_full_diff_without_the_flag() {
+    let tree = example();
+    let mut live = applied(&tree, "dev");
+    let conf = live
+        .files
+        .get_mut("/opt/ytempire/nginx/conf.d/ytempire.conf")
+        .unwrap();
+    *conf = conf.replace("127.0.0.1:8000", "127.0.0.1:9999");
+    let p = plan_of(&state(&tree, "dev"), &live);
+    let short = plan::text::render(&p);
+    assert_eq!(short, plan::text::render_with(&p, Content::Full));
+    assert!(short.contains("-    server 127.0.0.1:9999;"), "{short}");
 }
 
 #[test]

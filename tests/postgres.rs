@@ -349,21 +349,25 @@ fn in_prod_a_dump_is_taken_before_down_migrations_run() {
     d.write(&format!("---\nkind: Service\nname: web\nimage: converge-test/httpd:broken\nports: [{{container: 8000}}]\ndepends_on: [database/{}]\nhealth: {{http: {{path: /health, port: 8000}}, interval: 200ms, retries: 3}}\n", d.name));
     d.opt_in_down_files();
     let o = apply(&d);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let dumps: Vec<_> = std::fs::read_dir(d.p.state.path().join("dumps"))
-        .unwrap()
-        .flatten()
-        .collect();
-    assert_eq!(dumps.len(), 1, "one dump before the down migration");
-    let list = Command::new("pg_restore")
-        .arg("--list")
-        .arg(dumps[0].path())
-        .output()
-        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    // The safety copy is taken before the down file runs, and is a restorable backup copy.
+    let saved = format!("saved: database {} saved as safety-db-{}-", d.name, d.name);
+    let undo = format!("undo migrate database/{}", d.name);
+    let (at_copy, at_undo) = (out.find(&saved), out.find(&undo));
     assert!(
-        String::from_utf8_lossy(&list.stdout).contains("TABLE public items"),
-        "a real custom-format dump"
+        at_copy.is_some() && at_undo.is_some() && at_copy < at_undo,
+        "one safety copy before the down migration: {out}"
     );
+    let copy = format!("{}_before", d.name);
+    let id = format!("safety-db-{}@latest", d.name);
+    let o = d.p.converge(&["restore", &id, "DIR", "--to", &copy]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        psql(&copy, "SELECT count(views) + max(id) FROM items"),
+        "42"
+    );
+    psql("postgres", &format!("DROP DATABASE {copy}"));
     assert_eq!(d.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'views'"), "0");
 }
 

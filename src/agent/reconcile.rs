@@ -206,7 +206,9 @@ impl Agent {
             return Ok("invalid");
         };
         crate::engine::check_host(&desired, self.opts.host.as_deref())?;
-        let session = Engine::open(&desired, self.opts.state_dir.clone()).await?;
+        let session = Engine::open(&desired, self.opts.state_dir.clone())
+            .await?
+            .with_safety_net(Box::new(crate::backup::safety::Net));
         let project = desired.project.name.to_string();
         if self.lock.is_none() {
             self.lock = Some(StateLock::acquire(&self.opts.state_dir, &project)?);
@@ -281,7 +283,7 @@ impl Agent {
             .await?;
         let resources: Vec<String> = plan.changes.iter().map(|c| c.id.to_string()).collect();
         match &outcome {
-            apply::Outcome::Applied => {
+            apply::Outcome::Applied { .. } => {
                 for r in &resources {
                     self.backoff.succeeded(r);
                 }
@@ -328,7 +330,7 @@ impl Agent {
             }
             apply::Outcome::Interrupted { .. } => {}
         }
-        if matches!(outcome, apply::Outcome::Applied) {
+        if matches!(outcome, apply::Outcome::Applied { .. }) {
             // `/status` and `/metrics` show what runs now, not what ran before the apply.
             if let Ok(live) = session.observe(&declared).await {
                 let after = self.plan(&desired, &live, &session, &rev, cluster_work);

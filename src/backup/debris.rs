@@ -14,9 +14,21 @@ const PARTIAL_SUFFIXES: [&str; 2] = [".cvbak.partial", ".manifest.partial"];
 
 /// Whether `file` is an unfinished file of backup `name`: `<name>-<YYYYMMDDTHHMMSSZ><suffix>`.
 pub fn is_partial_of(name: &str, file: &str) -> bool {
-    let Some(stem) = PARTIAL_SUFFIXES.iter().find_map(|s| file.strip_suffix(s)) else {
-        return false;
-    };
+    PARTIAL_SUFFIXES
+        .iter()
+        .find_map(|s| file.strip_suffix(s))
+        .is_some_and(|stem| is_copy_id_of(name, stem))
+}
+
+/// Whether `key` (below a store's prefix) is a copy of backup `name`: `<name>-<stamp>.cvbak`,
+/// as an S3 multipart upload of an interrupted backup is named.
+pub fn is_copy_key_of(name: &str, key: &str) -> bool {
+    key.strip_suffix(".cvbak")
+        .is_some_and(|stem| is_copy_id_of(name, stem))
+}
+
+/// `<name>-<YYYYMMDDTHHMMSSZ>`.
+fn is_copy_id_of(name: &str, stem: &str) -> bool {
     let Some(stamp) = stem.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else {
         return false;
     };
@@ -72,6 +84,9 @@ mod tests {
         ));
         assert!(!is_partial_of("db", "db-2026112xT143800Z.cvbak.partial"));
         assert!(!is_partial_of("db", "notes.partial"));
+        assert!(is_copy_key_of("db", "db-20261128T143800Z.cvbak"));
+        assert!(!is_copy_key_of("db", "db-20261128T143800Z.manifest.json"));
+        assert!(!is_copy_key_of("db", "db-hourly-20261128T143800Z.cvbak"));
     }
 
     #[test]

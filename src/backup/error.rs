@@ -143,6 +143,9 @@ pub enum BackupError {
         #[source]
         source: io::Error,
     },
+    /// The directory for safety copies cannot be made private.
+    #[error("cannot prepare {} for a safety copy: {error}\n  = hint: nothing was dropped; make the directory writable by converge and private (0700)", .dir.display())]
+    SafetyDir { dir: PathBuf, error: io::Error },
     /// A manifest cannot be written at a file destination.
     #[error("write {}: {source}", .path.display())]
     ManifestWrite {
@@ -283,8 +286,11 @@ pub enum BackupError {
 
     // ---- Restores and restore drills.
     /// The target database holds tables and `--force` was not given.
-    #[error("database {database} already holds {tables} table(s); restore refuses to overwrite it\n  = hint: restore into a new database, or pass --force")]
-    TargetNotEmpty { database: String, tables: i64 },
+    #[error("database {database} already holds {contents}; restore refuses to overwrite it\n  = hint: restore into a new database, or pass --force")]
+    TargetNotEmpty {
+        database: String,
+        contents: crate::providers::postgres::Contents,
+    },
     /// The target directory holds files and `--force` was not given.
     #[error("{} is not empty; restore refuses to write over what is there\n  = hint: restore into an empty or new directory, or pass --force", .path.display())]
     TargetDirNotEmpty { path: std::path::PathBuf },
@@ -464,11 +470,15 @@ mod tests {
             "s3://b/p/".into(),
             BackupError::TargetNotEmpty {
                 database: "app".into(),
-                tables: 2,
+                contents: crate::providers::postgres::Contents {
+                    tables: 2,
+                    views: 1,
+                    ..Default::default()
+                },
             },
         );
         assert!(e.to_string().starts_with(
-            "s3://b/p/: database app already holds 2 table(s); restore refuses to overwrite it\n  = hint:"
+            "s3://b/p/: database app already holds 2 table(s), 1 view(s); restore refuses to overwrite it\n  = hint:"
         ));
     }
 }

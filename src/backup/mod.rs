@@ -9,6 +9,7 @@ pub mod debris;
 mod error;
 pub mod manifest;
 mod restore;
+pub mod safety;
 pub mod store;
 mod stored;
 mod verify;
@@ -108,7 +109,8 @@ fn source_command(t: &Tools, b: &Backup) -> Result<(Command, String), BackupErro
         let mut c = Command::new("pg_dump");
         // Our own compression (zstd by default) is far faster than pg_dump's zlib; the custom
         // format stays what pg_restore reads. Without our compression, pg_dump compresses.
-        c.arg("-Fc");
+        // A table locked by a long migration fails the dump after a minute, not never.
+        c.args(["-Fc", "--lock-wait-timeout=60s"]);
         if b.compression != Compression::None {
             c.arg("-Z0");
         }
@@ -441,6 +443,10 @@ pub fn retention(t: &Tools, b: &Backup) -> Result<Retention, BackupError> {
                 out.deleted
                     .push(format!("{} {file} (unfinished)", store.describe()));
             }
+        }
+        for key in store.sweep_uploads(b.name.as_str(), debris::STALE, &t.rt)? {
+            let at = store.describe();
+            out.deleted.push(format!("{at} {key} (incomplete upload)"));
         }
         let listing = store.manifests(b.name.as_str(), &t.rt)?;
         for i in &listing.invalid {

@@ -85,13 +85,13 @@ pub fn restore_database(
 ) -> Result<(), BackupError> {
     let pg = t.pg()?;
     stored::check(t, store, c)?;
-    let tables =
+    let contents =
         t.rt.block_on(pg.ensure_database(target))
             .map_err(BackupError::postgres(target))?;
-    if tables > 0 && !force {
+    if !contents.is_empty() && !force {
         return Err(BackupError::TargetNotEmpty {
             database: target.to_string(),
-            tables,
+            contents,
         });
     }
     let input = open(t, store, c)?;

@@ -188,6 +188,29 @@ impl Store {
         }
     }
 
+    /// Aborts the multipart uploads of backup `name`'s interrupted runs (S3 only) started more
+    /// than `older_than` ago (a running backup's upload is younger); returns the keys aborted.
+    pub fn sweep_uploads(
+        &self,
+        name: &str,
+        older_than: std::time::Duration,
+        rt: &Handle,
+    ) -> Result<Vec<String>, BackupError> {
+        let Store::S3 { s3, bucket, prefix } = self else {
+            return Ok(Vec::new());
+        };
+        let cutoff = super::now().saturating_sub(older_than.as_secs());
+        let mut aborted = Vec::new();
+        for u in rt.block_on(s3.incomplete_uploads(bucket, prefix))? {
+            let below = u.key.strip_prefix(prefix.as_str()).unwrap_or(&u.key);
+            if super::debris::is_copy_key_of(name, below) && u.initiated < cutoff {
+                rt.block_on(s3.abort_upload(bucket, &u.key, &u.id))?;
+                aborted.push(u.key);
+            }
+        }
+        Ok(aborted)
+    }
+
     /// Removes a copy: its manifest first, so no manifest ever points at a missing object.
     pub fn delete(&self, id: &str, rt: &Handle) -> Result<(), BackupError> {
         match self {

@@ -13,6 +13,7 @@ use crate::engine::journal::{Journal, StateLock};
 use crate::engine::{apply, check_host, state_dir, Engine, PlanOptions, SavedPlan};
 use crate::load::{self, SourceTree};
 use crate::model::DesiredState;
+use crate::plan::text::Content;
 use crate::plan::{self, Plan};
 
 #[derive(Args, Debug)]
@@ -30,6 +31,10 @@ pub struct ApplyArgs {
     /// Deploy again a spec that failed and was rolled back.
     #[arg(long)]
     pub retry_failed: bool,
+    /// Print the full text of rendered files being created (by default one line each).
+    /// A saved plan is not printed again: `plan --out` showed it.
+    #[arg(long)]
+    pub full: bool,
 }
 
 pub fn run(args: ApplyArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
@@ -59,6 +64,12 @@ pub fn run(args: ApplyArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         host: host.as_deref(),
         auto_approve: args.auto_approve,
         retry_failed: args.retry_failed,
+        content: if args.full {
+            Content::Full
+        } else {
+            Content::Summary
+        },
+        saved_from: saved.as_ref().map(|_| args.target.as_path()),
     };
     runtime()?.block_on(apply_async(&desired, &dir, saved, &opts, state_dir))
 }
@@ -67,6 +78,9 @@ struct ApplyOptions<'a> {
     host: Option<&'a str>,
     auto_approve: bool,
     retry_failed: bool,
+    content: Content,
+    /// The file a saved plan was read from.
+    saved_from: Option<&'a Path>,
 }
 
 async fn apply_async(
@@ -76,7 +90,9 @@ async fn apply_async(
     opts: &ApplyOptions<'_>,
     state_dir: PathBuf,
 ) -> anyhow::Result<Outcome> {
-    let engine = Engine::open(desired, state_dir.clone()).await?;
+    let engine = Engine::open(desired, state_dir.clone())
+        .await?
+        .with_safety_net(Box::new(crate::backup::safety::Net));
     let _lock = StateLock::acquire(&state_dir, desired.project.name.as_str())?;
     let mut journal = Journal::open(&state_dir, desired.project.name.as_str())?;
     for line in engine.recover(&mut journal).await? {
@@ -105,7 +121,7 @@ async fn apply_async(
             (engine.plan(desired, &live, &plan_opts), live)
         }
     };
-    print!("{}", plan::text::render(&plan));
+    print!("{}", shown(&plan, opts));
     if !plan.errors.is_empty() {
         return Ok(Outcome::Failure);
     }
@@ -124,15 +140,31 @@ async fn apply_async(
     Ok(report(&plan, &outcome))
 }
 
+/// The plan as apply prints it before asking. A saved plan was printed by `plan --out`, so
+/// (as Terraform does with a plan file) it is named in one line, not printed again.
+fn shown(plan: &Plan, opts: &ApplyOptions<'_>) -> String {
+    match opts.saved_from {
+        Some(file) if plan.errors.is_empty() && !plan.is_empty() => format!(
+            "Applying the plan saved in {} (shown by `converge plan --out`).\n{}\n",
+            file.display(),
+            plan::text::summary_line(plan)
+        ),
+        _ => plan::text::render_with(plan, opts.content),
+    }
+}
+
 /// Prints the outcome the way Terraform does.
 fn report(plan: &Plan, outcome: &apply::Outcome) -> Outcome {
     let s = plan.summary();
     match outcome {
-        apply::Outcome::Applied => {
+        apply::Outcome::Applied { saved } => {
             println!(
                 "\nApply complete! Resources: {} added, {} changed, {} destroyed.",
                 s.add, s.change, s.destroy
             );
+            if !saved.is_empty() {
+                println!("Saved before dropping data:\n  - {}", saved.join("\n  - "));
+            }
             Outcome::Success
         }
         apply::Outcome::RolledBack { step, error, kept } => {

@@ -65,15 +65,19 @@ pub struct RestoreArgs {
     pub env: Option<String>,
 }
 
+/// The declared Backup `name`; with `safety_copies` (the state dir), also a safety copy's name.
 fn load_backup(
     dir: &Path,
     env: Option<&str>,
     name: &str,
+    safety_copies: Option<&Path>,
 ) -> anyhow::Result<(DesiredState, Backup)> {
     let tree = SourceTree::read_dir(dir)?;
     let desired = load::load(&tree, env).map_err(|d| anyhow!("{d}"))?;
     let id = ResourceId::new(Kind::Backup, name);
-    let Some(Resource::Backup(b)) = desired.get(&id).cloned() else {
+    let safety = safety_copies.and_then(|s| backup::safety::lookup(&desired, s, name));
+    let Some(Resource::Backup(b)) = desired.get(&id).cloned().or(safety.map(Resource::Backup))
+    else {
         let names: Vec<String> = desired
             .resources
             .keys()
@@ -103,8 +107,8 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
     let rt = runtime()?;
     match cmd {
         BackupCommand::Run(a) => {
-            let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &a.name)?;
-            let session = rt.block_on(Engine::open(&desired, state_dir(state)))?;
+            let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &a.name, None)?;
+            let session = rt.block_on(Engine::open_connections_only(&desired, state_dir(state)))?;
             let tools = tools(&desired, &session, &rt);
             match run_now(&tools, &b, session.state_dir()) {
                 Ok(lines) => {
@@ -118,8 +122,9 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
             }
         }
         BackupCommand::List(a) => {
-            let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &a.name)?;
-            let session = rt.block_on(Engine::open(&desired, state_dir(state)))?;
+            let (desired, b) =
+                load_backup(&a.dir, a.env.as_deref(), &a.name, Some(&state_dir(state)))?;
+            let session = rt.block_on(Engine::open_connections_only(&desired, state_dir(state)))?;
             let tools = tools(&desired, &session, &rt);
             println!(
                 "{:<34} {:<44} {:>6} {:>10}  retention",
@@ -135,7 +140,9 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
                     .map(|m| m.id)
                     .collect();
                 for m in &ms {
-                    let note = if expired.contains(&m.id) {
+                    let note = if b.name.as_str().starts_with(backup::safety::PREFIX) {
+                        "safety copy: kept until removed by hand".to_string()
+                    } else if expired.contains(&m.id) {
                         format!("older than {keep}: deleted after the next backup")
                     } else {
                         format!("kept ({keep})")
@@ -186,8 +193,9 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
                 (Some(x), _) => ("latest".into(), PathBuf::from(x)),
                 (None, _) => ("latest".into(), "desired-state".into()),
             };
-            let (desired, b) = load_backup(&dir, a.env.as_deref(), &a.name)?;
-            let session = rt.block_on(Engine::open(&desired, state_dir(state)))?;
+            let (desired, b) =
+                load_backup(&dir, a.env.as_deref(), &a.name, Some(&state_dir(state)))?;
+            let session = rt.block_on(Engine::open_connections_only(&desired, state_dir(state)))?;
             let tools = tools(&desired, &session, &rt);
             let mode = match a.mode.as_deref() {
                 Some("restore") => VerifyMode::Restore,
@@ -211,9 +219,9 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
 pub fn restore(a: RestoreArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
     let (name, id) = backup::parse_id(&a.backup_id)
         .ok_or_else(|| anyhow!("`{}` is not a backup id\n  = hint: write NAME@latest, or an id from `converge backup list NAME`", a.backup_id))?;
-    let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &name)?;
+    let (desired, b) = load_backup(&a.dir, a.env.as_deref(), &name, Some(&state_dir(state)))?;
     let rt = runtime()?;
-    let session = rt.block_on(Engine::open(&desired, state_dir(state)))?;
+    let session = rt.block_on(Engine::open_connections_only(&desired, state_dir(state)))?;
     let tools = tools(&desired, &session, &rt);
     let (store, m) = match backup::find(&tools, &b, &id) {
         Ok(found) => found,

@@ -41,7 +41,7 @@ pub fn run(cmd: MigrationsCommand, state: Option<&Path>) -> anyhow::Result<Outco
     }
     let files = desired.migrations.get(&id).cloned().unwrap_or_default();
     runtime()?.block_on(async {
-        let session = Engine::open(&desired, state_dir(state)).await?;
+        let session = Engine::open_connections_only(&desired, state_dir(state)).await?;
         let pg = session
             .registry()
             .postgres()

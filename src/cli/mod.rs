@@ -3,8 +3,10 @@
 pub mod agent;
 mod apply;
 pub mod backup;
+mod completions;
 mod migrations;
 mod plan;
+mod recover;
 mod render;
 mod rollback;
 mod schema;
@@ -65,6 +67,8 @@ pub enum Command {
     Backup(backup::BackupCommand),
     /// Restore a backup: `converge restore NAME@latest --to DATABASE`.
     Restore(backup::RestoreArgs),
+    /// Recover from the backups: infrastructure, restores, the rest, verified; RTO and RPO measured.
+    Recover(recover::RecoverArgs),
     /// Database migrations.
     #[command(subcommand)]
     Migrations(migrations::MigrationsCommand),
@@ -89,6 +93,16 @@ pub enum Command {
     Schema {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    /// Print a shell completion script: `converge completions bash > /etc/bash_completion.d/converge`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `converge man | man -l -`; `converge man plan` for one subcommand.
+    Man {
+        /// A subcommand whose page to print instead, as `converge-SUBCOMMAND(1)`.
+        subcommand: Option<String>,
     },
 }
 
@@ -123,8 +137,11 @@ pub fn main(run_agent: AgentMain) -> ExitCode {
         Command::Migrations(cmd) => migrations::run(cmd, cli.state_dir.as_deref()),
         Command::Backup(cmd) => backup::run(cmd, cli.state_dir.as_deref()),
         Command::Restore(args) => backup::restore(args, cli.state_dir.as_deref()),
+        Command::Recover(args) => recover::run(args, cli.state_dir.as_deref()),
         Command::Render { dir, env, out } => render::run(&dir, env.as_deref(), out.as_deref()),
         Command::Schema { out } => schema::run(out.as_deref()),
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man { subcommand } => completions::man(subcommand.as_deref()),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

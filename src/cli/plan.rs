@@ -16,6 +16,7 @@ use crate::load::{self, SourceTree};
 use crate::model::attributes::ReferenceDigest;
 use crate::model::live::LiveState;
 use crate::model::DesiredState;
+use crate::plan::text::Content;
 use crate::plan::{self, Plan, PlanContext};
 
 #[derive(Args, Debug)]
@@ -50,6 +51,20 @@ pub struct PlanArgs {
     /// With --base: the revision to compare (default: the working tree).
     #[arg(long, value_name = "GIT_REV", requires = "base")]
     pub head: Option<String>,
+    /// Print the full text of rendered files being created (by default one line each:
+    /// how many lines, rendered from which template). Diffs of changed files are always full.
+    #[arg(long)]
+    pub full: bool,
+}
+
+impl PlanArgs {
+    fn content(&self) -> Content {
+        if self.full {
+            Content::Full
+        } else {
+            Content::Summary
+        }
+    }
 }
 
 pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
@@ -94,23 +109,23 @@ pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
             anyhow::Ok(engine.plan(&effective, &live, &opts))
         })?)
     };
+    let show = Show {
+        format: args.format,
+        content: args.content(),
+    };
     match (&change, &live) {
         (Some((title, c)), Some(l)) => {
             print!(
                 "{}",
-                section(&format!("What this change does ({title})"), c, args.format)
+                section(&format!("What this change does ({title})"), c, show)
             );
             print!(
                 "{}",
-                section(
-                    "What apply would do now, against live state",
-                    l,
-                    args.format
-                )
+                section("What apply would do now, against live state", l, show)
             );
         }
-        (Some((_, c)), None) => print!("{}", render(c, args.format)),
-        (None, Some(l)) => print!("{}", render(l, args.format)),
+        (Some((_, c)), None) => print!("{}", render(c, show)),
+        (None, Some(l)) => print!("{}", render(l, show)),
         (None, None) => unreachable!("one of the two plans is always made"),
     }
     let main = change
@@ -232,17 +247,24 @@ fn change_plan(
     (title, p)
 }
 
-fn section(title: &str, p: &Plan, format: PlanFormat) -> String {
-    match format {
-        PlanFormat::Markdown => format!("### {title}\n\n{}\n", render(p, format)),
-        PlanFormat::Json => render(p, format),
-        PlanFormat::Text => format!("=== {title}\n\n{}\n", render(p, format)),
+/// How a plan is printed: its format, and for text how much of new rendered files.
+#[derive(Clone, Copy)]
+struct Show {
+    format: PlanFormat,
+    content: Content,
+}
+
+fn section(title: &str, p: &Plan, show: Show) -> String {
+    match show.format {
+        PlanFormat::Markdown => format!("### {title}\n\n{}\n", render(p, show)),
+        PlanFormat::Json => render(p, show),
+        PlanFormat::Text => format!("=== {title}\n\n{}\n", render(p, show)),
     }
 }
 
-pub fn render(plan: &Plan, format: PlanFormat) -> String {
-    match format {
-        PlanFormat::Text => plan::text::render(plan),
+fn render(plan: &Plan, show: Show) -> String {
+    match show.format {
+        PlanFormat::Text => plan::text::render_with(plan, show.content),
         PlanFormat::Json => plan::json::render(plan),
         PlanFormat::Markdown => plan::markdown::render(plan),
     }

@@ -39,7 +39,9 @@ pub fn run(args: RollbackArgs, state: Option<&Path>) -> anyhow::Result<Outcome> 
     }
     let state_dir = state_dir(state);
     runtime()?.block_on(async {
-        let engine = Engine::open(&desired, state_dir.clone()).await?;
+        let engine = Engine::open(&desired, state_dir.clone())
+            .await?
+            .with_safety_net(Box::new(crate::backup::safety::Net));
         let project = desired.project.name.as_str();
         let _lock = StateLock::acquire(&state_dir, project)?;
         let mut journal = Journal::open(&state_dir, project)?;

@@ -75,7 +75,7 @@ async fn gather(
     host: Option<&str>,
     state_dir: PathBuf,
 ) -> anyhow::Result<Report> {
-    let session = Engine::open(desired, state_dir.clone()).await?;
+    let session = Engine::open_connections_only(desired, state_dir.clone()).await?;
     let live = session.observe(desired).await?;
     let project = desired.project.name.as_str();
     let entries = Journal::entries(&state_dir, project);

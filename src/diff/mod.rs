@@ -147,6 +147,19 @@ pub(super) fn infrastructure(
         }
     }
     for (name, prune) in volumes {
+        if let Some(v) = live.volumes.get(name).filter(|v| v.prune != prune) {
+            let mut c = Change::new(
+                ResourceId::new(Kind::Volume, name),
+                Subject::Volume,
+                ChangeAction::Update,
+                "its declared `prune` changed: the latest one decides if it is ever deleted",
+            );
+            c.attributes.push(AttrChange {
+                before: Some(AttrValue::Text(v.prune.to_string())),
+                ..added("prune", prune)
+            });
+            out.changes.push(c);
+        }
         if !live.volumes.contains_key(name) {
             let mut c = Change::new(
                 ResourceId::new(Kind::Volume, name),

@@ -9,15 +9,15 @@ use futures_util::StreamExt;
 
 use crate::diff::{Change, ServiceChange};
 use crate::model::live::Color;
-use crate::model::{DesiredState, Kind, Resource, ResourceId};
+use crate::model::{Kind, ResourceId};
 use crate::plan::{Plan, Step, StepAction};
-use crate::providers::services::containers::spec_attributes;
 use crate::providers::{Context, ProviderError, Registry, Undo};
 
 use super::deferred::cancel_drains;
-use super::event::{ApplyStarted, DeferredData, Deployed, Event, SpecHash, StepRef};
+use super::event::{ApplyStarted, DeferredData, Event, StepRef};
 pub use super::journal::{self, Journal, JournalError};
-use super::verify::{new_colors, verify};
+use super::memory;
+use super::verify::{self, new_colors, verify};
 
 /// Why a step failed: what the journal records and the outcome reports.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,20 @@ pub struct Run<'a> {
     pub ctx: Context<'a>,
     /// Set by a shutdown signal: the running step finishes, no other starts.
     pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+    /// What the running step's time went to, when it is more than one thing (its line says).
+    pub note: std::sync::Mutex<Option<String>>,
+}
+
+impl Run<'_> {
+    fn set_note(&self, note: String) {
+        *self.note.lock().unwrap_or_else(|e| e.into_inner()) = Some(note);
+    }
+
+    /// `: <note>` for the step's progress line, or nothing.
+    fn take_note(&self) -> String {
+        let note = self.note.lock().unwrap_or_else(|e| e.into_inner()).take();
+        note.map(|n| format!(": {n}")).unwrap_or_default()
+    }
 }
 
 impl<'a> std::ops::Deref for Run<'a> {
@@ -57,11 +71,10 @@ impl<'a> std::ops::Deref for Run<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Applied,
+    /// `saved`: the safety copies taken before data was dropped, and how to restore each.
+    Applied { saved: Vec<String> },
     /// Stopped between steps by a shutdown; the next start recovers from the journal.
-    Interrupted {
-        after: usize,
-    },
+    Interrupted { after: usize },
     RolledBack {
         step: String,
         error: String,
@@ -78,7 +91,7 @@ pub enum Outcome {
 impl Outcome {
     pub fn name(&self) -> &'static str {
         match self {
-            Outcome::Applied => "applied",
+            Outcome::Applied { .. } => "applied",
             Outcome::Interrupted { .. } => "interrupted",
             Outcome::RolledBack { .. } => "rolled-back",
             Outcome::RollbackFailed { .. } => "rollback-failed",
@@ -106,6 +119,7 @@ pub async fn execute(
     let total = plan.steps.len();
     let mut done: Vec<(&Step, Undo)> = Vec::new();
     let mut retired_on_success: Vec<String> = Vec::new();
+    let mut saved: Vec<String> = Vec::new();
     // Independent service creations start together (like compose), at most 4 at a time.
     let mut ahead: BTreeMap<usize, (Result<Undo, StepError>, f64)> = BTreeMap::new();
     let mut completed: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
@@ -165,7 +179,9 @@ pub async fn execute(
         }
         match result {
             Ok(undo) => {
-                progress(&step_line(step, total, &format!("ok ({secs:.1}s)")));
+                let note = ctx.take_note();
+                progress(&step_line(step, total, &format!("ok ({secs:.1}s{note})")));
+                memory::record_saved(step, ctx, journal, progress, &mut saved)?;
                 journal.record(Event::StepDone {
                     at: step_ref(step),
                     data: undo.clone(),
@@ -178,12 +194,14 @@ pub async fn execute(
                 }
                 done.push((step, undo));
             }
-            Err(error) => {
-                let error = error.to_string();
+            Err(failure) => {
+                let error = failure.to_string();
+                ctx.take_note();
                 progress(&format!(
                     "{}\n      {error}",
                     step_line(step, total, &format!("FAILED ({secs:.1}s)"))
                 ));
+                memory::record_saved(step, ctx, journal, progress, &mut saved)?;
                 journal.record(Event::StepFailed {
                     at: step_ref(step),
                     error: error.clone(),
@@ -198,14 +216,7 @@ pub async fn execute(
                         done.push((s, undo));
                     }
                 }
-                for resource in deploys_implicated(step, &changes, ctx.desired) {
-                    if let Some(hash) = spec_hash(&resource, &changes, &ctx.ctx) {
-                        journal.record(Event::SpecFailed {
-                            resource: resource.to_string(),
-                            data: SpecHash { hash },
-                        })?;
-                    }
-                }
+                memory::record_failed_specs(step, &failure, &changes, ctx, journal)?;
                 let left = compensate(&done, ctx, journal, progress).await?;
                 let what = format!("{} {}", step.action.as_str(), step.resource);
                 let kept: Vec<String> = done
@@ -217,6 +228,7 @@ pub async fn execute(
                             && s.action != StepAction::Drain
                     })
                     .map(|(s, _)| format!("{} {}", s.action.as_str(), s.resource))
+                    .chain(saved.iter().map(|l| format!("safety copy: {l}")))
                     .collect();
                 if left.is_empty() {
                     discard_kept(&done);
@@ -246,12 +258,12 @@ pub async fn execute(
             let _ = rt.remove(old).await;
         }
     }
-    record_deployed(plan, ctx, journal)?;
+    memory::record_deployed(plan, ctx, journal)?;
     journal.record(Event::ApplyFinished {
         detail: "applied".into(),
     })?;
     discard_kept(&done);
-    Ok(Outcome::Applied)
+    Ok(Outcome::Applied { saved })
 }
 
 /// Removes the copies completed steps kept for their undo: the run is over.
@@ -259,87 +271,6 @@ fn discard_kept(done: &[(&Step, Undo)]) {
     for (_, undo) in done {
         undo.discard();
     }
-}
-
-/// Services whose new spec the failed step was deploying: those are remembered as failed.
-fn deploys_implicated(
-    step: &Step,
-    changes: &Changes<'_>,
-    desired: &DesiredState,
-) -> Vec<ResourceId> {
-    let deploying = |id: &ResourceId| {
-        matches!(
-            changes.get(id).and_then(|c| c.service.as_ref()),
-            Some(
-                ServiceChange::Start { .. }
-                    | ServiceChange::Deploy { .. }
-                    | ServiceChange::Replace { .. }
-            )
-        )
-    };
-    match (step.resource.kind, step.action) {
-        (
-            Kind::Service,
-            StepAction::Create | StepAction::StartColor | StepAction::Replace | StepAction::Switch,
-        ) => {
-            vec![step.resource.clone()]
-        }
-        (Kind::Router, StepAction::Switch) => switched_services(&step.resource, desired)
-            .into_iter()
-            .filter(|id| deploying(id))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The services every route of a router sends traffic to.
-fn switched_services(router: &ResourceId, desired: &DesiredState) -> Vec<ResourceId> {
-    match desired.get(router) {
-        Some(Resource::Router(r)) => r
-            .routes
-            .iter()
-            .map(|rt| ResourceId::new(Kind::Service, rt.service.as_str()))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The spec hash the plan recorded for a service's change (computed again for a plan saved by
-/// an earlier version, which did not record it).
-fn spec_hash(id: &ResourceId, changes: &Changes<'_>, ctx: &Context<'_>) -> Option<String> {
-    if let Some(hash) = changes.get(id).and_then(|c| c.spec_hash.clone()) {
-        return Some(hash);
-    }
-    let s = ctx.desired.service(&id.name)?;
-    Some(spec_attributes(ctx.secrets, s).spec_hash())
-}
-
-/// After a successful apply, the spec of every service it deployed, for `converge rollback`.
-fn record_deployed(plan: &Plan, ctx: &Run<'_>, journal: &mut Journal) -> Result<(), JournalError> {
-    for c in &plan.changes {
-        let color = match &c.service {
-            Some(ServiceChange::Start { color, .. }) => *color,
-            Some(ServiceChange::Deploy { to, .. }) => Some(*to),
-            Some(ServiceChange::Replace { .. }) => None,
-            _ => continue,
-        };
-        let Some(s) = ctx.desired.service(&c.id.name) else {
-            continue;
-        };
-        let hash = c
-            .spec_hash
-            .clone()
-            .unwrap_or_else(|| spec_attributes(ctx.secrets, s).spec_hash());
-        journal.record(Event::Deployed {
-            resource: c.id.to_string(),
-            data: Deployed {
-                hash,
-                color,
-                service: serde_json::to_value(s).unwrap_or_default(),
-            },
-        })?;
-    }
-    Ok(())
 }
 
 /// A plain service creation: needs nothing from the journal, can run beside others.
@@ -395,6 +326,7 @@ async fn compensate(
             continue;
         }
         journal.record(Event::CompensationStarted(step_ref(step)))?;
+        let undo = &memory::with_safety_copy(undo, step, ctx, journal, progress).await?;
         match run_undo(undo, ctx.registry).await {
             Ok(()) => {
                 progress(&format!(
@@ -466,9 +398,23 @@ async fn switch_and_verify(
     changes: &Changes<'_>,
     ctx: &Run<'_>,
 ) -> Result<Undo, StepError> {
+    let started = Instant::now();
     let undo = provider_step(step, change, ctx).await?;
-    let targets = new_colors(switched_services(&step.resource, ctx.desired), changes);
-    if let Err(verify) = verify(ctx, &targets).await {
+    let switched = started.elapsed();
+    let targets = new_colors(
+        memory::switched_services(&step.resource, ctx.desired),
+        changes,
+    );
+    let started = Instant::now();
+    let verified = verify(ctx, &targets).await;
+    ctx.set_note(verify::spent(
+        ctx,
+        &targets,
+        changes,
+        switched,
+        started.elapsed(),
+    ));
+    if let Err(verify) = verified {
         if let Err(undo) = run_undo(&undo, ctx.registry).await {
             return Err(StepError::SwitchBackFailed {
                 verify,
@@ -524,15 +470,23 @@ async fn run_step(
             provider_step(step, change, ctx).await
         }
         (Kind::Service, StepAction::Switch, _) => {
-            verify(ctx, &new_colors(vec![step.resource.clone()], changes))
-                .await
-                .map_err(StepError::Verify)?;
+            let targets = new_colors(vec![step.resource.clone()], changes);
+            let started = Instant::now();
+            let verified = verify(ctx, &targets).await;
+            let took = started.elapsed();
+            let zero = std::time::Duration::ZERO;
+            ctx.set_note(verify::spent(ctx, &targets, changes, zero, took));
+            verified.map_err(StepError::Verify)?;
             Ok(Undo::Nothing)
         }
         (Kind::Service, StepAction::Drain, Some(ServiceChange::Deploy { from, drain, .. }))
             if step.deferred =>
         {
             let due = journal::now() + drain.as_millis().div_ceil(1000);
+            ctx.set_note(format!(
+                "deferred: {from} keeps serving what it has in flight until {} ({drain} drain); the next apply or the running agent stops it then",
+                crate::plan::text::utc(due)
+            ));
             let run = journal.run.clone();
             journal.record(Event::Deferred {
                 at: step_ref(step),

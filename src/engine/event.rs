@@ -154,6 +154,30 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<BackupTaken>,
     },
+    /// A step saved a copy of data before dropping it (`detail`: the copy and how to restore it).
+    SafetyCopy {
+        resource: String,
+        detail: String,
+    },
+    /// The latest declared `prune` of a volume (the engine's label keeps the value at creation).
+    VolumeIntent {
+        resource: String,
+        data: VolumeIntent,
+    },
+    /// `converge recover` began (`detail`: what it restores, from where).
+    RecoveryStarted {
+        detail: String,
+    },
+    /// `converge recover` restored one item (`detail`: the copy); a resumed recovery skips it.
+    RecoveryRestored {
+        resource: String,
+        detail: String,
+    },
+    /// `converge recover` ended (`detail`: `recovered`, or `failed: …`), with its phases' times.
+    RecoveryFinished {
+        detail: String,
+        data: RecoveryPhases,
+    },
     /// An event a newer version wrote: kept in the file, ignored here.
     #[serde(other)]
     Unknown,
@@ -228,6 +252,23 @@ pub struct BudgetAlert {
     pub period: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeIntent {
+    pub prune: bool,
+}
+
+/// The wall time of each phase of a recovery, in order (the RTO is their sum).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryPhases {
+    pub phases: Vec<PhaseTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTime {
+    pub name: String,
+    pub seconds: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupTaken {
     pub id: String,
@@ -261,6 +302,11 @@ impl Event {
             Event::BudgetAlert { .. } => "budget-alert",
             Event::BackupDone { .. } => "backup-done",
             Event::BackupFailed { .. } => "backup-failed",
+            Event::SafetyCopy { .. } => "safety-copy",
+            Event::VolumeIntent { .. } => "volume-intent",
+            Event::RecoveryStarted { .. } => "recovery-started",
+            Event::RecoveryRestored { .. } => "recovery-restored",
+            Event::RecoveryFinished { .. } => "recovery-finished",
             Event::Unknown => "unknown",
         }
     }
@@ -292,7 +338,10 @@ impl Event {
             | Event::BudgetLimit { resource, .. }
             | Event::BudgetAlert { resource, .. }
             | Event::BackupDone { resource, .. }
-            | Event::BackupFailed { resource, .. } => Some(resource),
+            | Event::BackupFailed { resource, .. }
+            | Event::SafetyCopy { resource, .. }
+            | Event::VolumeIntent { resource, .. }
+            | Event::RecoveryRestored { resource, .. } => Some(resource),
             other => other.at().and_then(|a| a.resource.as_deref()),
         }
     }

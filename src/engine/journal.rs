@@ -317,7 +317,10 @@ pub fn compacted(entries: &[Entry]) -> Vec<&Entry> {
         .collect();
     let mut last_of: std::collections::BTreeMap<(&str, String), Vec<usize>> = Default::default();
     for (i, e) in entries.iter().enumerate() {
-        if matches!(e.name(), "deployed" | "backup-done" | "scaled" | "usage") {
+        if matches!(
+            e.name(),
+            "deployed" | "backup-done" | "scaled" | "usage" | "volume-intent"
+        ) {
             last_of
                 .entry((e.name(), e.resource().unwrap_or_default().to_string()))
                 .or_default()

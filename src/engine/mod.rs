@@ -9,6 +9,7 @@ pub mod budgets;
 pub mod deferred;
 pub mod event;
 pub mod journal;
+mod memory;
 pub mod observe;
 pub mod recover;
 pub mod rollback;
@@ -77,12 +78,32 @@ pub struct Engine {
     registry: Registry,
     secrets: Secrets,
     state_dir: PathBuf,
+    /// Copies data before a step drops it; without one, such steps refuse to run.
+    safety_net: Option<Box<dyn crate::providers::SafetyNet>>,
 }
 
 impl Engine {
     /// Connects the providers `desired` needs and checks that every secret reference resolves
     /// (before any provider that needs a secret connects).
     pub async fn open(desired: &DesiredState, state_dir: PathBuf) -> Result<Engine, EngineError> {
+        Self::open_with(desired, state_dir, true).await
+    }
+
+    /// Like `open`, for commands that read live state or work on one backup (`status`, `backup`,
+    /// `restore`, `migrations`): only the secrets the providers' connections need must resolve,
+    /// not every service's env or role's password.
+    pub async fn open_connections_only(
+        desired: &DesiredState,
+        state_dir: PathBuf,
+    ) -> Result<Engine, EngineError> {
+        Self::open_with(desired, state_dir, false).await
+    }
+
+    async fn open_with(
+        desired: &DesiredState,
+        state_dir: PathBuf,
+        every_secret: bool,
+    ) -> Result<Engine, EngineError> {
         let secrets = Secrets::load_or_create(&state_dir)?;
         let refused = secrets.policy().refused_paths(desired);
         if !refused.is_empty() {
@@ -93,7 +114,11 @@ impl Engine {
         }
         let mut registry = Registry::default();
         registry.connect(desired, &secrets, true).await?;
-        let missing = secrets.check(desired);
+        let missing = if every_secret {
+            secrets.check(desired)
+        } else {
+            Vec::new()
+        };
         if !missing.is_empty() {
             return Err(EngineError::Secrets {
                 count: missing.len(),
@@ -105,7 +130,14 @@ impl Engine {
             registry,
             secrets,
             state_dir,
+            safety_net: None,
         })
+    }
+
+    /// Gives steps that drop data a way to copy it first (the backup pipeline).
+    pub fn with_safety_net(mut self, net: Box<dyn crate::providers::SafetyNet>) -> Engine {
+        self.safety_net = Some(net);
+        self
     }
 
     pub fn registry(&self) -> &Registry {
@@ -215,8 +247,11 @@ impl Engine {
                 revision,
                 root,
                 state_dir: &self.state_dir,
+                safety_net: self.safety_net.as_deref(),
+                safety: Default::default(),
             },
             stop: None,
+            note: Default::default(),
         }
     }
 
@@ -246,24 +281,33 @@ pub fn plan_of(desired: &DesiredState, live: &LiveState, d: Diff, opts: &PlanOpt
     )
 }
 
-/// The plan against an empty live state: no provider is contacted.
+/// The plan against an empty live state: no provider is contacted. It covers the kinds a live
+/// plan would (those of the providers the desired state wants), and its reasons say that live
+/// state was not read rather than that something does not exist.
 pub fn offline_plan(desired: &DesiredState, host: Option<&str>) -> Plan {
     let live = LiveState::default();
+    let kinds = crate::providers::registry::kinds_wanted(desired);
     let opts = DiffOptions {
         host,
         secrets: &ReferenceDigest,
-        kinds: None,
+        kinds: Some(&kinds),
         retry_failed: false,
     };
-    plan_of(
+    let mut d = diff(desired, &live, &opts);
+    for c in &mut d.changes {
+        c.reason = "offline: live state not read".into();
+    }
+    let mut p = plan_of(
         desired,
         &live,
-        diff(desired, &live, &opts),
+        d,
         &PlanOptions {
             host,
             ..Default::default()
         },
-    )
+    );
+    p.offline = true;
+    p
 }
 
 /// Fails when `host` is not one of the Project's hosts.

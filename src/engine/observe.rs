@@ -44,6 +44,7 @@ pub async fn observe(
             })?;
     }
     active_colors_from_routers(desired, &mut live);
+    latest_volume_intents(&entries, &mut live);
     live.failed = journal::failed_of(&entries);
     live.overrides = crate::scale::overrides(
         desired,
@@ -108,6 +109,18 @@ fn active_colors_from_routers(desired: &DesiredState, live: &mut LiveState) {
             let id = ResourceId::new(Kind::Service, s.name.as_str());
             if let Some(ls) = live.resources.get_mut(&id).and_then(|r| r.service.as_mut()) {
                 ls.active_color = Some(color);
+            }
+        }
+    }
+}
+
+/// A volume's `prune` is the latest one an apply recorded, not the label it was created with.
+fn latest_volume_intents(entries: &[super::event::Entry], live: &mut LiveState) {
+    for e in entries {
+        if let super::event::Event::VolumeIntent { resource, data } = &e.event {
+            let name = resource.strip_prefix("volume/").unwrap_or(resource);
+            if let Some(v) = live.volumes.get_mut(name) {
+                v.prune = data.prune;
             }
         }
     }

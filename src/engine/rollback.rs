@@ -306,7 +306,7 @@ async fn redeploy_previous(
     progress(text.strip_suffix('\n').unwrap_or(&text));
     let run = session.run(&target, live, dir, None);
     let outcome = session.apply(&p, &run, journal, progress).await?;
-    if outcome != apply::Outcome::Applied {
+    if !matches!(outcome, apply::Outcome::Applied { .. }) {
         return Ok(Rollback::Failed(format!("{outcome:?}")));
     }
     journal.record(Event::SpecFailed {

@@ -27,6 +27,53 @@ pub fn new_colors(services: Vec<ResourceId>, changes: &Changes<'_>) -> Vec<(Reso
         .collect()
 }
 
+/// What a switch step's time went to: `switched in 38 ms; verified api/green for 5.0s`. A
+/// first deploy says what its verification cannot do: there is no earlier color to go back to.
+pub fn spent(
+    ctx: &Run<'_>,
+    targets: &[(ResourceId, Color)],
+    changes: &Changes<'_>,
+    switched: std::time::Duration,
+    verified: std::time::Duration,
+) -> String {
+    let mut parts = Vec::new();
+    if !switched.is_zero() {
+        parts.push(format!("switched in {} ms", switched.as_millis()));
+    }
+    let checked: Vec<String> = targets
+        .iter()
+        .filter(|(id, _)| {
+            ctx.desired
+                .service(&id.name)
+                .is_some_and(|s| s.health.is_some())
+        })
+        .map(|(id, color)| format!("{}/{color}", id.name))
+        .collect();
+    if checked.is_empty() {
+        parts.push("nothing verified: no health check declared".into());
+    } else {
+        let secs = verified.as_secs_f64();
+        parts.push(format!("verified {} for {secs:.1}s", checked.join(", ")));
+    }
+    let first: Vec<&str> = targets
+        .iter()
+        .filter(|(id, _)| {
+            matches!(
+                changes.get(id).and_then(|c| c.service.as_ref()),
+                Some(ServiceChange::Start { .. })
+            )
+        })
+        .map(|(id, _)| id.name.as_str())
+        .collect();
+    if !first.is_empty() {
+        parts.push(format!(
+            "first deploy of {}: no earlier color to switch back to, so a failure here could only take the route away, not restore service",
+            first.join(", ")
+        ));
+    }
+    parts.join("; ")
+}
+
 /// Keeps probing the new color for `verify_for` after the switch: the container must stay up
 /// and its health check must not fail twice in a row.
 pub async fn verify(ctx: &Run<'_>, targets: &[(ResourceId, Color)]) -> Result<(), String> {

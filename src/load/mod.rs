@@ -4,6 +4,7 @@
 pub mod de;
 pub mod diagnostic;
 pub mod git;
+mod implied;
 pub mod limits;
 pub mod overrides;
 pub mod source;
@@ -116,7 +117,7 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
     }
     let project = project.expect("a missing Project is a diagnostic");
     let uses = validate::template_uses(&typed);
-    let state = DesiredState {
+    let mut state = DesiredState {
         project,
         environment: env.map(str::to_string),
         resources: typed
@@ -126,6 +127,7 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
         templates: checked.templates,
         migrations: checked.migrations,
     };
+    implied::add_implied(&mut state);
     let problems = validate::render_templates(&state, &uses, tree);
     if !problems.is_empty() {
         return Err(Diagnostics(problems).sorted());

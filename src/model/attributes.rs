@@ -217,8 +217,10 @@ fn service_attributes(s: &Service, d: &dyn SecretDigest) -> Attributes {
     a.text("priority", s.priority.as_str());
     a.text("deploy.strategy", s.deploy.strategy.as_str());
     if blue_green {
+        // A color's port is where the Router sends traffic: a change deploys the idle color,
+        // which publishes the new port before the Router is switched to it.
         if let (Some(b), Some(g)) = (&s.deploy.blue, &s.deploy.green) {
-            a.text("deploy.ports", format!("blue {}, green {}", b.port, g.port));
+            a.spec_text("deploy.ports", format!("blue {}, green {}", b.port, g.port));
         }
         // Where each color's port is bound: a change needs new containers. Services deployed
         // before `host_ip` existed were bound to every interface and lack these labels, so

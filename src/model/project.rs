@@ -22,6 +22,21 @@ pub struct Project {
     pub providers: Providers,
     #[serde(default)]
     pub sync: SyncPolicy,
+    /// Recovery objectives `converge recover` reports against.
+    #[serde(default)]
+    pub recovery: Option<RecoveryObjectives>,
+}
+
+/// The recovery time and point objectives of the whole project.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryObjectives {
+    /// Recovery time objective: the longest a full `converge recover` may take.
+    #[serde(default)]
+    pub rto: Option<Duration>,
+    /// Recovery point objective: the most data (age of a restored copy) a recovery may lose.
+    #[serde(default)]
+    pub rpo: Option<Duration>,
 }
 
 fn default_environments() -> Vec<Name> {

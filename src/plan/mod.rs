@@ -3,7 +3,10 @@
 
 pub mod json;
 pub mod markdown;
+mod step;
 pub mod text;
+
+pub use step::{Compensation, Step, StepAction};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -14,61 +17,6 @@ use crate::diff::{Change, ChangeAction, Diff, ServiceChange, Subject};
 use crate::model::live::PendingStep;
 use crate::model::service::Strategy;
 use crate::model::{DesiredState, Kind, Resource, ResourceId};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepAction {
-    Create,
-    Update,
-    Replace,
-    Delete,
-    Start,
-    StartColor,
-    Switch,
-    Drain,
-    Migrate,
-    Scale,
-    Render,
-}
-
-impl StepAction {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            StepAction::Create => "create",
-            StepAction::Update => "update",
-            StepAction::Replace => "replace",
-            StepAction::Delete => "delete",
-            StepAction::Start => "start",
-            StepAction::StartColor => "start-color",
-            StepAction::Switch => "switch",
-            StepAction::Drain => "drain",
-            StepAction::Migrate => "migrate",
-            StepAction::Scale => "scale",
-            StepAction::Render => "render",
-        }
-    }
-}
-
-/// What undoes a step when a later one fails.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Compensation {
-    pub action: StepAction,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    pub id: usize,
-    pub resource: ResourceId,
-    pub action: StepAction,
-    pub detail: String,
-    pub waits_for: Vec<usize>,
-    /// `None`: nothing to undo, or it cannot be undone automatically (the detail says which).
-    pub compensation: Option<Compensation>,
-    /// Runs later (after `drain`), kept in the journal until it does.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deferred: bool,
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -103,6 +51,9 @@ pub struct Plan {
     /// What recovery of an interrupted run will do before the next apply plans anew.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovery: Vec<String>,
+    /// Made without reading live state (`plan --offline`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offline: bool,
 }
 
 impl Plan {
@@ -188,6 +139,7 @@ pub fn plan(desired: &DesiredState, diff: Diff, ctx: PlanContext) -> Plan {
         cost,
         held_back,
         recovery: Vec::new(),
+        offline: false,
     }
 }
 
@@ -314,11 +266,18 @@ impl StepBuilder {
         };
         match (&c.service, c.action, c.subject) {
             (Some(sc), _, _) => self.expand_service(c, sc, desired, deps, drains),
-            (None, ChangeAction::Delete, _) => {
+            (None, ChangeAction::Delete, subject) => {
+                let holds_data =
+                    matches!(subject, Subject::Volume | Subject::Resource(Kind::Database));
+                let save = if holds_data {
+                    "save a safety copy, then "
+                } else {
+                    ""
+                };
                 self.push(
                     id,
                     StepAction::Delete,
-                    format!("delete {id}"),
+                    format!("{save}delete {id}"),
                     deps,
                     None,
                     false,
@@ -334,15 +293,12 @@ impl StepBuilder {
                     false,
                 );
             }
-            (None, _, Subject::Volume) => {
-                self.push(
-                    id,
-                    StepAction::Create,
-                    "create the named volume".into(),
-                    deps,
-                    None,
-                    false,
-                );
+            (None, action, Subject::Volume) => {
+                let (a, detail) = match action {
+                    ChangeAction::Update => (StepAction::Update, "record its declared `prune`"),
+                    _ => (StepAction::Create, "create the named volume"),
+                };
+                self.push(id, a, detail.into(), deps, None, false);
             }
             (None, action, Subject::Resource(Kind::Router | Kind::ConfigFile)) => {
                 let file = c.file.as_ref().map(|f| f.path.as_str()).unwrap_or("");

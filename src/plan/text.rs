@@ -9,7 +9,24 @@ use crate::cost::{money, signed};
 use crate::diff::{AttrChange, Change, ChangeAction, ServiceChange};
 use crate::model::AttrValue;
 
+/// How much of a rendered file that is being created the text shows. Diffs of files that
+/// change are always shown in full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Content {
+    /// One line: how many lines, rendered from which template (the terminal's default).
+    #[default]
+    Summary,
+    /// Every line, as a diff from /dev/null (`--full`).
+    Full,
+}
+
+/// The plan with new rendered files summarised.
 pub fn render(plan: &Plan) -> String {
+    render_with(plan, Content::Summary)
+}
+
+/// The plan as terminal text, with new rendered files shown as `content` says.
+pub fn render_with(plan: &Plan, content: Content) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", header(plan));
     out.push('\n');
@@ -32,10 +49,13 @@ pub fn render(plan: &Plan) -> String {
     out.push_str("converge will perform the following actions:\n\n");
     let currency = plan.cost.as_ref().map(|c| c.currency.as_str());
     for c in &plan.changes {
-        change(c, currency, &mut out);
+        change(c, currency, content, &mut out);
     }
     steps(&plan.steps, &mut out);
     notes(plan, &mut out);
+    if plan.changes.iter().any(|c| summarised(c, content)) {
+        out.push_str("New rendered files are summarised; --full shows their text.\n\n");
+    }
     if let Some(cost) = &plan.cost {
         let _ = writeln!(out, "{}", cost.line());
     }
@@ -44,8 +64,13 @@ pub fn render(plan: &Plan) -> String {
 }
 
 pub fn header(plan: &Plan) -> String {
+    let offline = if plan.offline {
+        "\nOFFLINE: no server was contacted; everything is planned as if nothing existed yet"
+    } else {
+        ""
+    };
     format!(
-        "converge plan for project {}, environment {}, host {}, revision {}",
+        "converge plan for project {}, environment {}, host {}, revision {}{offline}",
         plan.project,
         plan.environment.as_deref().unwrap_or("(base)"),
         plan.host.as_deref().unwrap_or("(all)"),
@@ -98,14 +123,15 @@ pub fn verb(action: ChangeAction) -> &'static str {
     }
 }
 
-/// One resource's block: header with the reason, attribute lines, file diff, migrations.
+/// One resource's block: header with the reason, attribute lines, file diff (in full),
+/// migrations.
 pub fn change_block(c: &Change, currency: Option<&str>) -> String {
     let mut out = String::new();
-    change(c, currency, &mut out);
+    change(c, currency, Content::Full, &mut out);
     out
 }
 
-fn change(c: &Change, currency: Option<&str>, out: &mut String) {
+fn change(c: &Change, currency: Option<&str>, content: Content, out: &mut String) {
     let _ = writeln!(out, "  # {} {}: {}", c.id, verb(c.action), c.reason);
     let _ = writeln!(out, "{:>3} {} {{", symbol(c.action), c.id);
     if let (Some(d), Some(cur)) = (&c.cost, currency) {
@@ -117,7 +143,14 @@ fn change(c: &Change, currency: Option<&str>, out: &mut String) {
             signed(d.delta(), cur)
         );
     }
-    let width = c.attributes.iter().map(|a| a.key.len()).max().unwrap_or(0);
+    let summary = file_summary(c, content);
+    let width = c
+        .attributes
+        .iter()
+        .map(|a| a.key.len())
+        .chain(summary.as_ref().map(|_| CONTENT.len()))
+        .max()
+        .unwrap_or(0);
     let forces = match (&c.action, &c.service) {
         (ChangeAction::Replace, _) => " # forces replacement",
         (_, Some(ServiceChange::Deploy { .. })) => " # deploys a new color",
@@ -135,7 +168,9 @@ fn change(c: &Change, currency: Option<&str>, out: &mut String) {
             let _ = writeln!(out, "      warning: {l}");
         }
     }
-    if let Some(f) = &c.file {
+    if let Some(s) = summary {
+        let _ = writeln!(out, "      + {CONTENT:width$} = ({s})");
+    } else if let Some(f) = &c.file {
         let before = f.before.as_deref().unwrap_or("");
         let diff = TextDiff::from_lines(before, f.after.as_str());
         let old = if f.before.is_some() {
@@ -153,6 +188,33 @@ fn change(c: &Change, currency: Option<&str>, out: &mut String) {
         }
     }
     out.push_str("    }\n\n");
+}
+
+const CONTENT: &str = "content";
+
+/// Whether the block shows a new file as one summary line instead of its text.
+fn summarised(c: &Change, content: Content) -> bool {
+    content == Content::Summary && c.file.as_ref().is_some_and(|f| f.before.is_none())
+}
+
+/// `138 lines, rendered from alert-rules` for a new file shown in summary.
+fn file_summary(c: &Change, content: Content) -> Option<String> {
+    if !summarised(c, content) {
+        return None;
+    }
+    let lines = c.file.as_ref()?.after.lines().count();
+    let noun = if lines == 1 { "line" } else { "lines" };
+    let template = c
+        .attributes
+        .iter()
+        .find_map(|a| match (a.key.as_str(), &a.after) {
+            ("template", Some(AttrValue::Text(t))) => Some(t.as_str()),
+            _ => None,
+        });
+    Some(match template {
+        Some(t) => format!("{lines} {noun}, rendered from {t}"),
+        None => format!("{lines} {noun}"),
+    })
 }
 
 fn value(v: &AttrValue) -> String {

@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod registry;
 pub mod runtime;
 pub mod s3;
+pub mod safety;
 pub mod services;
 pub mod undo;
 
@@ -31,6 +32,7 @@ use crate::secrets::Secrets;
 pub use error::ProviderError;
 pub use registry::Registry;
 pub use runtime::ContainerRuntime;
+pub use safety::{Dropping, SafetyCopies, SafetyNet};
 pub use undo::Undo;
 
 /// What a step needs besides its provider: the desired state being applied, the live state it
@@ -45,6 +47,10 @@ pub struct Context<'a> {
     pub root: &'a Path,
     /// Where dumps go when no Backup destination is on local disk.
     pub state_dir: &'a Path,
+    /// What copies data before a step drops it (none: such steps refuse to run).
+    pub safety_net: Option<&'a dyn SafetyNet>,
+    /// Safety copies steps took before dropping data, for the apply's outcome.
+    pub safety: SafetyCopies,
 }
 
 /// One backend that owns some kinds of resource.

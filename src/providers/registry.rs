@@ -40,6 +40,16 @@ pub const FACTORIES: &[Factory] = &[
     crate::providers::s3::FACTORY,
 ];
 
+/// The kinds the providers `desired` wants would reconcile, without connecting any: what an
+/// offline plan covers, so it plans what a live plan would.
+pub fn kinds_wanted(desired: &DesiredState) -> Vec<Kind> {
+    FACTORIES
+        .iter()
+        .filter(|f| (f.wanted)(desired))
+        .flat_map(|f| f.kinds.iter().copied())
+        .collect()
+}
+
 /// Whether `desired` holds a resource of one of `kinds`.
 pub fn has_kind(desired: &DesiredState, kinds: &[Kind]) -> bool {
     desired.resources.keys().any(|id| kinds.contains(&id.kind))

@@ -45,6 +45,15 @@ impl RuntimeError {
     }
 }
 
+/// What a container was created with, as the engine reports it.
+#[derive(Default)]
+pub struct ContainerConfig {
+    /// The `converge.spec` label: the spec attributes, secrets as keyed digests.
+    pub spec: Option<String>,
+    /// Its environment, secret values included: digested, never shown.
+    pub env: BTreeMap<String, String>,
+}
+
 /// The host address and port a container port is published on.
 pub type HostBinding = (IpAddr, u16);
 
@@ -114,6 +123,8 @@ pub trait ContainerRuntime: Send + Sync {
     async fn remove_network(&self) -> Result<(), RuntimeError>;
     async fn create_volume(&self, logical: &str, prune: bool) -> Result<(), RuntimeError>;
     async fn remove_volume(&self, logical: &str) -> Result<(), RuntimeError>;
+    /// Where a volume's data is on this host (`None`: no such volume).
+    async fn volume_dir(&self, logical: &str) -> Result<Option<std::path::PathBuf>, RuntimeError>;
     /// Makes sure `image` is present (pulls it when it is not).
     async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError>;
     /// Builds `tag` from a context directory.
@@ -132,6 +143,8 @@ pub trait ContainerRuntime: Send + Sync {
     async fn rename(&self, from: &str, to: &str) -> Result<(), RuntimeError>;
     /// `None` when there is no such container.
     async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, RuntimeError>;
+    /// A container's spec label and real environment; `None` when there is no such container.
+    async fn config(&self, name: &str) -> Result<Option<ContainerConfig>, RuntimeError>;
     /// Runs a command in a container; its exit code.
     async fn exec(&self, name: &str, cmd: &[String]) -> Result<i64, RuntimeError>;
     /// Full container ids of this project's containers, by name.

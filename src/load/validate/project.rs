@@ -43,6 +43,7 @@ pub(super) fn check_project(p: &Project, ctx: &mut Ctx) {
                 .hint("30s is a good default"),
         );
     }
+    check_recovery(p, ctx);
     if let Some(e) = p
         .providers
         .docker
@@ -134,5 +135,19 @@ fn label_key_span(ctx: &Ctx, path: &[&str]) -> Option<Span> {
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(k, _)| k.span.clone()),
         _ => None,
+    }
+}
+
+/// `recovery.rto` and `recovery.rpo`, when given, are more than zero.
+fn check_recovery(p: &Project, ctx: &mut Ctx) {
+    let Some(r) = &p.recovery else { return };
+    for (field, value) in [("rto", r.rto), ("rpo", r.rpo)] {
+        if value.is_some_and(|d| d.as_millis() == 0) {
+            let span = project_span(ctx, &["recovery", field]);
+            ctx.diags.push(Diagnostic::new(
+                span,
+                format!("recovery.{field} must be more than 0s"),
+            ));
+        }
     }
 }

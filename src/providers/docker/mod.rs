@@ -41,8 +41,33 @@ fn short(e: &bollard::errors::Error) -> String {
             status_code,
             message,
         } => format!("{message} ({status_code})"),
+        other if unreachable(other) => format!("no answer: {}", root_cause(other)),
         other => other.to_string(),
     }
+}
+
+/// Whether `e` means the engine did not answer (no socket, refused, cut, timed out), as opposed
+/// to an answer converge did not like.
+fn unreachable(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as E;
+    matches!(
+        e,
+        E::HyperLegacyError { .. }
+            | E::HyperResponseError { .. }
+            | E::IOError { .. }
+            | E::RequestTimeoutError
+            | E::SocketNotFoundError(_)
+    )
+}
+
+/// The innermost error of `e`'s sources: `No such file or directory (os error 2)`, `connection
+/// closed before message completed` rather than the HTTP client's `client error (Connect)`.
+fn root_cause(e: &bollard::errors::Error) -> String {
+    let mut last: &dyn std::error::Error = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
 }
 
 fn not_found(e: &bollard::errors::Error) -> bool {
@@ -58,6 +83,8 @@ fn not_found(e: &bollard::errors::Error) -> bool {
 pub struct Docker {
     client: bollard::Docker,
     project: String,
+    /// The engine's address (`unix:///var/run/docker.sock`, `tcp://…`), for messages.
+    endpoint: String,
 }
 
 impl Docker {
@@ -72,13 +99,30 @@ impl Docker {
             None => bollard::Docker::connect_with_defaults(),
         }
         .map_err(|e| DockerError::Connect {
-            endpoint: shown,
+            endpoint: shown.clone(),
             message: short(&e),
         })?;
         Ok(Docker {
             client,
             project: project.to_string(),
+            endpoint: shown,
         })
+    }
+
+    /// Maps a failed call `what` (for `map_err`): the engine not answering is a connection
+    /// error naming the endpoint and the call; any other error is the engine's answer.
+    fn fail(&self, what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
+        let (what, endpoint) = (what.into(), self.endpoint.clone());
+        move |e| {
+            if unreachable(&e) {
+                DockerError::Connect {
+                    endpoint,
+                    message: format!("{what}: {}", root_cause(&e)),
+                }
+            } else {
+                api(what)(e)
+            }
+        }
     }
 
     pub fn project(&self) -> &str {
@@ -91,8 +135,12 @@ impl Docker {
             .await
             .map(|_| ())
             .map_err(|e| DockerError::Connect {
-                endpoint: "the Docker engine".into(),
-                message: short(&e),
+                endpoint: self.endpoint.clone(),
+                message: if unreachable(&e) {
+                    root_cause(&e)
+                } else {
+                    short(&e)
+                },
             })
     }
 
@@ -130,12 +178,14 @@ impl Docker {
             .create_network(req)
             .await
             .map(|_| ())
-            .map_err(api(format!("create network {}", self.project)))
+            .map_err(self.fail(format!("create network {}", self.project)))
     }
 
     pub async fn remove_network(&self) -> Result<(), DockerError> {
         match self.client.remove_network(&self.project).await {
-            Err(e) if !not_found(&e) => Err(api(format!("remove network {}", self.project))(e)),
+            Err(e) if !not_found(&e) => {
+                Err(self.fail(format!("remove network {}", self.project))(e))
+            }
             _ => Ok(()),
         }
     }
@@ -150,7 +200,7 @@ impl Docker {
             .create_volume(req)
             .await
             .map(|_| ())
-            .map_err(api(format!("create volume {logical}")))
+            .map_err(self.fail(format!("create volume {logical}")))
     }
 
     pub async fn remove_volume(&self, logical: &str) -> Result<(), DockerError> {
@@ -163,8 +213,21 @@ impl Docker {
             )
             .await
         {
-            Err(e) if !not_found(&e) => Err(api(format!("remove volume {name}"))(e)),
+            Err(e) if !not_found(&e) => Err(self.fail(format!("remove volume {name}"))(e)),
             _ => Ok(()),
+        }
+    }
+
+    /// The volume's mount point on this host, where the engine keeps its data.
+    pub async fn volume_dir(
+        &self,
+        logical: &str,
+    ) -> Result<Option<std::path::PathBuf>, DockerError> {
+        let name = self.volume_name(logical);
+        match self.client.inspect_volume(&name).await {
+            Ok(v) => Ok(Some(std::path::PathBuf::from(v.mountpoint))),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(self.fail(format!("inspect volume {name}"))(e)),
         }
     }
 
@@ -216,7 +279,7 @@ impl Docker {
             self.client
                 .build_image(options, None, Some(bollard::body_full(tarball.into())));
         while let Some(item) = stream.next().await {
-            let info = item.map_err(api(format!("build {tag}")))?;
+            let info = item.map_err(self.fail(format!("build {tag}")))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 return Err(DockerError::Api {
                     what: format!("build {tag}"),
@@ -239,7 +302,7 @@ impl Docker {
                 body,
             )
             .await
-            .map_err(api(format!("create container {}", spec.name)))?;
+            .map_err(self.fail(format!("create container {}", spec.name)))?;
         self.start(&spec.name).await
     }
 
@@ -250,7 +313,7 @@ impl Docker {
                 None::<bollard::query_parameters::StartContainerOptions>,
             )
             .await
-            .map_err(api(format!("start container {name}")))
+            .map_err(self.fail(format!("start container {name}")))
     }
 
     /// Stops a container, giving it `grace_secs` to exit after SIGTERM.
@@ -276,7 +339,7 @@ impl Docker {
                         }
                     ) =>
             {
-                Err(api(format!("stop container {name}"))(e))
+                Err(self.fail(format!("stop container {name}"))(e))
             }
             _ => Ok(()),
         }
@@ -296,7 +359,7 @@ impl Docker {
             )
             .await
         {
-            Err(e) if !not_found(&e) => Err(api(format!("remove container {name}"))(e)),
+            Err(e) if !not_found(&e) => Err(self.fail(format!("remove container {name}"))(e)),
             _ => Ok(()),
         }
     }
@@ -310,7 +373,7 @@ impl Docker {
                 },
             )
             .await
-            .map_err(api(format!("rename container {from} to {to}")))
+            .map_err(self.fail(format!("rename container {from} to {to}")))
     }
 
     /// `None` when the container does not exist.
@@ -325,7 +388,7 @@ impl Docker {
         {
             Ok(i) => i,
             Err(e) if not_found(&e) => return Ok(None),
-            Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+            Err(e) => return Err(self.fail(format!("inspect container {name}"))(e)),
         };
         let state = info.state.unwrap_or_default();
         let ip = info
@@ -354,12 +417,12 @@ impl Docker {
                 },
             )
             .await
-            .map_err(api(format!("exec in {name}")))?;
+            .map_err(self.fail(format!("exec in {name}")))?;
         if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
             .client
             .start_exec(&exec.id, None)
             .await
-            .map_err(api(format!("exec in {name}")))?
+            .map_err(self.fail(format!("exec in {name}")))?
         {
             while output.next().await.is_some() {}
         }
@@ -367,7 +430,7 @@ impl Docker {
             .client
             .inspect_exec(&exec.id)
             .await
-            .map_err(api(format!("exec in {name}")))?;
+            .map_err(self.fail(format!("exec in {name}")))?;
         Ok(inspect.exit_code.unwrap_or(-1))
     }
 
@@ -383,7 +446,7 @@ impl Docker {
                 ..Default::default()
             }))
             .await
-            .map_err(api("list containers"))
+            .map_err(self.fail("list containers"))
     }
 
     async fn names(&self, extra: &[(&str, &str)]) -> Result<Vec<String>, DockerError> {
@@ -421,7 +484,7 @@ impl Docker {
         };
         let mut stream = self.client.stats(name, Some(opts));
         let s = match stream.next().await {
-            Some(r) => r.map_err(api(format!("stats of {name}")))?,
+            Some(r) => r.map_err(self.fail(format!("stats of {name}")))?,
             None => {
                 return Err(DockerError::Api {
                     what: format!("stats of {name}"),

@@ -11,6 +11,35 @@ use crate::model::{Attributes, ResourceId};
 use crate::providers::runtime::*;
 
 impl super::Docker {
+    /// A container's spec label and its real environment (`None`: no such container). The
+    /// values stay in this process: they are only digested.
+    pub async fn config(&self, name: &str) -> Result<Option<ContainerConfig>, DockerError> {
+        let info = match self
+            .client
+            .inspect_container(
+                name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(i) => i,
+            Err(e) if super::not_found(&e) => return Ok(None),
+            Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+        };
+        let config = info.config.unwrap_or_default();
+        let env = config
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        let spec = config.labels.unwrap_or_default().get(SPEC).cloned();
+        Ok(Some(ContainerConfig { spec, env }))
+    }
+
     /// Fills `live` with this project's containers (grouped by service), network and volumes.
     pub async fn observe(&self, live: &mut LiveState) -> Result<(), DockerError> {
         let containers = self.list(&[]).await?;

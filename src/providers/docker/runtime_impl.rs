@@ -40,6 +40,12 @@ impl ContainerRuntime for Docker {
     async fn remove_volume(&self, logical: &str) -> Result<(), RuntimeError> {
         Docker::remove_volume(self, logical).await
     }
+    async fn config(&self, name: &str) -> Result<Option<ContainerConfig>, RuntimeError> {
+        Docker::config(self, name).await
+    }
+    async fn volume_dir(&self, logical: &str) -> Result<Option<std::path::PathBuf>, RuntimeError> {
+        Docker::volume_dir(self, logical).await
+    }
     async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
         Docker::ensure_image(self, image).await
     }

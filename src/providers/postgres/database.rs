@@ -123,15 +123,8 @@ fn file_name(path: &str) -> String {
     path.rsplit('/').next().unwrap_or(path).to_string()
 }
 
-/// Drops a database whose `prune: true` allowed it, after a fresh dump when a Backup covers it.
-pub async fn drop(pg: &Postgres, ctx: &Context<'_>, name: &str) -> Result<Undo, PgError> {
-    let covered =
-        ctx.desired.resources.values().any(
-            |r| matches!(r, Resource::Backup(b) if b.source.database.as_deref() == Some(name)),
-        );
-    if covered {
-        dump(pg, name, &dump_dir(ctx, name)).await?;
-    }
+/// Drops a database whose `prune: true` allowed it (its safety copy is taken first).
+pub async fn drop(pg: &Postgres, name: &str) -> Result<Undo, PgError> {
     pg.drop_database(name).await?;
     Ok(Undo::Nothing)
 }
@@ -166,7 +159,7 @@ pub async fn dump(pg: &Postgres, db: &str, dir: &Path) -> Result<PathBuf, PgErro
     let file = dir.join(format!("{db}-{}-before-rollback.dump", crate::clock::now()));
     let mut cmd = tokio::process::Command::new("pg_dump");
     cmd.kill_on_drop(true)
-        .arg("-Fc")
+        .args(["-Fc", "--lock-wait-timeout=60s"])
         .arg("-f")
         .arg(&file)
         .arg("-d")

@@ -5,11 +5,10 @@
 //! This file owns the `Postgres` client (connect, DSN, database-level operations), `PgError`,
 //! `FACTORY` and the quoting/error helpers the other files share.
 
-use std::time::Duration;
-
 use thiserror::Error;
 use tokio_postgres::{Client, Config, NoTls};
 
+mod contents;
 pub mod database;
 pub mod lock;
 mod migrate;
@@ -17,15 +16,22 @@ mod migrate_error;
 mod migrate_run;
 mod observe;
 mod provider;
+mod retry;
 mod roles;
 mod scram;
 
+pub use contents::Contents;
 pub use migrate_error::MigrateError;
 pub use provider::PostgresProvider;
 pub use scram::scram_matches;
 
 /// PostgreSQL is connected when the Project declares it (databases, backups, budgets' spend and
 /// queue-depth queries all go through it).
+/// libpq settings for child processes (`pg_dump`, `pg_restore`): connect within 10 s, and drop
+/// a connection whose server stopped answering (keepalives after 30 s idle, 3 probes 10 s apart).
+const CHILD_LINK: &str =
+    "connect_timeout=10 keepalives=1 keepalives_idle=30 keepalives_interval=10 keepalives_count=3";
+
 pub const FACTORY: crate::providers::registry::Factory = crate::providers::registry::Factory {
     name: "postgres",
     kinds: provider::KINDS,
@@ -143,6 +149,19 @@ pub enum PgError {
     /// A migration run stopped; the message says the version the database is at.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
+    /// A step failed; what it had created was removed again.
+    #[error("{error}\n  = the failed step removed what it had created: {removed}")]
+    CreatedRemoved {
+        error: Box<PgError>,
+        removed: String,
+    },
+    /// A step failed, and what it had created could not all be removed.
+    #[error("{error}\n  = the failed step could not remove what it had created ({left}): {cleanup}\n  = hint: drop them by hand, then run `converge plan`")]
+    CreatedLeft {
+        error: Box<PgError>,
+        left: String,
+        cleanup: Box<PgError>,
+    },
 }
 
 fn q(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
@@ -192,6 +211,42 @@ fn message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Where a connection goes, for messages: `host:port` or the socket directory and port (never
+/// the user or the password).
+fn endpoint(config: &Config) -> String {
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) if h.contains(':') => format!("[{h}]:{port}"),
+        Some(tokio_postgres::config::Host::Tcp(h)) => format!("{h}:{port}"),
+        Some(tokio_postgres::config::Host::Unix(p)) => format!("{}:{port}", p.display()),
+        None => format!("localhost:{port}"),
+    }
+}
+
+/// Why a connection failed: the server's message, or the driver's with its causes
+/// (`error connecting to server: Connection refused (os error 111)`).
+fn connect_cause(e: &tokio_postgres::Error) -> String {
+    if e.as_db_error().is_some() {
+        return message(e);
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// The database a connection opens (PostgreSQL's default: the user's name).
+fn database(config: &Config) -> String {
+    config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres")
+        .to_string()
+}
+
 fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.as_db_error().map(|d| d.code().code().to_string())
 }
@@ -232,11 +287,43 @@ impl Postgres {
         Ok(Postgres { admin, config })
     }
 
+    /// Connects, retrying a transient failure (`retry::SCHEDULE`: 5 attempts, 200 ms doubling,
+    /// 10 s in all); the error names the endpoint and the database, never the password.
     async fn open(config: &Config) -> Result<Client, PgError> {
-        let (client, conn) = tokio::time::timeout(Duration::from_secs(10), config.connect(NoTls))
-            .await
-            .map_err(|_| PgError::Connect("timed out after 10s".into()))?
-            .map_err(|e| PgError::Connect(message(&e)))?;
+        let (endpoint, database) = (endpoint(config), database(config));
+        let (client, conn) = retry::retry(
+            retry::SCHEDULE,
+            retry::is_transient,
+            |e, wait| {
+                tracing::warn!(
+                    "PostgreSQL at {endpoint} (database {database}) did not accept the connection: {}; trying again in {}ms",
+                    connect_cause(e),
+                    wait.as_millis()
+                )
+            },
+            || config.connect(NoTls),
+        )
+        .await
+        .map_err(|gave_up| {
+            let (cause, attempts, elapsed) = match gave_up {
+                retry::GaveUp::Failed {
+                    error,
+                    attempts,
+                    elapsed,
+                } => (connect_cause(&error), attempts, elapsed),
+                retry::GaveUp::TimedOut { attempts, elapsed } => (
+                    format!("timed out after {}s", elapsed.as_secs_f64().round()),
+                    attempts,
+                    elapsed,
+                ),
+            };
+            let tries = if attempts > 1 {
+                format!(" (gave up after {attempts} attempts in {:.1}s)", elapsed.as_secs_f64())
+            } else {
+                String::new()
+            };
+            PgError::Connect(format!("{endpoint}, database {database}: {cause}{tries}"))
+        })?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -265,6 +352,9 @@ impl Postgres {
         if let Some(u) = self.config.get_user() {
             parts.push(format!("user={}", literal(u)));
         }
+        // A child never hangs on a server that went away: a bounded connect, and TCP keepalives
+        // that notice a dead connection within about a minute.
+        parts.push(CHILD_LINK.into());
         parts.join(" ")
     }
 
@@ -275,8 +365,8 @@ impl Postgres {
             .map(|p| String::from_utf8_lossy(p).into_owned())
     }
 
-    /// Creates database `name` when missing; returns how many tables it holds.
-    pub async fn ensure_database(&self, name: &str) -> Result<i64, PgError> {
+    /// Creates database `name` when missing; returns what it holds (nothing when created).
+    pub async fn ensure_database(&self, name: &str) -> Result<Contents, PgError> {
         let exists = self
             .admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
@@ -291,9 +381,9 @@ impl Postgres {
                 ))
                 .await
                 .map_err(on_database(name, format!("CREATE DATABASE {name}")))?;
-            return Ok(0);
+            return Ok(Contents::default());
         }
-        Ok(self.count_rows(name).await?.0)
+        self.contents(name).await
     }
 
     /// (tables, rows) in the user schemas of `name`.
@@ -365,6 +455,36 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A closed port: 5 attempts with 200 ms doubling waits (3 s), then an error naming where
+    /// and which database, without the password.
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_then_named_without_the_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let start = std::time::Instant::now();
+        let Err(e) =
+            Postgres::connect(&format!("postgres://app:hunter2-pw@127.0.0.1:{port}/appdb")).await
+        else {
+            panic!("connected to a closed port");
+        };
+        let (e, took) = (e.to_string(), start.elapsed());
+        assert!(
+            e.starts_with(&format!(
+                "cannot connect to PostgreSQL: 127.0.0.1:{port}, database appdb: "
+            )),
+            "{e}"
+        );
+        assert!(e.contains("(gave up after 5 attempts in 3."), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(
+            took >= std::time::Duration::from_secs(3) && took < std::time::Duration::from_secs(10),
+            "{took:?}"
+        );
+    }
 
     #[test]
     fn identifiers_and_literals_are_quoted() {

@@ -56,7 +56,9 @@ impl Provider for PostgresProvider {
     ) -> Result<Undo, ProviderError> {
         let name = step.resource.name.as_str();
         if step.action == StepAction::Delete {
-            return Ok(database::drop(&self.pg, ctx, name).await?);
+            let what = crate::providers::Dropping::Database(name);
+            crate::providers::safety::copy_before_drop(ctx, Some(&self.pg), what).await?;
+            return Ok(database::drop(&self.pg, name).await?);
         }
         let Some(Resource::Database(db)) = ctx.desired.get(&step.resource) else {
             return Err(format!("{} is not in the desired state", step.resource).into());

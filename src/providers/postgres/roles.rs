@@ -13,13 +13,81 @@ use super::{
 use crate::model::database::{Grant, GrantTarget};
 use crate::model::Database;
 
+/// What one reconcile created, so a failure can take it away again.
+#[derive(Default)]
+struct Created {
+    roles: Vec<String>,
+    database: bool,
+}
+
 impl super::Postgres {
-    /// Makes roles, the database, its extensions and grants what `db` declares.
+    /// Makes roles, the database, its extensions and grants what `db` declares. When it fails,
+    /// the roles and the (still empty) database it created are removed again, so a failed step
+    /// leaves the server as it found it; the error says what was removed or what is left.
     pub async fn reconcile(
         &self,
         db: &Database,
         project: &str,
         password: &PasswordFn<'_>,
+    ) -> Result<(), PgError> {
+        let mut created = Created::default();
+        let Err(error) = self
+            .reconcile_with(db, project, password, &mut created)
+            .await
+        else {
+            return Ok(());
+        };
+        if created.roles.is_empty() && !created.database {
+            return Err(error);
+        }
+        let mut what: Vec<String> = created.roles.iter().map(|r| format!("role {r}")).collect();
+        if created.database {
+            what.insert(0, format!("database {}", db.name));
+        }
+        let what = what.join(", ");
+        match self.remove_created(db.name.as_str(), &created).await {
+            Ok(()) => Err(PgError::CreatedRemoved {
+                error: Box::new(error),
+                removed: what,
+            }),
+            Err(cleanup) => Err(PgError::CreatedLeft {
+                error: Box::new(error),
+                left: what,
+                cleanup: Box::new(cleanup),
+            }),
+        }
+    }
+
+    /// Drops what a failed reconcile created: the database only while it holds no object.
+    async fn remove_created(&self, dbn: &str, created: &Created) -> Result<(), PgError> {
+        if created.database {
+            let contents = self.contents(dbn).await?;
+            if !contents.is_empty() {
+                return Err(PgError::Server {
+                    what: "remove the database",
+                    message: format!("database {dbn} already holds {contents}"),
+                });
+            }
+            self.admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(dbn)))
+                .await
+                .map_err(on_database(dbn, format!("DROP DATABASE {dbn}")))?;
+        }
+        for r in created.roles.iter().rev() {
+            self.admin
+                .batch_execute(&format!("DROP ROLE IF EXISTS {}", ident(r)))
+                .await
+                .map_err(on_role(r, format!("DROP ROLE {r}")))?;
+        }
+        Ok(())
+    }
+
+    async fn reconcile_with(
+        &self,
+        db: &Database,
+        project: &str,
+        password: &PasswordFn<'_>,
+        created: &mut Created,
     ) -> Result<(), PgError> {
         let dbn = db.name.as_str();
         for role in &db.roles {
@@ -49,6 +117,9 @@ impl super::Postgres {
                 .batch_execute(&format!("{verb} ROLE {name} {opts}"))
                 .await
                 .map_err(on_role(rn, format!("{verb} ROLE {rn}")))?;
+            if !exists {
+                created.roles.push(rn.to_string());
+            }
             if let Some(pw) = &role.password {
                 let (value, digest) = password(pw).map_err(|error| PgError::Secret {
                     role: rn.to_string(),
@@ -125,6 +196,7 @@ impl super::Postgres {
                     ))
                     .await
                     .map_err(on_database(dbn, format!("CREATE DATABASE {dbn}")))?;
+                created.database = true;
             }
             Some(r) => {
                 let owner: String = r.get(0);

@@ -11,7 +11,7 @@ mod objects;
 mod provider;
 
 pub use error::S3Error;
-pub use objects::Object;
+pub use objects::{Object, Upload};
 pub use provider::S3Provider;
 
 const PROJECT_TAG: &str = "converge-project";
@@ -43,6 +43,13 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// How long one attempt of a call may take in all (an 8 MiB part on a slow link included).
 const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// Tries of one call in all when the endpoint does not answer, cuts the connection, throttles or
+/// answers 5xx (the SDK's standard retry mode; a 4xx refusal is never retried).
+const MAX_ATTEMPTS: u32 = 4;
+/// The base of the waits between tries: the n-th retry waits a random time up to
+/// `INITIAL_BACKOFF * 2^(n-1)` (≤ 0.5, 1, 2 s), never more than `MAX_BACKOFF`.
+const INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct S3 {
@@ -53,6 +60,8 @@ pub struct S3 {
 
 impl S3 {
     /// Credentials come from the usual chain (`AWS_ACCESS_KEY_ID`, profiles, instance roles).
+    /// Calls are retried (`MAX_ATTEMPTS`, backoff from `INITIAL_BACKOFF`): an endpoint that stays
+    /// down fails a call after about 3.5 s of waiting plus the attempts themselves.
     pub async fn connect(endpoint: Option<&str>, region: &str) -> S3 {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()))
@@ -63,7 +72,13 @@ impl S3 {
             .read_timeout(READ_TIMEOUT)
             .operation_attempt_timeout(ATTEMPT_TIMEOUT)
             .build();
-        let mut conf = aws_sdk_s3::config::Builder::from(&shared).timeout_config(timeouts);
+        let retries = aws_sdk_s3::config::retry::RetryConfig::standard()
+            .with_max_attempts(MAX_ATTEMPTS)
+            .with_initial_backoff(INITIAL_BACKOFF)
+            .with_max_backoff(MAX_BACKOFF);
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+            .timeout_config(timeouts)
+            .retry_config(retries);
         if let Some(e) = endpoint {
             conf = conf.endpoint_url(e).force_path_style(true);
         }

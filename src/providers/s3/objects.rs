@@ -15,6 +15,15 @@ pub struct Object {
     pub modified: u64,
 }
 
+/// A multipart upload that was started and is still open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub key: String,
+    pub id: String,
+    /// Unix seconds.
+    pub initiated: u64,
+}
+
 impl S3 {
     pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), S3Error> {
         self.client
@@ -111,6 +120,44 @@ impl S3 {
             .await
             .map_err(self.fail("abort upload", format!("{bucket}/{key}")))?;
         Ok(())
+    }
+
+    /// Multipart uploads started under `prefix` and never completed or aborted.
+    pub async fn incomplete_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<Upload>, S3Error> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(self.fail("list incomplete uploads", format!("{bucket}/{prefix}")))?;
+            for u in page.uploads() {
+                out.push(Upload {
+                    key: u.key().unwrap_or_default().to_string(),
+                    id: u.upload_id().unwrap_or_default().to_string(),
+                    initiated: u.initiated().map(|t| t.secs() as u64).unwrap_or(0),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, S3Error> {

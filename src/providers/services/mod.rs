@@ -4,6 +4,7 @@
 
 pub mod containers;
 mod error;
+mod redigest;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -48,11 +49,13 @@ impl Provider for ServiceProvider {
 
     async fn observe(
         &self,
-        _desired: &DesiredState,
-        _secrets: &Secrets,
+        desired: &DesiredState,
+        secrets: &Secrets,
         live: &mut LiveState,
     ) -> Result<(), ProviderError> {
-        Ok(self.runtime.observe(live).await?)
+        self.runtime.observe(live).await?;
+        redigest::redigest(self.runtime.as_ref(), desired, secrets, live).await?;
+        Ok(())
     }
 
     async fn apply(
@@ -80,7 +83,13 @@ impl Provider for ServiceProvider {
                 rt.create_volume(name, prune).await?;
                 Ok(Undo::Nothing)
             }
+            // The engine cannot relabel a volume: apply journals the latest `prune` instead.
+            (Kind::Volume, StepAction::Update) => Ok(Undo::Nothing),
             (Kind::Volume, StepAction::Delete) => {
+                if let Some(dir) = rt.volume_dir(name).await? {
+                    let what = crate::providers::Dropping::Volume { name, dir: &dir };
+                    crate::providers::safety::copy_before_drop(ctx, None, what).await?;
+                }
                 rt.remove_volume(name).await?;
                 Ok(Undo::Nothing)
             }
