@@ -65,6 +65,7 @@ fn json_plan_is_versioned_and_holds_no_secret() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["format_version"], "1.0");
     assert_eq!(v["summary"]["add"], 12);
+    assert_eq!(v["offline"], true);
     assert!(!stdout(&o).contains("${env:"), "secret references leaked");
 }
 

@@ -159,6 +159,12 @@ fn the_demo_prints_each_plan_once_and_leaves_an_env_file_that_plans_no_changes_f
     assert!(out.contains("CONVERGE_BIN: no build"), "{out}");
     assert!(!out.contains("Compiling"), "{out}");
     assert_each_plan_is_printed_once_and_short(&out);
+    // It ends with a recovery drill and its measured RTO and RPO.
+    assert!(
+        out.contains("Recovery drill of project ytempire: a scratch copy recovered in ")
+            && out.contains("Achieved RPO (age of each restored copy):"),
+        "{out}"
+    );
     assert_env_file_holds_every_variable(&demo.env_file());
     assert_printed_commands_work(&out);
 

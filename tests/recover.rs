@@ -409,3 +409,198 @@ fn recovery_objectives_must_be_more_than_zero() {
     );
     assert!(!text(&o).contains("recovery.rpo"), "{}", text(&o));
 }
+
+/// The databases named `<db>_drill_…` on the test server.
+fn drill_databases(db: &str) -> String {
+    psql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{db}\\_drill\\_%'"),
+    )
+}
+
+#[test]
+fn a_drill_while_the_project_runs_leaves_it_untouched_and_reports_rto_and_rpo() {
+    let s = Stack::applied_and_backed_up("drill");
+    let told = s.data.path().join("told.jsonl");
+    let mut yaml = std::fs::read_to_string(s.p.path().join("converge.yaml")).unwrap();
+    yaml = yaml.replace(
+        "recovery: {rto: 1h, rpo: 1h}",
+        "recovery: {rto: 1h, rpo: 1h, drill: {schedule: \"0 4 * * 0\", notify: [log]}}",
+    );
+    yaml.push_str(&format!(
+        "---\nkind: Notifier\nname: log\ncommand: [sh, -c, \"cat >> {} && echo >> {}\"]\nevents: [recovery-completed, recovery-failed]\n",
+        told.display(),
+        told.display()
+    ));
+    std::fs::write(s.p.path().join("converge.yaml"), yaml).unwrap();
+    // The real stack moves on after its backup: the drill must not bring the copy's data back.
+    psql(&s.db, "INSERT INTO items VALUES (6, 'f')");
+    std::fs::write(s.media().join("a.txt"), "alpha, edited\n").unwrap();
+    let ids = || {
+        let filter = format!("label=converge.project={}", s.p.name);
+        docker(&["ps", "-aq", "--no-trunc", "--filter", &filter])
+    };
+    let before = ids();
+    assert!(!before.trim().is_empty());
+
+    let out = s.ok(&["recover", "DIR", "--drill"]);
+    eprintln!("{out}");
+    assert!(
+        out.contains(&format!("Recovery drill of project {}", s.p.name)),
+        "{out}"
+    );
+    let rto = &out[out.find("(RTO, wall time):").expect("an RTO")..];
+    for phase in [
+        "select copies".to_string(),
+        format!("restore database/{}", s.db),
+        format!("restore files {}", s.media().display()),
+        "verify".to_string(),
+    ] {
+        assert!(rto.contains(&format!("  {phase}  ")), "{phase}: {out}");
+    }
+    assert!(out.contains("Achieved RPO"), "{out}");
+    assert!(
+        out.contains(&format!("database/{}: 2 table(s), 6 row(s)", s.db))
+            && out.contains(&format!("in the scratch copy database {}_drill_", s.db)),
+        "the copy's 5 rows and the migrations' row, counted in the scratch database: {out}"
+    );
+    assert!(out.contains("2 file(s) in the scratch copy /"), "{out}");
+    assert!(out.contains("Objectives met: rto 1h rpo 1h."), "{out}");
+    assert!(out.contains("services were not started"), "{out}");
+    assert!(
+        out.contains(&format!("torn down: dropped database {}_drill_", s.db)),
+        "{out}"
+    );
+    let removed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("torn down: removed "))
+        .expect("the scratch directory is named");
+    assert!(!Path::new(removed).exists(), "{removed} is gone");
+
+    // The real stack is untouched, and no scratch copy is left.
+    assert_eq!(s.rows(), "a,b,c,d,e,f");
+    assert_eq!(
+        std::fs::read_to_string(s.media().join("a.txt")).unwrap(),
+        "alpha, edited\n"
+    );
+    assert_eq!(ids(), before, "the same containers run");
+    assert!(s.p.containers().iter().all(|c| c.ends_with(" running")));
+    assert_eq!(drill_databases(&s.db), "0");
+
+    let journal = s.p.journal();
+    assert!(journal.contains("\"detail\":\"drilled\""), "{journal}");
+    assert!(journal.contains("\"data_age_seconds\":"), "{journal}");
+    assert!(
+        !journal.contains("\"recovery-started\""),
+        "a drill leaves a recovery's resume alone: {journal}"
+    );
+
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["status", "DIR", "--format", "json"])).unwrap();
+    let drill = &status["recovery"]["last_drill"];
+    assert_eq!(drill["kind"], "drill", "{status}");
+    assert_eq!(drill["ok"], true, "{status}");
+    assert!(drill["rto_seconds"].as_f64().unwrap() > 0.0, "{status}");
+    assert!(drill["data_age_seconds"].as_u64().is_some(), "{status}");
+    assert_eq!(status["recovery"]["drill_schedule"], "0 4 * * 0");
+    assert!(status["recovery"]["last_recovery"].is_null(), "{status}");
+    let text = s.ok(&["status", "DIR"]);
+    assert!(
+        text.contains("Recovery drill (schedule 0 4 * * 0): last ")
+            && text.contains(" drilled: RTO "),
+        "{text}"
+    );
+
+    let event: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&told)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(event["event"], "recovery-completed");
+    let said = event["text"].as_str().unwrap();
+    assert!(
+        said.starts_with(&format!(
+            "{}: recovery drill restored a scratch copy in ",
+            s.p.name
+        )) && said.contains("(RPO)"),
+        "{said}"
+    );
+}
+
+#[test]
+fn the_agent_drills_on_its_schedule_and_exports_the_figures() {
+    let s = Stack::applied_and_backed_up("agentdrill");
+    let yaml = std::fs::read_to_string(s.p.path().join("converge.yaml"))
+        .unwrap()
+        .replace(
+            "recovery: {rto: 1h, rpo: 1h}",
+            "recovery: {rto: 1h, rpo: 1h, drill: {schedule: \"* * * * *\"}}\nsync: {interval: 1s}",
+        );
+    std::fs::write(s.p.path().join("converge.yaml"), yaml).unwrap();
+    let source = s.p.path().to_str().unwrap().to_string();
+    let agent = common::Agent::start(
+        s.p.state.path(),
+        19570,
+        &["--source", &source],
+        &[("CVT_BACKUP_KEY", KEY)],
+    );
+    // The schedule fires at the next minute: up to 60 s, then the drill.
+    common::wait_until(80, "a scheduled drill", || {
+        agent
+            .get("/metrics")
+            .1
+            .contains("converge_recovery_duration_seconds{kind=\"drill\"}")
+    });
+    let metrics = agent.get("/metrics").1;
+    assert!(
+        metrics.contains("converge_recovery_data_age_seconds{kind=\"drill\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("converge_recovery_drill_last_success_timestamp_seconds 0.0"),
+        "{metrics}"
+    );
+    assert!(
+        agent.log().contains("scheduled recovery drill"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(agent.status()["last_drill"]["outcome"], "drilled");
+    assert_eq!(drill_databases(&s.db), "0");
+    assert_eq!(s.rows(), "a,b,c,d,e");
+}
+
+#[test]
+fn a_drill_must_name_declared_notifiers_and_a_valid_schedule() {
+    let p = Project::new("recdrillbad", "");
+    std::fs::write(
+        p.path().join("converge.yaml"),
+        format!(
+            "kind: Project\nname: {}\nrecovery: {{rto: 1h, drill: {{schedule: \"0 4 * * 0\", notify: [opss]}}}}\n---\nkind: Notifier\nname: ops\ncommand: [\"true\"]\n",
+            p.name
+        ),
+    )
+    .unwrap();
+    let o = p.converge(&["validate", "DIR"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("recovery drill notify refers to `notifier/opss`, which does not exist")
+            && text(&o).contains("did you mean `ops`?"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(
+        p.path().join("converge.yaml"),
+        format!(
+            "kind: Project\nname: {}\nrecovery: {{drill: {{schedule: \"every sunday\"}}}}\n",
+            p.name
+        ),
+    )
+    .unwrap();
+    let o = p.converge(&["validate", "DIR"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("5-field cron schedule"), "{}", text(&o));
+}

@@ -1,5 +1,6 @@
 //! The agent's Prometheus metrics: reconciles (count and duration by outcome), the applied
-//! revision and when, drift, per-service color and running replicas, failures and rollbacks.
+//! revision and when, drift, per-service color and running replicas, failures and rollbacks,
+//! backups, budgets, and the last recovery's and drill's RTO and RPO (read from the journal).
 
 use std::sync::atomic::AtomicU64;
 
@@ -9,6 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::disaster::{last_success, RecoveryKind};
+use crate::engine::event::Entry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
@@ -28,6 +32,12 @@ pub struct ServiceLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackupLabel {
     pub backup: String,
+}
+
+/// `recovery` (`converge recover`) or `drill` (`converge recover --drill`, the agent's schedule).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +85,9 @@ pub struct Metrics {
     pub budget_projected: Family<BudgetLabel, Gauge<f64, AtomicU64>>,
     pub budget_limit_active: Family<LimitLabel, Gauge>,
     pub backup_rpo_breached: Family<BackupLabel, Gauge>,
+    pub recovery_duration: Family<KindLabel, Gauge<f64, AtomicU64>>,
+    pub recovery_data_age: Family<KindLabel, Gauge<f64, AtomicU64>>,
+    pub recovery_drill_last_success: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -103,6 +116,9 @@ impl Default for Metrics {
             budget_spend_ratio: Family::default(),
             budget_projected: Family::default(),
             budget_limit_active: Family::default(),
+            recovery_duration: Family::default(),
+            recovery_data_age: Family::default(),
+            recovery_drill_last_success: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -199,12 +215,49 @@ impl Default for Metrics {
             "1 while a backup is older than its RPO",
             m.backup_rpo_breached.clone(),
         );
+        registry.register(
+            "recovery_duration_seconds",
+            "The RTO of the last completed recovery or drill (every phase, wall time)",
+            m.recovery_duration.clone(),
+        );
+        registry.register(
+            "recovery_data_age_seconds",
+            "The age of the oldest copy the last completed recovery or drill restored (its RPO)",
+            m.recovery_data_age.clone(),
+        );
+        registry.register(
+            "recovery_drill_last_success_timestamp_seconds",
+            "When a recovery drill last completed",
+            m.recovery_drill_last_success.clone(),
+        );
         m.up.set(1);
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
+    /// The recovery figures from the journal's `recovery-finished` entries: the last completed
+    /// recovery's and drill's RTO and RPO, and when a drill last completed.
+    pub fn record_recoveries(&self, entries: &[Entry]) {
+        for kind in [RecoveryKind::Recovery, RecoveryKind::Drill] {
+            let Some(f) = last_success(entries, kind) else {
+                continue;
+            };
+            let label = KindLabel {
+                kind: kind.as_str().into(),
+            };
+            self.recovery_duration
+                .get_or_create(&label)
+                .set(f.rto_seconds);
+            if let Some(age) = f.data_age_seconds {
+                self.recovery_data_age.get_or_create(&label).set(age as f64);
+            }
+            if kind == RecoveryKind::Drill {
+                self.recovery_drill_last_success.set(f.at as f64);
+            }
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -242,5 +295,60 @@ mod tests {
         );
         assert!(text.contains("converge_agent_up 1"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    fn finished(ts: u64, detail: &str, seconds: f64, age: Option<u64>) -> Entry {
+        use crate::engine::event::{Event, PhaseTime, RecoveryPhases};
+        Entry {
+            ts,
+            run: "r".into(),
+            event: Event::RecoveryFinished {
+                detail: detail.into(),
+                data: RecoveryPhases {
+                    phases: vec![PhaseTime {
+                        name: "restore database/app".into(),
+                        seconds,
+                    }],
+                    data_age_seconds: age,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn recovery_metrics_come_from_the_last_completed_recovery_and_drill_in_the_journal() {
+        let m = Metrics::default();
+        let journal = vec![
+            finished(1_000, "recovered", 42.5, Some(900)),
+            finished(2_000, "drilled", 3.25, Some(120)),
+            // A failed drill changes neither the figures nor the last success.
+            finished(3_000, "drill failed: verification failed", 1.0, None),
+        ];
+        m.record_recoveries(&journal);
+        let text = m.render();
+        for line in [
+            "converge_recovery_duration_seconds{kind=\"recovery\"} 42.5",
+            "converge_recovery_duration_seconds{kind=\"drill\"} 3.25",
+            "converge_recovery_data_age_seconds{kind=\"recovery\"} 900.0",
+            "converge_recovery_data_age_seconds{kind=\"drill\"} 120.0",
+            "converge_recovery_drill_last_success_timestamp_seconds 2000.0",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+    }
+
+    #[test]
+    fn without_a_recovery_in_the_journal_no_recovery_figure_is_exported() {
+        let m = Metrics::default();
+        m.record_recoveries(&[finished(5, "failed: no copy", 2.0, None)]);
+        let text = m.render();
+        assert!(
+            !text.contains("converge_recovery_duration_seconds{"),
+            "{text}"
+        );
+        assert!(
+            text.contains("converge_recovery_drill_last_success_timestamp_seconds 0.0"),
+            "{text}"
+        );
     }
 }

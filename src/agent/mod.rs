@@ -4,6 +4,7 @@
 //! recovered from the journal; SIGTERM stops between steps.
 
 pub mod backoff;
+mod drills;
 pub mod http;
 pub mod metrics;
 pub mod notify;

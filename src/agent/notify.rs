@@ -24,16 +24,26 @@ pub fn send(desired: &DesiredState, secrets: Arc<Secrets>, event: Event) {
     send_to(desired, secrets, event, &[]);
 }
 
+/// The notifiers subscribed to `kind`, limited to those named in `only` when it is not empty.
+fn wanted<'d>(
+    desired: &'d DesiredState,
+    kind: EventKind,
+    only: &'d [String],
+) -> impl Iterator<Item = &'d Notifier> + 'd {
+    desired.resources.values().filter_map(move |r| match r {
+        Resource::Notifier(n)
+            if n.events.contains(&kind)
+                && (only.is_empty() || only.iter().any(|o| o == n.name.as_str())) =>
+        {
+            Some(n)
+        }
+        _ => None,
+    })
+}
+
 /// Like `send`, limited to the notifiers named in `only` when it is not empty (a Budget's `notify`).
 pub fn send_to(desired: &DesiredState, secrets: Arc<Secrets>, event: Event, only: &[String]) {
-    for r in desired.resources.values() {
-        let Resource::Notifier(n) = r else { continue };
-        if !n.events.contains(&event.event) {
-            continue;
-        }
-        if !only.is_empty() && !only.iter().any(|o| o == n.name.as_str()) {
-            continue;
-        }
+    for n in wanted(desired, event.event, only) {
         let notifier = n.clone();
         let event = event.clone();
         let secrets = secrets.clone();
@@ -43,6 +53,27 @@ pub fn send_to(desired: &DesiredState, secrets: Arc<Secrets>, event: Event, only
             }
         });
     }
+}
+
+/// Like `send_to`, waiting for every delivery (all at once): for a command that exits when done,
+/// such as `converge recover`. One line per notifier that failed.
+pub async fn deliver_all(
+    desired: &DesiredState,
+    secrets: &Secrets,
+    event: &Event,
+    only: &[String],
+) -> Vec<String> {
+    let deliveries = wanted(desired, event.event, only).map(|n| async move {
+        deliver(n, secrets, event, None)
+            .await
+            .err()
+            .map(|e| format!("notifier/{}: {e}", n.name))
+    });
+    futures_util::future::join_all(deliveries)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// How long a webhook may take to answer when the caller sets no timeout.

@@ -1,4 +1,5 @@
-//! Reporting: `/status` and `/metrics` updates, and events sent to notifiers.
+//! Reporting: `/status` and `/metrics` updates (the journal's recoveries and drills too), and
+//! events sent to notifiers.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,6 +7,8 @@ use std::time::Instant;
 use super::source::Revision;
 use super::status::{ResourceStatus, Status};
 use super::{metrics, notify, Agent};
+use crate::disaster::{self, RecoveryKind};
+use crate::engine::journal::Journal;
 use crate::model::live::LiveState;
 use crate::model::notifier::EventKind;
 use crate::model::{DesiredState, Kind, Resource, ResourceId};
@@ -128,6 +131,7 @@ impl Agent {
             0
         };
         m.drifted_resources.set(drifted as i64);
+        self.report_recoveries(desired);
         self.status(|s| {
             s.resources = resources;
             s.pending = live.pending.clone();
@@ -137,6 +141,17 @@ impl Agent {
             } else {
                 Vec::new()
             };
+        });
+    }
+
+    /// The last recovery and drill from the journal (a `converge recover` run by hand included)
+    /// into `/status` and `/metrics`.
+    pub(super) fn report_recoveries(&self, desired: &DesiredState) {
+        let entries = Journal::entries(&self.opts.state_dir, desired.project.name.as_str());
+        self.shared.metrics.record_recoveries(&entries);
+        self.status(|s| {
+            s.last_drill = disaster::last(&entries, RecoveryKind::Drill);
+            s.last_recovery = disaster::last(&entries, RecoveryKind::Recovery);
         });
     }
 

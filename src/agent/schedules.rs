@@ -1,5 +1,6 @@
-//! Timed work between reconciles: backups on their cron and RPO checks, the cluster lock, and
-//! the sampling tick (autoscaler decisions and budget evaluation).
+//! Timed work between reconciles: backups on their cron and RPO checks, then the recovery drill
+//! (`drills`), the cluster lock, and the sampling tick (autoscaler decisions and budget
+//! evaluation).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -118,6 +119,7 @@ impl Agent {
                 })
                 .set(i64::from(breached));
         }
+        self.run_drill(desired, session, rev).await;
     }
 
     /// Polls the PostgreSQL advisory lock; returns whether this agent may do cluster-wide work.

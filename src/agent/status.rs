@@ -1,5 +1,5 @@
 //! What `/status` reports: the source and revision, the last outcome, pending deferred steps,
-//! and each resource's state.
+//! each resource's state, budgets, and the last recovery and recovery drill.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +31,10 @@ pub struct Status {
     pub resources: BTreeMap<String, ResourceStatus>,
     /// Each budget as last evaluated: spend, projection, percentage, active limit.
     pub budgets: Vec<crate::budget::BudgetStatus>,
+    /// The last recovery drill (the journal's): when, its outcome, RTO and RPO.
+    pub last_drill: Option<crate::disaster::Figures>,
+    /// The last `converge recover`, likewise.
+    pub last_recovery: Option<crate::disaster::Figures>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

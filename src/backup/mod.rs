@@ -9,6 +9,7 @@ pub mod debris;
 mod error;
 pub mod manifest;
 mod restore;
+mod s3_stream;
 pub mod safety;
 pub mod store;
 mod stored;

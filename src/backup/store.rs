@@ -1,7 +1,7 @@
 //! Where backup copies live: a local directory (`file:///dir`) or an S3 prefix
 //! (`s3://bucket/prefix/`). Each copy is `<id>.cvbak` plus `<id>.manifest.json`, written last:
 //! a copy without its manifest is not a backup. Readers and writers are blocking (the pipeline
-//! runs on its own thread) and talk to S3 through the runtime handle.
+//! runs on its own thread) and talk to S3 through the runtime handle (`s3_stream`).
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use tokio::runtime::Handle;
 
 use super::manifest::{invalid_reason, MANIFEST_SUFFIX};
+use super::s3_stream::{self, Location, S3Sink};
 use super::{BackupError, Manifest};
-use crate::providers::s3::{S3Error, S3};
+use crate::providers::s3::S3;
 
-const PART: usize = 8 << 20;
 const COPY_SUFFIX: &str = ".cvbak";
 
 /// What a store holds for one Backup.
@@ -244,16 +244,14 @@ impl Store {
                     .map_err(|source| BackupError::Open { path, source })?;
                 Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
             }
-            Store::S3 { s3, bucket, prefix } => Ok(Box::new(S3Reader {
-                s3: s3.clone(),
-                bucket: bucket.clone(),
-                key: key_of(prefix, id, COPY_SUFFIX)?,
-                size,
-                offset: 0,
-                buf: Vec::new(),
-                pos: 0,
-                rt: rt.clone(),
-            })),
+            Store::S3 { s3, bucket, prefix } => {
+                let at = Location {
+                    s3: s3.clone(),
+                    bucket: bucket.clone(),
+                    key: key_of(prefix, id, COPY_SUFFIX)?,
+                };
+                Ok(Box::new(s3_stream::reader(at, size, rt)))
+            }
         }
     }
 
@@ -280,18 +278,12 @@ impl Store {
                 }))
             }
             Store::S3 { s3, bucket, prefix } => {
-                let key = key_of(prefix, id, COPY_SUFFIX)?;
-                let upload = rt.block_on(s3.start_upload(bucket, &key))?;
-                Ok(Box::new(S3Sink {
+                let at = Location {
                     s3: s3.clone(),
                     bucket: bucket.clone(),
-                    key,
-                    upload,
-                    buf: Vec::with_capacity(PART),
-                    etags: Vec::new(),
-                    rt: rt.clone(),
-                    done: false,
-                }))
+                    key: key_of(prefix, id, COPY_SUFFIX)?,
+                };
+                Ok(Box::new(S3Sink::start(at, rt)?))
             }
         }
     }
@@ -376,119 +368,6 @@ impl Drop for FileSink {
                 }
             }
         }
-    }
-}
-
-/// A multipart upload in the making: completed on commit, aborted otherwise (an upload left
-/// incomplete is billed storage that no listing shows).
-struct S3Sink {
-    s3: S3,
-    bucket: String,
-    key: String,
-    upload: String,
-    buf: Vec<u8>,
-    etags: Vec<String>,
-    rt: Handle,
-    done: bool,
-}
-
-impl S3Sink {
-    fn send_part(&mut self) -> Result<(), S3Error> {
-        let body = std::mem::replace(&mut self.buf, Vec::with_capacity(PART));
-        let n = self.etags.len() as i32 + 1;
-        let etag = self.rt.block_on(self.s3.upload_part(
-            &self.bucket,
-            &self.key,
-            &self.upload,
-            n,
-            body,
-        ))?;
-        self.etags.push(etag);
-        Ok(())
-    }
-}
-
-impl Write for S3Sink {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        let n = (PART - self.buf.len()).min(b.len());
-        self.buf.extend_from_slice(&b[..n]);
-        if self.buf.len() == PART {
-            self.send_part().map_err(io::Error::other)?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Sink for S3Sink {
-    fn commit(mut self: Box<Self>) -> Result<(), BackupError> {
-        if !self.buf.is_empty() || self.etags.is_empty() {
-            self.send_part()?;
-        }
-        let (s3, rt) = (self.s3.clone(), self.rt.clone());
-        rt.block_on(s3.complete_upload(&self.bucket, &self.key, &self.upload, &self.etags))?;
-        self.done = true;
-        Ok(())
-    }
-    fn abort(self: Box<Self>) {}
-}
-
-impl Drop for S3Sink {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let (s3, bucket, key, upload) = (
-            self.s3.clone(),
-            self.bucket.clone(),
-            self.key.clone(),
-            self.upload.clone(),
-        );
-        let abort = async move {
-            if let Err(e) = s3.abort_upload(&bucket, &key, &upload).await {
-                tracing::warn!(upload = %upload, error = %e, "cannot abort an incomplete multipart upload; a bucket lifecycle rule (abort_incomplete_uploads_after) removes it");
-            }
-        };
-        // Like every call of this sink: the backup pipeline runs on a thread of its own.
-        self.rt.block_on(abort);
-    }
-}
-
-/// Reads an S3 object in ranged pieces: memory stays bounded whatever the size.
-struct S3Reader {
-    s3: S3,
-    bucket: String,
-    key: String,
-    size: u64,
-    offset: u64,
-    buf: Vec<u8>,
-    pos: usize,
-    rt: Handle,
-}
-
-impl Read for S3Reader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.buf.len() {
-            if self.offset >= self.size {
-                return Ok(0);
-            }
-            let len = (PART as u64).min(self.size - self.offset);
-            self.buf = self
-                .rt
-                .block_on(self.s3.get_range(&self.bucket, &self.key, self.offset, len))
-                .map_err(io::Error::other)?;
-            self.offset += len;
-            self.pos = 0;
-            if self.buf.is_empty() {
-                return Ok(0);
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 

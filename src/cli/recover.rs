@@ -1,14 +1,20 @@
-//! `converge recover [DIR] --env E [--host H] [--at TIME] [--from URL] [--plan] [--force]`:
+//! `converge recover [DIR] --env E [--host H] [--at TIME] [--from URL] [--plan] [--force] [--drill]`:
 //! back from the backups to serving (see `crate::disaster`); `--plan` only shows what it would
-//! restore from where.
+//! restore from where; `--drill` restores into scratch copies, checks and tears them down while
+//! the real stack runs. The project's Notifiers hear `recovery-started`, `recovery-completed` and
+//! `recovery-failed` (a drill: its outcome only).
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use super::{load_or_report, runtime, Outcome};
-use crate::disaster::{parse_time, Criteria, Recovery, RecoveryOptions};
+use crate::agent::notify::{self, Event};
+use crate::disaster::{parse_time, Criteria, Recovery, RecoveryOptions, Report};
 use crate::engine::{check_host, state_dir, Engine};
+use crate::model::notifier::EventKind;
+use crate::model::DesiredState;
+use crate::secrets::Secrets;
 
 #[derive(Args, Debug)]
 pub struct RecoverArgs {
@@ -30,8 +36,13 @@ pub struct RecoverArgs {
     #[arg(long)]
     pub plan: bool,
     /// Restore over a database that already holds something, or into a directory that is not empty.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "drill")]
     pub force: bool,
+    /// Recover into scratch copies (databases `<name>_drill_<stamp>`, files in a temporary
+    /// directory) while the real stack runs, verify and tear them down; the RTO and RPO are
+    /// journaled as a drill. Services are not started.
+    #[arg(long)]
+    pub drill: bool,
 }
 
 pub fn run(args: RecoverArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
@@ -42,7 +53,7 @@ pub fn run(args: RecoverArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
     let at = args.at.as_deref().map(parse_time).transpose()?;
     let rt = runtime()?;
     let state_dir = state_dir(state);
-    let engine = if args.plan {
+    let engine = if args.plan || args.drill {
         rt.block_on(Engine::open_connections_only(&desired, state_dir))?
     } else {
         rt.block_on(Engine::open(&desired, state_dir))?
@@ -52,7 +63,7 @@ pub fn run(args: RecoverArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         desired: &desired,
         dir: &args.dir,
         engine: &engine,
-        rt: &rt,
+        rt: rt.handle().clone(),
         opts: RecoveryOptions {
             host: args.host.as_deref(),
             criteria: Criteria {
@@ -68,11 +79,90 @@ pub fn run(args: RecoverArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
         println!("Nothing was changed (--plan).");
         return Ok(Outcome::Success);
     }
-    let report = recovery.run(&mut |l| println!("{l}"))?;
-    let objectives = desired.project.recovery.as_ref();
-    print!(
-        "{}",
-        report.render(desired.project.name.as_str(), objectives)
-    );
+    // A drill tells the notifiers its schedule names (all subscribed ones when it names none).
+    let only: Vec<String> = match &desired.project.recovery {
+        Some(r) if args.drill => r
+            .drill
+            .as_ref()
+            .map(|d| d.notify.clone())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let tell = |kind: EventKind, text: String| {
+        let secrets = Secrets::load_or_create(engine.state_dir());
+        notify_now(
+            &rt,
+            &desired,
+            secrets,
+            &only,
+            Event {
+                text,
+                event: kind,
+                project: desired.project.name.to_string(),
+                revision: None,
+            },
+        );
+    };
+    let project = desired.project.name.as_str();
+    if !args.drill {
+        tell(
+            EventKind::RecoveryStarted,
+            format!("{project}: recovery started"),
+        );
+    }
+    let mut progress = |l: &str| println!("{l}");
+    let outcome = if args.drill {
+        recovery.drill(&mut progress)
+    } else {
+        recovery.run(&mut progress)
+    };
+    let report = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            let what = if args.drill {
+                "recovery drill"
+            } else {
+                "recovery"
+            };
+            tell(
+                EventKind::RecoveryFailed,
+                format!("{project}: {what} failed: {e}"),
+            );
+            return Err(e.into());
+        }
+    };
+    finish(&desired, &report, tell);
     Ok(Outcome::Success)
+}
+
+/// Prints the report and notifies its headline (the objectives met or missed).
+fn finish(desired: &DesiredState, report: &Report, tell: impl Fn(EventKind, String)) {
+    let objectives = desired.project.recovery.as_ref();
+    let project = desired.project.name.as_str();
+    print!("{}", report.render(project, objectives));
+    tell(
+        EventKind::RecoveryCompleted,
+        report.headline(project, objectives),
+    );
+}
+
+/// Sends `event` to the notifiers subscribed to it (those in `only`, when it names any) and waits
+/// for them; a failure is a warning.
+fn notify_now(
+    rt: &tokio::runtime::Runtime,
+    desired: &DesiredState,
+    secrets: Result<Secrets, crate::secrets::SecretError>,
+    only: &[String],
+    event: Event,
+) {
+    let secrets = match secrets {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warning: notifiers not told ({e})");
+            return;
+        }
+    };
+    for failure in rt.block_on(notify::deliver_all(desired, &secrets, &event, only)) {
+        eprintln!("warning: notification failed: {failure}");
+    }
 }

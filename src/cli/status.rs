@@ -1,6 +1,7 @@
 //! `converge status`: per service the declared, autoscaled and running replicas with the last
 //! scaling decision; per budget the spend, its projection to the period's end, the percentage
-//! and the active limit. Read-only: nothing is recorded or changed.
+//! and the active limit; the last recovery drill and recovery (RTO, RPO) from the journal.
+//! Read-only: nothing is recorded or changed.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use super::runtime;
 use super::{load_or_report, Outcome};
 use crate::budget::BudgetStatus;
 use crate::cost::money;
+use crate::disaster::{self, Figures, RecoveryKind};
 use crate::engine::budgets;
 use crate::engine::journal::{self, Journal};
 use crate::engine::{state_dir, Engine};
@@ -54,7 +56,70 @@ pub struct Report {
     pub environment: Option<String>,
     pub services: Vec<ServiceRow>,
     pub budgets: Vec<BudgetStatus>,
+    pub recovery: RecoveryRow,
     pub warnings: Vec<String>,
+}
+
+/// The last recovery drill and recovery the journal recorded.
+#[derive(Debug, Serialize)]
+pub struct RecoveryRow {
+    /// `recovery.drill.schedule`, when the Project declares a drill.
+    pub drill_schedule: Option<String>,
+    pub last_drill: Option<Figures>,
+    pub last_recovery: Option<Figures>,
+}
+
+impl RecoveryRow {
+    fn of(desired: &DesiredState, entries: &[journal::Entry]) -> RecoveryRow {
+        RecoveryRow {
+            drill_schedule: desired
+                .project
+                .recovery
+                .as_ref()
+                .and_then(|r| r.drill.as_ref())
+                .map(|d| d.schedule.as_str().to_string()),
+            last_drill: disaster::last(entries, RecoveryKind::Drill),
+            last_recovery: disaster::last(entries, RecoveryKind::Recovery),
+        }
+    }
+
+    /// A line each for the drill and the recovery, when there is something to say.
+    fn text(&self) -> String {
+        let mut out = String::new();
+        if self.drill_schedule.is_some() || self.last_drill.is_some() {
+            let schedule = self
+                .drill_schedule
+                .as_deref()
+                .map(|s| format!(" (schedule {s})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "Recovery drill{schedule}: {}",
+                figures_text(self.last_drill.as_ref())
+            );
+        }
+        if let Some(f) = &self.last_recovery {
+            let _ = writeln!(out, "Recovery: {}", figures_text(Some(f)));
+        }
+        out
+    }
+}
+
+/// `last 2026-12-02T16:00:00Z drilled: RTO 3.2s, RPO 5m 1s`, or `none recorded`.
+fn figures_text(f: Option<&Figures>) -> String {
+    let Some(f) = f else {
+        return "none recorded".to_string();
+    };
+    let rpo = f
+        .data_age_seconds
+        .map(|a| format!(", RPO {}", disaster::duration(a as f64)))
+        .unwrap_or_default();
+    format!(
+        "last {} {}: RTO {}{rpo}",
+        crate::plan::text::utc(f.at),
+        f.outcome,
+        disaster::duration(f.rto_seconds)
+    )
 }
 
 pub fn run(args: StatusArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
@@ -141,6 +206,7 @@ async fn gather(
         environment: desired.environment.clone(),
         services,
         budgets,
+        recovery: RecoveryRow::of(desired, &entries),
         warnings,
     })
 }
@@ -212,6 +278,11 @@ pub fn text(r: &Report) -> String {
                 b.limit.map(|l| l.as_str()).unwrap_or("none")
             );
         }
+    }
+    let recovery = r.recovery.text();
+    if !recovery.is_empty() {
+        out.push('\n');
+        out.push_str(&recovery);
     }
     for w in &r.warnings {
         let _ = writeln!(out, "warning: {w}");

@@ -3,10 +3,14 @@
 //! recovery plan (`plan`), then runs the phases in order (`run`): the infrastructure the data
 //! needs, each restore, the rest of the desired state, a verification; each phase is timed and
 //! the RTO and RPO reported against the Project's objectives (`report`). The journal records
-//! each restore, so a recovery that crashed resumes without restoring twice (`resume`).
+//! each restore, so a recovery that crashed resumes without restoring twice (`resume`). A drill
+//! (`drill`) restores into scratch copies while the real stack runs, checks and tears them down;
+//! the journal's recoveries and drills are read back for status and metrics (`history`).
 
 mod choose;
+mod drill;
 mod error;
+mod history;
 mod plan;
 mod report;
 mod resume;
@@ -14,8 +18,10 @@ mod run;
 mod targets;
 
 pub use choose::{parse_time, Choice, Criteria};
+pub use drill::SERVICES_NOTE;
 pub use error::RecoverError;
+pub use history::{last, last_success, Figures, RecoveryKind};
 pub use plan::{Planned, RecoveryPlan};
-pub use report::Report;
+pub use report::{duration, Report};
 pub use run::{Recovery, RecoveryOptions};
 pub use targets::{RestoreInto, Target};

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use crate::engine::event::PhaseTime;
+use crate::engine::event::{PhaseTime, RecoveryPhases};
 use crate::model::project::RecoveryObjectives;
 
 /// `0.4s`, `3m 12s`, `2h 5m`, `3d 4h`.
@@ -36,6 +36,8 @@ pub struct Report {
     pub verified: Vec<String>,
     /// Notes: copies passed over, restores skipped on resume, what is not restored.
     pub notes: Vec<String>,
+    /// A drill: restored into a scratch copy, the real stack untouched.
+    pub drill: bool,
 }
 
 impl Report {
@@ -85,14 +87,46 @@ impl Report {
         out
     }
 
+    /// What the journal's `recovery-finished` records: the phases and the achieved RPO.
+    pub fn journaled(&self) -> RecoveryPhases {
+        RecoveryPhases {
+            phases: self.phases.clone(),
+            data_age_seconds: self.rpo(),
+        }
+    }
+
+    /// One line for a notification: the RTO, the RPO, and the objectives met or missed.
+    pub fn headline(&self, project: &str, objectives: Option<&RecoveryObjectives>) -> String {
+        let what = if self.drill {
+            "recovery drill restored a scratch copy"
+        } else {
+            "recovered"
+        };
+        let rpo = match self.rpo() {
+            Some(age) => format!(", oldest restored copy {} old (RPO)", duration(age as f64)),
+            None => String::new(),
+        };
+        let missed = self.missed(objectives);
+        let verdict = if missed.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", missed.join("; "))
+        };
+        format!(
+            "{project}: {what} in {} (RTO){rpo}{verdict}",
+            duration(self.rto())
+        )
+    }
+
     /// The outcome as text.
     pub fn render(&self, project: &str, objectives: Option<&RecoveryObjectives>) -> String {
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "\nRecovered project {project} in {} (RTO, wall time):",
-            duration(self.rto())
-        );
+        let title = if self.drill {
+            format!("Recovery drill of project {project}: a scratch copy recovered")
+        } else {
+            format!("Recovered project {project}")
+        };
+        let _ = writeln!(s, "\n{title} in {} (RTO, wall time):", duration(self.rto()));
         let width = self.phases.iter().map(|p| p.name.len()).max().unwrap_or(0);
         for p in &self.phases {
             let _ = writeln!(s, "  {:<width$}  {}", p.name, duration(p.seconds));
@@ -177,6 +211,7 @@ mod tests {
         let o = RecoveryObjectives {
             rto: Some(Duration::from_secs(60)),
             rpo: Some(Duration::from_secs(3600)),
+            drill: None,
         };
         let missed = r.missed(Some(&o));
         assert_eq!(
@@ -189,11 +224,39 @@ mod tests {
         let generous = RecoveryObjectives {
             rto: Some(Duration::from_secs(4 * 3600)),
             rpo: Some(Duration::from_secs(3 * 3600)),
+            drill: None,
         };
         assert!(r.missed(Some(&generous)).is_empty());
         assert!(r
             .render("p", Some(&generous))
             .contains("Objectives met: rto 4h rpo 3h."));
+    }
+
+    #[test]
+    fn the_headline_says_which_objective_a_recovery_missed() {
+        let r = report(&[30.0, 40.0], &[7200]);
+        let o = RecoveryObjectives {
+            rto: Some(Duration::from_secs(3600)),
+            rpo: Some(Duration::from_secs(3600)),
+            drill: None,
+        };
+        assert_eq!(
+            r.headline("shop", Some(&o)),
+            "shop: recovered in 1m 10s (RTO), oldest restored copy 2h 0m old (RPO); RPO objective 1h MISSED: the oldest restored copy was 2h 0m old"
+        );
+        let drill = Report {
+            drill: true,
+            ..report(&[2.0], &[60])
+        };
+        assert_eq!(
+            drill.headline("shop", Some(&o)),
+            "shop: recovery drill restored a scratch copy in 2.0s (RTO), oldest restored copy 1m 0s old (RPO)"
+        );
+        assert_eq!(
+            drill.journaled().data_age_seconds,
+            Some(60),
+            "the journal records the RPO"
+        );
     }
 
     #[test]

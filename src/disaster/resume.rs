@@ -64,7 +64,7 @@ mod tests {
     fn finished(detail: &str) -> Entry {
         entry(Event::RecoveryFinished {
             detail: detail.into(),
-            data: RecoveryPhases { phases: vec![] },
+            data: RecoveryPhases::default(),
         })
     }
 

@@ -6,10 +6,10 @@
 
 use std::path::Path;
 
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 
 use crate::backup::{restore_database, restore_files, Tools};
-use crate::engine::event::{Event, RecoveryPhases};
+use crate::engine::event::Event;
 use crate::engine::journal::{Journal, StateLock};
 use crate::engine::{plan_of, Engine, Outcome, PlanOptions};
 use crate::model::live::LiveState;
@@ -42,18 +42,19 @@ pub struct Recovery<'a> {
     /// The desired-state directory (migrations, templates).
     pub dir: &'a Path,
     pub engine: &'a Engine,
-    pub rt: &'a Runtime,
+    /// A handle on a multi-threaded runtime (`block_on` is called on it).
+    pub rt: Handle,
     pub opts: RecoveryOptions<'a>,
 }
 
-type Progress<'p> = &'p mut dyn FnMut(&str);
+pub(super) type Progress<'p> = &'p mut dyn FnMut(&str);
 
 impl Recovery<'_> {
-    fn tools(&self) -> Tools<'_> {
-        Tools::of(self.desired, self.engine, self.rt.handle().clone())
+    pub(super) fn tools(&self) -> Tools<'_> {
+        Tools::of(self.desired, self.engine, self.rt.clone())
     }
 
-    fn project(&self) -> &str {
+    pub(super) fn project(&self) -> &str {
         self.desired.project.name.as_str()
     }
 
@@ -96,10 +97,9 @@ impl Recovery<'_> {
             Ok(()) => RECOVERED.to_string(),
             Err(e) => format!("failed: {e}"),
         };
-        let phases = report.phases.clone();
         journal.record(Event::RecoveryFinished {
             detail,
-            data: RecoveryPhases { phases },
+            data: report.journaled(),
         })?;
         result.map(|()| report)
     }
@@ -244,7 +244,7 @@ impl Recovery<'_> {
     fn verify(&self, plan: &RecoveryPlan) -> Result<Vec<String>, RecoverError> {
         let mut lines = Vec::new();
         for p in &plan.restores {
-            lines.push(self.verify_target(p)?);
+            lines.push(self.verify_into(&p.target.label, &p.target.into)?);
         }
         let live = self.rt.block_on(self.engine.observe(self.desired))?;
         let effective = crate::scale::with_overrides(self.desired, &live.overrides);
@@ -260,12 +260,16 @@ impl Recovery<'_> {
         Ok(lines)
     }
 
-    fn verify_target(&self, p: &Planned) -> Result<String, RecoverError> {
-        let label = &p.target.label;
+    /// What verification found of `label`, restored into `into`.
+    pub(super) fn verify_into(
+        &self,
+        label: &str,
+        into: &RestoreInto,
+    ) -> Result<String, RecoverError> {
         let fail = |detail: String| RecoverError::Verify {
             detail: format!("{label}: {detail}"),
         };
-        match &p.target.into {
+        match into {
             RestoreInto::Database(db) => {
                 let pg = self
                     .engine
@@ -309,7 +313,7 @@ fn restored(label: &str, id: &str) -> Restored {
 }
 
 /// Regular files under `dir`, however deep.
-fn count_files(dir: &Path) -> usize {
+pub(super) fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()

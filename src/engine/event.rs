@@ -173,7 +173,8 @@ pub enum Event {
         resource: String,
         detail: String,
     },
-    /// `converge recover` ended (`detail`: `recovered`, or `failed: …`), with its phases' times.
+    /// `converge recover` ended (`detail`: `recovered`, or `failed: …`; a drill's: `drilled`, or
+    /// `drill failed: …`), with its phases' times and the achieved RPO.
     RecoveryFinished {
         detail: String,
         data: RecoveryPhases,
@@ -258,9 +259,12 @@ pub struct VolumeIntent {
 }
 
 /// The wall time of each phase of a recovery, in order (the RTO is their sum).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecoveryPhases {
     pub phases: Vec<PhaseTime>,
+    /// The age of the oldest restored copy in seconds (the achieved RPO), when one was restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_age_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

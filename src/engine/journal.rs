@@ -319,7 +319,7 @@ pub fn compacted(entries: &[Entry]) -> Vec<&Entry> {
     for (i, e) in entries.iter().enumerate() {
         if matches!(
             e.name(),
-            "deployed" | "backup-done" | "scaled" | "usage" | "volume-intent"
+            "deployed" | "backup-done" | "scaled" | "usage" | "volume-intent" | "recovery-finished"
         ) {
             last_of
                 .entry((e.name(), e.resource().unwrap_or_default().to_string()))

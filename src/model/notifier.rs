@@ -59,6 +59,11 @@ pub enum EventKind {
     BackupFailed,
     RpoBreach,
     Scaled,
+    // `converge recover` began; a recovery or a drill completed (the text says when it missed the
+    // Project's objectives) or failed.
+    RecoveryStarted,
+    RecoveryCompleted,
+    RecoveryFailed,
 }
 
 fn all_events() -> Vec<EventKind> {
@@ -72,5 +77,8 @@ fn all_events() -> Vec<EventKind> {
         BackupFailed,
         RpoBreach,
         Scaled,
+        RecoveryStarted,
+        RecoveryCompleted,
+        RecoveryFailed,
     ]
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::types::{Duration, Name, SecretString};
+use super::types::{CronSchedule, Duration, Name, SecretString};
 
 /// The project: one per desired-state directory, in `converge.yaml`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -37,6 +37,20 @@ pub struct RecoveryObjectives {
     /// Recovery point objective: the most data (age of a restored copy) a recovery may lose.
     #[serde(default)]
     pub rpo: Option<Duration>,
+    /// A recovery drill the agent runs on a schedule (`converge recover --drill`): scratch copies restored, checked, torn down, the RTO and RPO recorded.
+    #[serde(default)]
+    pub drill: Option<RecoveryDrill>,
+}
+
+/// When the agent drills a recovery, and whom it tells.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryDrill {
+    /// When to drill (cron, UTC), on the agent holding the cluster lock.
+    pub schedule: CronSchedule,
+    /// Names of `Notifier` resources told of each drill's outcome; default: every subscribed one.
+    #[serde(default)]
+    pub notify: Vec<String>,
 }
 
 fn default_environments() -> Vec<Name> {

@@ -24,6 +24,15 @@ struct PlanJson<'a> {
     errors: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     cost: Option<&'a crate::cost::CostSummary>,
+    /// Services left on an earlier spec because the desired one failed (a difference).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    held_back: &'a [String],
+    /// What recovery of an interrupted run does before the next apply.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    recovery: &'a [String],
+    /// Made without reading live state (`plan --offline`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    offline: bool,
 }
 
 #[derive(Serialize)]
@@ -124,6 +133,9 @@ pub fn render(plan: &Plan) -> String {
         pending: &plan.pending,
         errors: &plan.errors,
         cost: plan.cost.as_ref(),
+        held_back: &plan.held_back,
+        recovery: &plan.recovery,
+        offline: plan.offline,
     };
     let mut s = serde_json::to_string_pretty(&doc).expect("plan serializes");
     s.push('\n');

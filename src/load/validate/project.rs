@@ -1,13 +1,14 @@
 //! Project-level checks: duplicate hosts and environments, host labels (template inputs), the
-//! sync interval, provider endpoints.
+//! sync interval, provider endpoints, the recovery objectives and drill.
 
 use std::collections::BTreeSet;
 
-use super::{inputs, span_at, Ctx};
+use super::{inputs, reference, span_at, Ctx};
 use crate::load::diagnostic::Diagnostic;
 use crate::load::yaml::{NodeValue, Span};
+use crate::model::project::RecoveryDrill;
 use crate::model::types::SecretString;
-use crate::model::Project;
+use crate::model::{Kind, Project};
 
 /// The position of `path` in the Project's document.
 fn project_span(ctx: &Ctx, path: &[&str]) -> Option<Span> {
@@ -138,9 +139,13 @@ fn label_key_span(ctx: &Ctx, path: &[&str]) -> Option<Span> {
     }
 }
 
-/// `recovery.rto` and `recovery.rpo`, when given, are more than zero.
+/// `recovery.rto` and `recovery.rpo`, when given, are more than zero; the drill's schedule is a
+/// template input and its `notify` names declared Notifiers.
 fn check_recovery(p: &Project, ctx: &mut Ctx) {
     let Some(r) = &p.recovery else { return };
+    if let Some(d) = &r.drill {
+        check_drill(d, ctx);
+    }
     for (field, value) in [("rto", r.rto), ("rpo", r.rpo)] {
         if value.is_some_and(|d| d.as_millis() == 0) {
             let span = project_span(ctx, &["recovery", field]);
@@ -148,6 +153,23 @@ fn check_recovery(p: &Project, ctx: &mut Ctx) {
                 span,
                 format!("recovery.{field} must be more than 0s"),
             ));
+        }
+    }
+}
+
+fn check_drill(d: &RecoveryDrill, ctx: &mut Ctx) {
+    if let Some(span) = project_span(ctx, &["recovery", "drill", "schedule"]) {
+        ctx.diags.extend(inputs::text(
+            "recovery drill schedule",
+            d.schedule.as_str(),
+            &span,
+            "write five cron fields separated by spaces, e.g. `0 4 * * 0`",
+        ));
+    }
+    for (i, name) in d.notify.iter().enumerate() {
+        let idx = i.to_string();
+        if let Some(span) = project_span(ctx, &["recovery", "drill", "notify", &idx]) {
+            reference(ctx, Kind::Notifier, name, &span, "recovery drill notify");
         }
     }
 }

@@ -376,9 +376,12 @@ impl Docker {
             .map_err(self.fail(format!("rename container {from} to {to}")))
     }
 
-    /// `None` when the container does not exist.
-    pub async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, DockerError> {
-        let info = match self
+    /// The engine's view of a container; `None` when it does not exist.
+    pub(super) async fn inspect(
+        &self,
+        name: &str,
+    ) -> Result<Option<bollard::models::ContainerInspectResponse>, DockerError> {
+        match self
             .client
             .inspect_container(
                 name,
@@ -386,9 +389,16 @@ impl Docker {
             )
             .await
         {
-            Ok(i) => i,
-            Err(e) if not_found(&e) => return Ok(None),
-            Err(e) => return Err(self.fail(format!("inspect container {name}"))(e)),
+            Ok(i) => Ok(Some(i)),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(self.fail(format!("inspect container {name}"))(e)),
+        }
+    }
+
+    /// `None` when the container does not exist.
+    pub async fn status(&self, name: &str) -> Result<Option<ContainerStatus>, DockerError> {
+        let Some(info) = self.inspect(name).await? else {
+            return Ok(None);
         };
         let state = info.state.unwrap_or_default();
         let ip = info

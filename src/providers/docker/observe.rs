@@ -14,17 +14,8 @@ impl super::Docker {
     /// A container's spec label and its real environment (`None`: no such container). The
     /// values stay in this process: they are only digested.
     pub async fn config(&self, name: &str) -> Result<Option<ContainerConfig>, DockerError> {
-        let info = match self
-            .client
-            .inspect_container(
-                name,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-        {
-            Ok(i) => i,
-            Err(e) if super::not_found(&e) => return Ok(None),
-            Err(e) => return Err(api(format!("inspect container {name}"))(e)),
+        let Some(info) = self.inspect(name).await? else {
+            return Ok(None);
         };
         let config = info.config.unwrap_or_default();
         let env = config
