@@ -59,13 +59,13 @@ fn retention_aborts_the_uploads_of_interrupted_backups_and_nothing_else() {
         let started = curl(&["-X", "POST", &format!("{s3}/{bucket}/{key}?uploads")]);
         assert!(started.contains("<UploadId>"), "{started}");
     }
-    // moto reports every upload as initiated in 2010, so both are past the hour a running
+    // moto reports every upload as initiated in 2010, so both are past the day a running
     // backup's upload is given; only the one named like a copy of this backup is aborted.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = rt.block_on(S3::connect(Some(&s3), "us-east-1"));
     let store = Store::parse(&format!("s3://{bucket}/db/"), Some(&client)).unwrap();
     let aborted = store
-        .sweep_uploads("data", converge::backup::debris::STALE, rt.handle())
+        .sweep_uploads("data", converge::backup::debris::STALE_UPLOAD, rt.handle())
         .unwrap();
     assert_eq!(aborted, vec![ours.to_string()]);
     let left = rt

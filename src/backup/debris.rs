@@ -6,8 +6,13 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-/// How old an unfinished file must be before retention removes it.
+/// How old an unfinished file must be before retention removes it (a running backup's file is
+/// younger: its writes keep its modification time fresh).
 pub const STALE: Duration = Duration::from_secs(3600);
+
+/// How long ago an S3 multipart upload must have started before retention aborts it: its start
+/// time never moves, so this must outlast the longest backup (the implied bucket rule's day).
+pub const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
 
 /// The suffixes of converge's unfinished files.
 const PARTIAL_SUFFIXES: [&str; 2] = [".cvbak.partial", ".manifest.partial"];

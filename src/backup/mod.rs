@@ -445,7 +445,7 @@ pub fn retention(t: &Tools, b: &Backup) -> Result<Retention, BackupError> {
                     .push(format!("{} {file} (unfinished)", store.describe()));
             }
         }
-        for key in store.sweep_uploads(b.name.as_str(), debris::STALE, &t.rt)? {
+        for key in store.sweep_uploads(b.name.as_str(), debris::STALE_UPLOAD, &t.rt)? {
             let at = store.describe();
             out.deleted.push(format!("{at} {key} (incomplete upload)"));
         }

@@ -121,7 +121,9 @@ impl Recovery<'_> {
             for s in &p.choice.skipped {
                 report.notes.push(format!("{label}: {s}"));
             }
-            if let Some(id) = done.get(&label) {
+            // Only the copy chosen now counts as already restored: another `--at`, or a newer
+            // copy since the interrupted run, is restored (a non-empty target needs --force).
+            if let Some(id) = done.get(&label).filter(|id| **id == p.choice.copy.id) {
                 report.notes.push(format!(
                     "{label} was restored from {id} by the interrupted recovery (journal): not restored again"
                 ));

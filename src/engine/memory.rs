@@ -86,7 +86,9 @@ impl StepError {
             | StepError::SwitchBackFailed { .. } => true,
             StepError::Provider(ProviderError::Containers(e)) => container_condemns(e),
             StepError::Provider(ProviderError::Runtime(e)) => !e.is_transient(),
-            StepError::Provider(_) => true,
+            // A router's file that cannot be written or reloaded, a secret or a database that
+            // cannot be reached: nothing the new spec did.
+            StepError::Provider(_) => false,
             StepError::NoProvider { .. } | StepError::Journal(_) => false,
         }
     }
@@ -266,5 +268,7 @@ mod tests {
             },
         }));
         assert!(!image.condemns_the_spec());
+        let reload = StepError::Provider(ProviderError::Step("nginx -s reload: no pid".into()));
+        assert!(!reload.condemns_the_spec());
     }
 }
