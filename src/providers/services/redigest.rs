@@ -8,11 +8,9 @@
 use std::collections::BTreeMap;
 
 use crate::model::live::{LiveResource, LiveState};
-use crate::model::{AttrValue, Attributes, DesiredState, Kind, ResourceId};
+use crate::model::{AttrValue, Attributes, DesiredState, Kind, ResourceId, SecretDigest};
 use crate::providers::runtime::{ContainerRuntime, RuntimeError};
 use crate::secrets::Secrets;
-
-use super::containers::spec_attributes;
 
 /// Re-digests, with this machine's key, the secret env of services whose labels disagree.
 pub async fn redigest(
@@ -26,7 +24,7 @@ pub async fn redigest(
         let Some(res) = live.resources.get_mut(&id) else {
             continue;
         };
-        if secrets_agree(&spec_attributes(secrets, s), &res.attributes) {
+        if secrets_agree(s, secrets, &res.attributes) {
             continue;
         }
         redigest_service(rt, secrets, res).await?;
@@ -34,12 +32,17 @@ pub async fn redigest(
     Ok(())
 }
 
-/// Whether every secret attribute desired has the same digest in the live label.
-fn secrets_agree(want: &Attributes, live: &Attributes) -> bool {
-    want.0
+/// Whether every secret in the service's env has this machine's digest in the live label: only
+/// the secret values are digested, not the whole spec, since this runs on every observe.
+fn secrets_agree(s: &crate::model::Service, secrets: &Secrets, live: &Attributes) -> bool {
+    s.env
         .iter()
-        .filter(|(_, a)| a.value.is_sensitive())
-        .all(|(k, a)| live.get(k).is_some_and(|l| l.value == a.value))
+        .filter(|(_, v)| v.is_sensitive())
+        .all(|(k, v)| {
+            let want = AttrValue::Sensitive(SecretDigest::digest(secrets, v));
+            live.get(&format!("env.{k}"))
+                .is_some_and(|l| l.value == want)
+        })
 }
 
 async fn redigest_service(
