@@ -50,6 +50,8 @@ pub struct Secrets {
     key: Vec<u8>,
     /// Which references this host allows (read from the host's configuration, not from Git).
     policy: HostPolicy,
+    /// Database names replaced in every resolved value (a drill's scratch copies): `(from, to)`.
+    renamed_databases: Vec<(String, String)>,
 }
 
 impl Secrets {
@@ -106,6 +108,7 @@ impl Secrets {
         Ok(Secrets {
             key,
             policy: HostPolicy::load(state_dir)?,
+            renamed_databases: Vec::new(),
         })
     }
 
@@ -114,8 +117,23 @@ impl Secrets {
         &self.policy
     }
 
-    /// The value with every reference replaced.
+    /// From now on, a resolved value that names database `from` (a connection URL's path, a
+    /// `dbname=` keyword, or the whole value) names `to` instead: a drill's services reach the
+    /// scratch copies, never the real databases.
+    pub fn rename_databases(&mut self, renames: Vec<(String, String)>) {
+        self.renamed_databases = renames;
+    }
+
+    /// The value with every reference replaced (and the renamed databases renamed).
     pub fn resolve(&self, value: &SecretString) -> Result<String, SecretError> {
+        let resolved = self.resolve_references(value)?;
+        Ok(self
+            .renamed_databases
+            .iter()
+            .fold(resolved, |v, (from, to)| rename_database(&v, from, to)))
+    }
+
+    fn resolve_references(&self, value: &SecretString) -> Result<String, SecretError> {
         let mut out = String::new();
         for piece in value.pieces() {
             match piece {
@@ -205,6 +223,36 @@ impl Secrets {
     }
 }
 
+/// `value` with database `from` renamed `to` where it names it: the whole value, the path of a
+/// URL (`postgres://u@h:5432/from?sslmode=…`), or a `dbname=from` keyword.
+pub fn rename_database(value: &str, from: &str, to: &str) -> String {
+    if value == from {
+        return to.to_string();
+    }
+    let mut out = value.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let after = scheme_end + 3;
+        if let Some(slash) = out[after..].find('/').map(|i| after + i) {
+            let end = out[slash + 1..]
+                .find(['?', '#'])
+                .map_or(out.len(), |i| slash + 1 + i);
+            if &out[slash + 1..end] == from {
+                out.replace_range(slash + 1..end, to);
+            }
+        }
+    }
+    let keyword = format!("dbname={from}");
+    if let Some(i) = out.find(&keyword) {
+        let end = i + keyword.len();
+        let at_word_start = i == 0 || out[..i].ends_with(char::is_whitespace);
+        let at_word_end = out[end..].chars().next().is_none_or(char::is_whitespace);
+        if at_word_start && at_word_end {
+            out.replace_range(i..end, &format!("dbname={to}"));
+        }
+    }
+    out
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
@@ -221,6 +269,31 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renamed_database_is_renamed_in_urls_keywords_and_whole_values_only() {
+        let r = |v: &str| rename_database(v, "app", "app_drill_1");
+        assert_eq!(
+            r("postgres://u:p@db:5432/app?sslmode=disable"),
+            "postgres://u:p@db:5432/app_drill_1?sslmode=disable"
+        );
+        assert_eq!(r("postgresql://u@db/app"), "postgresql://u@db/app_drill_1");
+        assert_eq!(
+            r("host=db dbname=app user=u"),
+            "host=db dbname=app_drill_1 user=u"
+        );
+        assert_eq!(r("app"), "app_drill_1");
+        // Other databases, other words and hosts named like the database stay as they are.
+        for same in [
+            "postgres://u@db/application",
+            "postgres://app@app/other",
+            "dbname=apps",
+            "myapp",
+            "https://example.com/x/app",
+        ] {
+            assert_eq!(r(same), same);
+        }
+    }
 
     #[test]
     fn a_rotated_secret_changes_the_digest_and_the_digest_hides_it() {

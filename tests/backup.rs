@@ -1,11 +1,14 @@
 //! Buckets and backups against a real S3 HTTP endpoint (moto, started by scripts/test) and a real
 //! PostgreSQL: bucket create and drift, backup → restore with identical data, a wrong key, a
 //! tampered copy, retention, and a failed upload that leaves no manifest. `backup/auth.rs`: the
-//! authentication of copies (manifest MAC, keys, ids, checksums on restore).
+//! authentication of copies (manifest MAC, keys, ids, checksums on restore). `backup/counts.rs`:
+//! the row counts a database copy's manifest records, taken in the dump's snapshot.
 
 #[path = "backup/auth.rs"]
 mod auth;
 mod common;
+#[path = "backup/counts.rs"]
+mod counts;
 
 use std::process::Command;
 

@@ -46,7 +46,7 @@ fn offline_plan_says_so_plans_what_a_live_plan_would_and_detailed_exitcode_is_2(
     );
     // The kinds providers reconcile, as a live plan: no Notifier, Backup or Budget creations.
     assert!(
-        out.ends_with("\nPlan: 12 to add, 0 to change, 0 to destroy.\n"),
+        out.ends_with("\nPlan: 11 to add, 0 to change, 0 to destroy.\n"),
         "{out}"
     );
     assert!(!out.contains("does not exist"), "{out}");
@@ -64,7 +64,7 @@ fn json_plan_is_versioned_and_holds_no_secret() {
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["format_version"], "1.0");
-    assert_eq!(v["summary"]["add"], 12);
+    assert_eq!(v["summary"]["add"], 11);
     assert_eq!(v["offline"], true);
     assert!(!stdout(&o).contains("${env:"), "secret references leaked");
 }

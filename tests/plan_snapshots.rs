@@ -283,7 +283,7 @@ fn markdown_has_summary_first_and_folds_long_diffs() {
     let p = plan_of(&state(&example(), "dev"), &LiveState::default());
     let md = plan::markdown::render(&p);
     assert!(
-        md.starts_with("<!-- converge-plan -->\n**Plan: 17 to add, 0 to change, 0 to destroy.**")
+        md.starts_with("<!-- converge-plan -->\n**Plan: 16 to add, 0 to change, 0 to destroy.**")
     );
     assert!(md.contains("<details><summary><code>router/public</code>"));
     insta::assert_snapshot!("first_plan_markdown", md);

@@ -60,7 +60,7 @@ impl Stack {
             "kind: Project\nname: {p}\nhosts: [{{name: local}}]\nproviders:\n  docker: {{}}\n  postgres: {{url: \"{pg}\"}}\n  s3: {{endpoint: \"{s3}\", region: us-east-1}}\nrecovery: {{rto: 1h, rpo: 1h}}\n\
 ---\nkind: Database\nname: {db}\nmigrations: {{dir: migrations}}\n\
 ---\nkind: Bucket\nname: {bucket}\n\
----\nkind: Service\nname: worker\nimage: converge-test/worker:v1\nvolumes: [{{source: {media}, target: /media}}]\n\
+---\nkind: Service\nname: worker\nimage: converge-test/worker:v1\nenv: {{DATABASE_URL: \"postgres://app@db:5432/{db}?sslmode=disable\"}}\nvolumes: [{{source: {media}, target: /media}}]\n\
 ---\nkind: Backup\nname: db\nsource: {{database: {db}}}\nschedule: \"0 * * * *\"\nencryption: {{key: \"${{env:CVT_BACKUP_KEY}}\"}}\nrpo: 1h\ndestinations:\n  - {{url: \"file://{local}\", keep: 7d}}\n  - {{url: \"s3://{bucket}/db/\", keep: 30d}}\n\
 ---\nkind: Backup\nname: media\nsource: {{files: {media}}}\nschedule: \"0 * * * *\"\nencryption: {{key: \"${{env:CVT_BACKUP_KEY}}\"}}\ndestinations: [{{url: \"s3://{bucket}/media/\", keep: 30d}}]\n",
             p = self.p.name,
@@ -104,15 +104,7 @@ impl Stack {
             s3_endpoint(),
             self.bucket
         )]);
-        let mut ids: Vec<String> = String::from_utf8_lossy(&list)
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|k| k.split("</Key>").next())
-            .filter_map(|k| k.strip_suffix(".cvbak"))
-            .map(|k| k.rsplit('/').next().unwrap().to_string())
-            .collect();
-        ids.sort();
-        ids
+        common::copy_ids_in_listing(&String::from_utf8_lossy(&list))
     }
 
     /// Flips one byte in the middle of copy `id`'s stored bytes in S3.
@@ -313,6 +305,19 @@ fn a_destroyed_project_comes_back_from_s3_with_its_rows_files_and_service() {
         text(&again)
     );
     assert_eq!(s.rows(), "a,b,c,d,e");
+
+    // One host of several (`--host`): data another host's recovery restored is left as it is,
+    // and that host's services are brought up on it.
+    psql(&s.db, "INSERT INTO items VALUES (7, 'g')");
+    let out = s.ok(&["recover", "DIR", "--host", "local"]);
+    assert!(
+        out.contains(&format!(
+            "database/{} already holds data: left as it is (--host:",
+            s.db
+        )),
+        "{out}"
+    );
+    assert_eq!(s.rows(), "a,b,c,d,e,g", "nothing was restored over it");
 }
 
 #[test]
@@ -387,6 +392,45 @@ fn a_corrupted_newest_copy_is_passed_over_and_a_stopped_recovery_resumes() {
     );
     assert_eq!(s.rows(), "a,b,c,d,e");
     assert_eq!(s.in_worker("/media/sub/b.txt"), "beta\n");
+
+    // Over data that moved on, --force restores only after a safety copy of each target.
+    psql(&s.db, "INSERT INTO items VALUES (9, 'z')");
+    let out = s.ok(&["recover", "DIR", "--force"]);
+    for (label, what) in [
+        (format!("database/{}", s.db), format!("database {}", s.db)),
+        (
+            format!("files {}", s.media().display()),
+            format!("directory {}", s.media().display()),
+        ),
+    ] {
+        assert!(
+            out.contains(&format!(
+                "{label}: before replacing it, {what} saved as safety-"
+            )),
+            "{out}"
+        );
+    }
+    assert_eq!(s.rows(), "a,b,c,d,e");
+    let list = s.ok(&["backup", "list", &format!("safety-db-{}", s.db), "DIR"]);
+    assert!(list.contains("kept until removed by hand"), "{list}");
+}
+
+#[test]
+fn an_unreachable_destination_stops_the_choice_instead_of_falling_back_to_older_copies() {
+    let s = Stack::applied_and_backed_up("unreach");
+    let yaml = std::fs::read_to_string(s.p.path().join("converge.yaml")).unwrap();
+    let down = yaml.replace(&s3_endpoint(), "http://127.0.0.1:9");
+    std::fs::write(s.p.path().join("converge.yaml"), down).unwrap();
+    let o = s.converge(&["recover", "DIR", "--plan"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("s3://{}/", s.bucket))
+            && out.contains("cannot be listed")
+            && out.contains("name one with --from"),
+        "{out}"
+    );
+    assert!(!out.contains("<- "), "no copy was chosen: {out}");
 }
 
 #[test]
@@ -455,10 +499,38 @@ fn a_drill_while_the_project_runs_leaves_it_untouched_and_reports_rto_and_rpo() 
         format!("restore database/{}", s.db),
         format!("restore files {}", s.media().display()),
         "verify".to_string(),
+        "services".to_string(),
     ] {
         assert!(rto.contains(&format!("  {phase}  ")), "{phase}: {out}");
     }
     assert!(out.contains("Achieved RPO"), "{out}");
+    // The services ran as their own project against the scratch copies, then were removed.
+    let drill_project = format!("{}-drill", s.p.name);
+    assert!(
+        out.contains(&format!("service worker: {drill_project}-worker-"))
+            && out.contains("started and running (it declares no health check)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "service worker: env DATABASE_URL names the scratch database {}_drill_",
+            s.db
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "torn down: 1 container(s) of project {drill_project}"
+        )),
+        "{out}"
+    );
+    let left = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=converge.project={drill_project}"),
+    ]);
+    assert!(left.trim().is_empty(), "drill containers left: {left}");
     assert!(
         out.contains(&format!("database/{}: 2 table(s), 6 row(s)", s.db))
             && out.contains(&format!("in the scratch copy database {}_drill_", s.db)),
@@ -466,7 +538,7 @@ fn a_drill_while_the_project_runs_leaves_it_untouched_and_reports_rto_and_rpo() 
     );
     assert!(out.contains("2 file(s) in the scratch copy /"), "{out}");
     assert!(out.contains("Objectives met: rto 1h rpo 1h."), "{out}");
-    assert!(out.contains("services were not started"), "{out}");
+    assert!(out.contains("the real stack was not touched"), "{out}");
     assert!(
         out.contains(&format!("torn down: dropped database {}_drill_", s.db)),
         "{out}"

@@ -1,6 +1,7 @@
 //! `restore --to-dir` keeps what a directory holds unless asked (issue 15): a files backup is
 //! restored into an empty directory, refused over a non-empty one, and written over it only with
-//! `--force`. Real binary, real tar, a `file://` destination; no database or S3 needed.
+//! `--force`, and then only after a safety copy of what it held. Real binary, real tar, a
+//! `file://` destination; no database or S3 needed.
 
 mod common;
 
@@ -57,8 +58,46 @@ fn a_files_restore_refuses_a_non_empty_directory_without_force() {
         restored.iter().any(|p| p.ends_with("video.txt")),
         "{restored:?}"
     );
+    // --force writes over it, after a safety copy of what it held, restorable by its name.
+    std::fs::write(target.path().join("video.txt"), "frame 1, edited by hand\n").unwrap();
     let o = p.converge(&["restore", "media@latest", "DIR", "--to-dir", to, "--force"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "Before replacing it, directory {to} saved as safety-dir-"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.path().join("video.txt")).unwrap(),
+        "frame 1\n"
+    );
+    let id = out
+        .split("saved as ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with("safety-dir-"), "{id}");
+    let back = tempfile::tempdir().unwrap();
+    let o = p.converge(&[
+        "restore",
+        &id,
+        "DIR",
+        "--to-dir",
+        back.path().to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let saved: Vec<String> = walk(back.path())
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(
+        saved.contains(&"frame 1, edited by hand\n".to_string())
+            && saved.contains(&"precious\n".to_string()),
+        "the safety copy holds what the directory held: {saved:?}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

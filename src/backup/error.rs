@@ -187,7 +187,7 @@ pub enum BackupError {
     #[error("{id} at {destination} changed while it was read: its stored bytes no longer match the manifest's sha256 (they did when checked first), so what was read from it is suspect")]
     ChangedWhileRead { id: String, destination: String },
     /// The stored bytes do not match the manifest's sha256 (or size).
-    #[error("{id} at {destination} fails its checksum: the stored bytes changed (sha256 {} expected, {found} found)", short(.expected))]
+    #[error("{id} at {destination} fails its checksum: the stored bytes changed (sha256 {} expected, {} found)", short(.expected), short(.found))]
     ChecksumMismatch {
         id: String,
         destination: String,
@@ -257,7 +257,7 @@ pub enum BackupError {
     #[error("{id}: the manifest fails authentication (its MAC does not match under the configured key): it was altered or planted, and is refused\n  = hint: restore another copy (`converge backup list {backup}`), or run `converge backup run {backup}` for a new one")]
     ManifestMac { id: String, backup: String },
     /// A manifest format this converge does not know.
-    #[error("{id} was made by a newer converge (manifest format {version}); this one reads formats 1 and 2\n  = hint: use a newer converge to restore it")]
+    #[error("{id} was made by a newer converge (manifest format {version}); this one reads formats 1 to 3\n  = hint: use a newer converge to restore it")]
     NewerFormat { id: String, version: u32 },
     /// The stored bytes do not start like an encrypted converge backup.
     #[error("not an encrypted converge backup")]
@@ -330,6 +330,14 @@ pub enum BackupError {
     /// A restore drill restored a database without a single table.
     #[error("{id} restored no table")]
     RestoredNothing { id: String },
+    /// A database restored from a copy does not hold the rows its manifest records.
+    #[error("database {database}, restored from {id}, does not hold the rows the copy's manifest records: {detail}")]
+    RowCounts {
+        id: String,
+        database: String,
+        /// Each table: expected and found.
+        detail: String,
+    },
     /// A PostgreSQL call failed.
     #[error(transparent)]
     Postgres(#[from] PgError),
@@ -369,6 +377,42 @@ impl PgFailure for String {
 }
 
 impl BackupError {
+    /// Whether the copy could not be read for a reason outside it (an S3 endpoint that does not
+    /// answer or refuses our credentials, a server error, a broken connection, a local read
+    /// error), rather than a copy that is missing, corrupt, tampered with or under another key.
+    /// A recovery stops on the first kind instead of falling back to older copies.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            BackupError::Destination { source, .. } | BackupError::Unreadable { source, .. } => {
+                source.is_unreachable()
+            }
+            BackupError::S3(e) => match e {
+                S3Error::Unreachable { .. }
+                | S3Error::Credentials { .. }
+                | S3Error::Body { .. }
+                | S3Error::Unreadable { .. } => true,
+                S3Error::Status { status, .. } => status.is_none_or(|s| s >= 500 || s == 403),
+                S3Error::Service { code, .. } => {
+                    matches!(
+                        code.as_str(),
+                        "AccessDenied"
+                            | "InvalidAccessKeyId"
+                            | "SignatureDoesNotMatch"
+                            | "InternalError"
+                            | "ServiceUnavailable"
+                            | "SlowDown"
+                            | "RequestTimeout"
+                    )
+                }
+                _ => false,
+            },
+            BackupError::Download { source, .. }
+            | BackupError::Read { source }
+            | BackupError::Open { source, .. } => source.kind() != io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
     /// `Destination`: `e` happened at `destination`.
     pub(crate) fn at(destination: String, e: BackupError) -> BackupError {
         BackupError::Destination {

@@ -97,8 +97,13 @@ pub fn verify(
     }
     // The drill checks the checksum before it restores and decrypts every chunk as it does.
     let d = super::verify_restore(tools, b, &store, &c)?;
+    let counts = if d.counts_match {
+        " (every count matches the copy's manifest)"
+    } else {
+        ""
+    };
     Ok(format!(
-        "Verified {} at {}: {trust}; restored {} table(s), {} row(s) into a scratch database and dropped it; restore took {:.1}s (the measured RTO).",
+        "Verified {} at {}: {trust}; restored {} table(s), {} row(s){counts} into a scratch database and dropped it; restore took {:.1}s (the measured RTO).",
         c.id,
         store.describe(),
         d.tables,

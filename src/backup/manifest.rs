@@ -4,8 +4,10 @@
 //! authenticated: HMAC-SHA256 (an HKDF subkey of the backup key) over a canonical serialization
 //! of every other field, including the sha256 of the stored bytes, so a MAC that checks vouches
 //! for the whole copy. Such a Backup refuses unencrypted copies, manifests without a MAC and
-//! manifests written by converge before format 2.
+//! manifests written by converge before format 2. A database copy's manifest (format 3) records
+//! the rows of every table, counted in the snapshot its dump reads.
 
+use std::collections::BTreeMap;
 use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
@@ -15,8 +17,11 @@ use super::crypto::{Kdf, Key, Secret};
 use super::BackupError;
 use crate::model::types::Name;
 
-/// 2: a MAC, an HKDF key id and, for a passphrase, the Argon2id salt.
-pub const FORMAT_VERSION: u32 = 2;
+/// 2: a MAC, an HKDF key id and, for a passphrase, the Argon2id salt. 3: a database copy's row
+/// counts (`rows`).
+pub const FORMAT_VERSION: u32 = 3;
+/// The first format with a MAC: a Backup that declares a key refuses older manifests.
+pub const MAC_FORMAT: u32 = 2;
 /// What `encryption` says of an encrypted copy.
 pub const AES: &str = "aes-256-gcm";
 /// `<id>` + this is a manifest's file name.
@@ -47,6 +52,11 @@ pub struct Manifest {
     /// HMAC-SHA256 of `canonical`, hex; none without a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// A database copy (format 3): the exact row count of every table in its user schemas, by
+    /// qualified name (`public.items`, quoted as `quote_ident` does), counted in the snapshot the
+    /// dump reads. None for other sources and before format 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<BTreeMap<String, i64>>,
 }
 
 /// `20261128T143800Z`.
@@ -59,14 +69,16 @@ pub fn copy_id(name: &str, started_at: u64) -> String {
     format!("{name}-{}", stamp(started_at))
 }
 
-/// The MAC input: every field but `mac`, as a JSON array in this fixed order after a label.
-/// Never reorder or drop an entry: that would change the MAC of every copy made since.
+/// The MAC input: every field but `mac`, as a JSON array in this fixed order after a label;
+/// from format 3 on, `rows` is appended (an object, its keys sorted), so a format 2 manifest
+/// keeps the bytes, and the MAC, it was sealed with. Never reorder or drop an entry: that would
+/// change the MAC of every copy made since.
 pub fn canonical(m: &Manifest) -> Vec<u8> {
     let kdf = m
         .kdf
         .as_ref()
         .map(|k| json!([k.algorithm, k.m_kib, k.t, k.p, k.salt]));
-    let fields = json!([
+    let mut fields = json!([
         "converge-backup-manifest",
         m.format_version,
         m.id,
@@ -82,6 +94,10 @@ pub fn canonical(m: &Manifest) -> Vec<u8> {
         m.stored_bytes,
         m.sha256,
     ]);
+    if m.format_version >= 3 {
+        let rows = json!(m.rows);
+        fields.as_array_mut().expect("an array").push(rows);
+    }
     serde_json::to_vec(&fields).expect("JSON values serialize")
 }
 
@@ -117,6 +133,10 @@ pub fn invalid_reason(m: &Manifest, stem: &str) -> Option<String> {
 pub struct Checked {
     manifest: Manifest,
     key: Option<Key>,
+    /// Every stored byte was read and checked by this process (`verify_checksum`): a restore
+    /// right after it need not read the copy once more before it starts (the bytes are still
+    /// hashed while they are restored).
+    bytes_verified: bool,
 }
 
 impl Deref for Checked {
@@ -127,6 +147,15 @@ impl Deref for Checked {
 }
 
 impl Checked {
+    /// Whether `verify_checksum` read every stored byte of it in this process.
+    pub fn bytes_verified(&self) -> bool {
+        self.bytes_verified
+    }
+
+    pub(super) fn mark_bytes_verified(&mut self) {
+        self.bytes_verified = true;
+    }
+
     /// Whether the manifest's MAC checked (the Backup declares a key).
     pub fn authenticated(&self) -> bool {
         self.key.is_some()
@@ -139,8 +168,16 @@ impl Checked {
 }
 
 /// Checks `m`, a copy of backup `backup`, against the Backup's key (`secret`, if it declares one).
-pub fn check(m: Manifest, backup: &str, secret: Option<&Secret>) -> Result<Checked, BackupError> {
+/// Row counts in a manifest before format 3 are dropped: its MAC does not cover them.
+pub fn check(
+    mut m: Manifest,
+    backup: &str,
+    secret: Option<&Secret>,
+) -> Result<Checked, BackupError> {
     let (id, backup) = (m.id.clone(), backup.to_string());
+    if m.format_version < 3 {
+        m.rows = None;
+    }
     if m.format_version > FORMAT_VERSION {
         return Err(BackupError::NewerFormat {
             id,
@@ -154,6 +191,7 @@ pub fn check(m: Manifest, backup: &str, secret: Option<&Secret>) -> Result<Check
         return Ok(Checked {
             manifest: m,
             key: None,
+            bytes_verified: false,
         });
     };
     if m.encryption != AES {
@@ -164,7 +202,7 @@ pub fn check(m: Manifest, backup: &str, secret: Option<&Secret>) -> Result<Check
             encryption,
         });
     }
-    if m.format_version < FORMAT_VERSION {
+    if m.format_version < MAC_FORMAT {
         return Err(BackupError::LegacyManifest { id, backup });
     }
     let Some(tag) = m.mac.as_deref() else {
@@ -186,6 +224,7 @@ pub fn check(m: Manifest, backup: &str, secret: Option<&Secret>) -> Result<Check
     Ok(Checked {
         manifest: m,
         key: Some(key),
+        bytes_verified: false,
     })
 }
 
@@ -211,7 +250,16 @@ mod tests {
             stored_bytes: 20,
             sha256: "ab".repeat(32),
             mac: None,
+            rows: None,
         }
+    }
+
+    fn rows() -> BTreeMap<String, i64> {
+        [
+            ("public.items".to_string(), 1234),
+            ("public.tags".into(), 0),
+        ]
+        .into()
     }
 
     fn sealed(secret: &Secret) -> Manifest {
@@ -229,7 +277,10 @@ mod tests {
 
     #[test]
     fn the_canonical_form_is_fixed() {
-        let m = manifest("none");
+        let m = Manifest {
+            format_version: 2,
+            ..manifest("none")
+        };
         assert_eq!(m.id, "db-20261128T143800Z");
         assert_eq!(
             String::from_utf8(canonical(&m)).unwrap(),
@@ -252,6 +303,87 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("ignored"), "the mac is not its own input");
+    }
+
+    #[test]
+    fn from_format_3_the_row_counts_end_the_canonical_form() {
+        let m = Manifest {
+            rows: Some(rows()),
+            ..manifest("none")
+        };
+        let text = String::from_utf8(canonical(&m)).unwrap();
+        assert!(
+            text.starts_with("[\"converge-backup-manifest\",3,"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(&format!(
+                ",\"{}\",{{\"public.items\":1234,\"public.tags\":0}}]",
+                "ab".repeat(32)
+            )),
+            "{text}"
+        );
+        let none = String::from_utf8(canonical(&manifest("none"))).unwrap();
+        assert!(none.ends_with(",null]"), "{none}");
+        let format_2 = Manifest {
+            format_version: 2,
+            ..m
+        };
+        let text = String::from_utf8(canonical(&format_2)).unwrap();
+        assert!(!text.contains("public.items"), "{text}");
+    }
+
+    /// A format 2 manifest sealed by converge before format 3 (its MAC computed then, under the
+    /// raw key 11…11): it still checks, and its key is accepted.
+    #[test]
+    fn a_format_2_manifest_sealed_before_format_3_still_checks() {
+        let secret = Secret::parse(&"11".repeat(32));
+        let m = Manifest {
+            format_version: 2,
+            key_id: Some("442f761aaeceb21a".into()),
+            mac: Some("ee4b7bf33bad945e2dfe83ffbe262cbfd2ad13c20930ce4927b4bf6dc668b3e5".into()),
+            ..manifest(AES)
+        };
+        let c = check(m.clone(), "db", Some(&secret)).unwrap();
+        assert!(c.authenticated());
+        assert_eq!(c.format_version, 2);
+        assert_eq!(c.rows, None);
+        let planted = Manifest {
+            rows: Some(rows()),
+            ..m
+        };
+        let c = check(planted, "db", Some(&secret)).unwrap();
+        assert_eq!(c.rows, None, "counts its MAC does not cover are dropped");
+    }
+
+    #[test]
+    fn a_changed_row_count_fails_the_mac() {
+        let secret = Secret::parse(&"11".repeat(32));
+        let good = Manifest {
+            rows: Some(rows()),
+            ..sealed(&secret)
+        };
+        let mut good = good;
+        let (key, _) = secret.new_copy_key(&good.id).unwrap();
+        seal(&mut good, &key);
+        let c = check(good.clone(), "db", Some(&secret)).unwrap();
+        assert_eq!(c.rows, Some(rows()));
+        let mut more = rows();
+        more.insert("public.items".into(), 1235);
+        let mut fewer = rows();
+        fewer.remove("public.tags");
+        let mut added = rows();
+        added.insert("public.extra".into(), 1);
+        for rows in [Some(more), Some(fewer), Some(added), None] {
+            let e = refusal(
+                Manifest {
+                    rows,
+                    ..good.clone()
+                },
+                &secret,
+            );
+            assert!(e.contains("fails authentication"), "{e}");
+        }
     }
 
     #[test]
@@ -328,12 +460,15 @@ mod tests {
         assert!(e.contains("restore needs the key it was made with"), "{e}");
         let e = refusal(
             Manifest {
-                format_version: 3,
+                format_version: FORMAT_VERSION + 1,
                 ..sealed(&secret)
             },
             &secret,
         );
-        assert!(e.contains("newer converge"), "{e}");
+        assert!(
+            e.contains("newer converge") && e.contains("reads formats 1 to 3"),
+            "{e}"
+        );
     }
 
     #[test]

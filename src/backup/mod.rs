@@ -1,9 +1,11 @@
 //! Backups: source (pg_dump, a tar of a directory, a command) → compression (zstd, gzip) →
 //! AES-256-GCM → every destination, streamed with bounded memory, a manifest written last (MACed
-//! under the key, see `manifest`); retention per destination; verification (checksum, or a
-//! restore drill that measures the RTO); restore. Blocking code: run it on a blocking thread with
-//! a runtime handle for S3.
+//! under the key, see `manifest`, with a database's row counts taken in the snapshot its dump
+//! reads, see `counts`); retention per destination; verification (checksum, or a restore drill
+//! that measures the RTO); restore. Blocking code: run it on a blocking thread with a runtime
+//! handle for S3.
 
+pub mod counts;
 pub mod crypto;
 pub mod debris;
 mod error;
@@ -34,7 +36,7 @@ use store::{Sink, Store};
 pub use error::BackupError;
 pub use manifest::{Checked, Manifest, FORMAT_VERSION};
 pub use restore::{find, restore_database, restore_files};
-pub use verify::{verify_checksum, verify_restore, Drill};
+pub use verify::{verified, verify_checksum, verify_restore, Drill};
 
 /// What a backup needs from the outside world.
 pub struct Tools<'a> {
@@ -234,6 +236,7 @@ pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, BackupError> {
     let stores = t.stores(b)?;
     let secret = t.secret(b)?;
     let (mut cmd, source) = source_command(t, b)?;
+    let counting = counts::start(t, b, &mut cmd)?;
     let started_at = now();
     let id = manifest::copy_id(b.name.as_str(), started_at);
     let (key, kdf) = match &secret {
@@ -270,6 +273,13 @@ pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, BackupError> {
         }
     };
     let Fanout { sinks, sha, bytes } = fan;
+    let rows = match counting.map(|c| c.finish(&t.rt)).transpose() {
+        Ok(rows) => rows,
+        Err(e) => {
+            sinks.into_iter().for_each(|s| s.abort());
+            return Err(e);
+        }
+    };
     let mut committed = Vec::new();
     let mut sinks = sinks.into_iter();
     for (store, _) in &stores {
@@ -299,6 +309,7 @@ pub fn run(t: &Tools, b: &Backup) -> Result<Manifest, BackupError> {
         stored_bytes: bytes,
         sha256: crate::model::attributes::hex(&sha.finalize()),
         mac: None,
+        rows,
     };
     if let Some(k) = &key {
         manifest::seal(&mut manifest, k);
@@ -511,6 +522,7 @@ mod tests {
             stored_bytes: 0,
             sha256: String::new(),
             mac: None,
+            rows: None,
         }
     }
 

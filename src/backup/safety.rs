@@ -46,6 +46,34 @@ fn backup_name(what: &Dropping) -> String {
     match what {
         Dropping::Database(db) => name_of("db", db),
         Dropping::Volume { name, .. } => name_of("volume", name),
+        Dropping::Dir(dir) => name_of("dir", &dir_name(dir)),
+    }
+}
+
+/// A directory's path as a name: `/srv/app/media` is `srv-app-media`.
+fn dir_name(dir: &Path) -> String {
+    let joined: String = dir
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("-");
+    let name: String = joined
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "root".into()
+    } else {
+        name
     }
 }
 
@@ -53,6 +81,7 @@ fn restore_hint(what: &Dropping, id: &str) -> String {
     match what {
         Dropping::Database(db) => format!("converge restore {id} --to {db}"),
         Dropping::Volume { .. } => format!("converge restore {id} --to-dir DIR"),
+        Dropping::Dir(dir) => format!("converge restore {id} --to-dir {}", dir.display()),
     }
 }
 
@@ -79,7 +108,7 @@ impl fmt::Display for Taken {
             if self.encrypted {
                 "encrypted with the project's backup key"
             } else {
-                "not encrypted: no Backup declares a key; the directory is private"
+                "not encrypted: no Backup declares a key"
             },
             self.restore
         )
@@ -136,6 +165,9 @@ fn encryption(
             .filter(|b| b.source.database.as_deref() == Some(*db))
             .find_map(|b| b.encryption.clone()),
         Dropping::Volume { .. } => None,
+        Dropping::Dir(dir) => backups(desired)
+            .filter(|b| b.source.files.as_deref().map(Path::new) == Some(*dir))
+            .find_map(|b| b.encryption.clone()),
     };
     own.or_else(|| backups(desired).find_map(|b| b.encryption.clone()))
 }
@@ -168,17 +200,21 @@ fn synthesized(
 /// Takes a safety copy of `subject` now; an error means nothing may be dropped.
 pub fn take(t: &Tools, state_dir: &Path, subject: &Dropping) -> Result<Taken, BackupError> {
     let dir = directory(t.desired, state_dir, subject);
-    crate::state_dir::ensure(&dir).map_err(|error| BackupError::SafetyDir {
-        dir: dir.clone(),
-        error,
-    })?;
+    // The private directory is made private; a Backup's own directory is the operator's (the
+    // backup pipeline creates it as it does for every copy, its mode left alone).
+    if dir == private_dir(state_dir, t.desired.project.name.as_str()) {
+        crate::state_dir::ensure(&dir).map_err(|error| BackupError::SafetyDir {
+            dir: dir.clone(),
+            error,
+        })?;
+    }
     let source = match subject {
         Dropping::Database(db) => BackupSource {
             database: Some(db.to_string()),
             files: None,
             command: None,
         },
-        Dropping::Volume { dir, .. } => BackupSource {
+        Dropping::Volume { dir, .. } | Dropping::Dir(dir) => BackupSource {
             database: None,
             files: Some(dir.display().to_string()),
             command: None,
@@ -204,6 +240,41 @@ pub fn take(t: &Tools, state_dir: &Path, subject: &Dropping) -> Result<Taken, Ba
     })
 }
 
+/// Before a restore replaces what `target` holds (`--force`): a safety copy of it when it holds
+/// anything (user objects in a database, any entry in a directory); `None` when it is empty or
+/// missing. An error means the restore must not go on.
+pub fn before_restore(
+    t: &Tools,
+    state_dir: &Path,
+    target: &Dropping,
+) -> Result<Option<Taken>, BackupError> {
+    if !occupied(t, target)? {
+        return Ok(None);
+    }
+    take(t, state_dir, target).map(Some)
+}
+
+/// Whether `target` holds anything: user objects in a database, any entry in a directory.
+pub fn occupied(t: &Tools, target: &Dropping) -> Result<bool, BackupError> {
+    Ok(match target {
+        Dropping::Database(db) => {
+            let pg = t.pg()?;
+            let names =
+                t.rt.block_on(pg.database_names())
+                    .map_err(BackupError::postgres(db))?;
+            names.iter().any(|n| n == db)
+                && !t
+                    .rt
+                    .block_on(pg.contents(db))
+                    .map_err(BackupError::postgres(db))?
+                    .is_empty()
+        }
+        Dropping::Volume { dir, .. } | Dropping::Dir(dir) => {
+            std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+        }
+    })
+}
+
 /// The Backup `converge restore` and `backup list` use for a safety copy's name: every local
 /// directory a safety copy can be in, under the key it would have been taken with.
 pub fn lookup(desired: &DesiredState, state_dir: &Path, name: &str) -> Option<Backup> {
@@ -214,6 +285,14 @@ pub fn lookup(desired: &DesiredState, state_dir: &Path, name: &str) -> Option<Ba
         "volume" => Dropping::Volume {
             name: target,
             dir: Path::new(""),
+        },
+        // The directory whose name this is, when a Backup copies it (for its key).
+        "dir" => match backups(desired)
+            .filter_map(|b| b.source.files.as_deref().map(Path::new))
+            .find(|d| name_of("dir", &dir_name(d)) == name)
+        {
+            Some(dir) => Dropping::Dir(dir),
+            None => Dropping::Dir(Path::new("")),
         },
         _ => return None,
     };
@@ -266,7 +345,7 @@ mod tests {
         };
         assert_eq!(
             t.to_string(),
-            "database app saved as safety-db-app-20261202T101500Z in file:///var/lib/converge/safety/shop (2.0 KiB, not encrypted: no Backup declares a key; the directory is private); restore: converge restore safety-db-app-20261202T101500Z --to app"
+            "database app saved as safety-db-app-20261202T101500Z in file:///var/lib/converge/safety/shop (2.0 KiB, not encrypted: no Backup declares a key); restore: converge restore safety-db-app-20261202T101500Z --to app"
         );
     }
 }

@@ -394,6 +394,7 @@ mod tests {
             stored_bytes: 0,
             sha256: String::new(),
             mac: None,
+            rows: None,
         }
     }
 

@@ -216,6 +216,30 @@ pub fn run(cmd: BackupCommand, state: Option<&Path>) -> anyhow::Result<Outcome> 
     }
 }
 
+/// `--force`: a safety copy of what the target holds before it is replaced; false (and said
+/// why) when none could be taken, so nothing is restored.
+fn save_first(a: &RestoreArgs, tools: &backup::Tools, state_dir: &Path) -> bool {
+    let what = match (&a.to, &a.to_dir) {
+        (Some(db), _) => crate::providers::Dropping::Database(db),
+        (None, Some(dir)) => crate::providers::Dropping::Dir(dir),
+        (None, None) => return true,
+    };
+    match backup::safety::before_restore(tools, state_dir, &what) {
+        Ok(Some(taken)) => {
+            println!("Before replacing it, {taken}");
+            true
+        }
+        Ok(None) => true,
+        Err(e) => {
+            eprintln!(
+                "error: no safety copy of {} could be taken, so nothing was restored: {e}",
+                what.describe()
+            );
+            false
+        }
+    }
+}
+
 pub fn restore(a: RestoreArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
     let (name, id) = backup::parse_id(&a.backup_id)
         .ok_or_else(|| anyhow!("`{}` is not a backup id\n  = hint: write NAME@latest, or an id from `converge backup list NAME`", a.backup_id))?;
@@ -230,10 +254,17 @@ pub fn restore(a: RestoreArgs, state: Option<&Path>) -> anyhow::Result<Outcome> 
             return Ok(Outcome::Failure);
         }
     };
+    if a.force && !save_first(&a, &tools, &state_dir(state)) {
+        return Ok(Outcome::Failure);
+    }
     let started = std::time::Instant::now();
     let result = match (&a.to, &a.to_dir) {
         (Some(db), _) => backup::restore_database(&tools, &store, &m, db, a.force)
-            .map(|_| format!("database {db}")),
+            .and_then(|()| backup::counts::check_restored(&tools, &m, db))
+            .map(|counts| match counts {
+                Some(c) => format!("database {db} ({c})"),
+                None => format!("database {db}"),
+            }),
         (None, Some(dir)) => backup::restore_files(&tools, &store, &m, dir, a.force)
             .map(|_| dir.display().to_string()),
         (None, None) => bail!("say where to restore: --to DATABASE or --to-dir DIR"),

@@ -39,8 +39,9 @@ pub struct RecoverArgs {
     #[arg(long, conflicts_with = "drill")]
     pub force: bool,
     /// Recover into scratch copies (databases `<name>_drill_<stamp>`, files in a temporary
-    /// directory) while the real stack runs, verify and tear them down; the RTO and RPO are
-    /// journaled as a drill. Services are not started.
+    /// directory, the services as project `<project>-drill` on other loopback ports, no router)
+    /// while the real stack runs, verify and tear them down; the RTO and RPO are journaled as a
+    /// drill.
     #[arg(long)]
     pub drill: bool,
 }

@@ -4,7 +4,7 @@
 
 use crate::backup::manifest::{check, Checked};
 use crate::backup::store::Store;
-use crate::backup::{verify_checksum, Manifest, Tools};
+use crate::backup::{Manifest, Tools};
 use crate::model::Backup;
 
 use super::targets::Target;
@@ -71,6 +71,13 @@ fn candidates<'b>(
             }
             let listing = match store.manifests(b.name.as_str(), &t.rt) {
                 Ok(l) => l,
+                Err(e) if e.is_unreachable() => {
+                    return Err(RecoverError::Unlisted {
+                        target: target.label.clone(),
+                        destination: store.describe(),
+                        detail: e.to_string(),
+                    })
+                }
                 Err(e) => {
                     notes.push(format!("{} unreadable: {e}", store.describe()));
                     continue;
@@ -107,8 +114,7 @@ fn candidates<'b>(
 fn verified(t: &Tools, x: &Candidate) -> Result<Checked, crate::backup::BackupError> {
     let secret = t.secret(x.backup)?;
     let checked = check(x.manifest.clone(), x.backup.name.as_str(), secret.as_ref())?;
-    verify_checksum(t, &x.store, &checked)?;
-    Ok(checked)
+    crate::backup::verified(t, &x.store, checked)
 }
 
 /// `skipped <id> at <destination>: <why>`, naming the copy once.
@@ -131,6 +137,16 @@ pub fn choose(t: &Tools, target: &Target, c: &Criteria) -> Result<Choice, Recove
                     store: x.store,
                     copy,
                     skipped,
+                })
+            }
+            // A destination that does not answer says nothing of the copy: stop rather than
+            // silently fall back to an older one (more data lost).
+            Err(e) if e.is_unreachable() => {
+                return Err(RecoverError::Unreachable {
+                    target: target.label.clone(),
+                    id: x.manifest.id.clone(),
+                    destination: x.store.describe(),
+                    detail: e.to_string(),
                 })
             }
             Err(e) => skipped.push(passed_over(&x, &e.to_string())),

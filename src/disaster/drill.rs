@@ -1,15 +1,19 @@
 //! A recovery drill, `converge recover --drill`: the copies a recovery would use, each restored
 //! into a scratch copy while the real stack runs — a database into `<name>_drill_<stamp>`, a files
-//! backup into a fresh temporary directory — verified (tables and rows, files), then torn down.
-//! The measured RTO and RPO are journaled as a drill (`recovery-finished`, `drilled`). Services
-//! are not started and no router is touched: the drill proves the data path, never the real
-//! stack's containers, ports or databases.
+//! backup into a fresh temporary directory — verified (tables and rows, files), then the real
+//! stack's services started against them as project `<project>-drill` on other loopback ports,
+//! health-gated (`drill_stack`), and everything torn down. No router, database, file or container
+//! of the real stack is touched. The measured RTO and RPO are journaled as a drill
+//! (`recovery-finished`, `drilled`). One drill runs at a time (a lock of the drill project); a
+//! drill first sweeps what a killed one left: scratch databases, directories and containers.
 
 use std::path::PathBuf;
 
 use crate::backup::{restore_database, restore_files};
 use crate::engine::event::Event;
 use crate::engine::journal::Journal;
+
+use super::drill_stack::{self, DrillStack};
 
 use super::history::{DRILLED, DRILL_FAILED};
 use super::plan::{Planned, RecoveryPlan};
@@ -21,8 +25,13 @@ use super::RecoverError;
 /// PostgreSQL's longest identifier, in bytes.
 const MAX_IDENT: usize = 63;
 
-/// What a drill says of the services it did not start.
-pub const SERVICES_NOTE: &str = "services were not started: a drill restores and checks the data into scratch copies while the real stack keeps serving (no container, port or router is touched)";
+/// What a drill says of the real stack.
+const SERVICES_NOTE: &str = "the real stack was not touched: the drill's services ran as their own project on other loopback ports against the scratch copies, and no router was switched";
+
+/// The prefix of a drill's scratch directories, by project.
+fn dir_prefix(project: &str) -> String {
+    format!("converge-drill-{project}-")
+}
 
 /// The scratch copies of one drill, torn down when it ends.
 #[derive(Default)]
@@ -33,7 +42,12 @@ struct Scratch {
 
 impl Scratch {
     /// Where the drill restores a target that would go `into`.
-    fn place(&mut self, into: &RestoreInto, stamp: u64) -> Result<RestoreInto, RecoverError> {
+    fn place(
+        &mut self,
+        into: &RestoreInto,
+        stamp: u64,
+        project: &str,
+    ) -> Result<RestoreInto, RecoverError> {
         match into {
             RestoreInto::Database(db) => {
                 let name = drill_database(db, stamp);
@@ -42,7 +56,7 @@ impl Scratch {
             }
             RestoreInto::Dir(_) => {
                 let dir = tempfile::Builder::new()
-                    .prefix("converge-drill-")
+                    .prefix(&dir_prefix(project))
                     .tempdir()
                     .map_err(|e| RecoverError::Phase {
                         phase: "drill".into(),
@@ -98,17 +112,25 @@ pub fn drill_database(db: &str, stamp: u64) -> String {
 }
 
 impl Recovery<'_> {
-    /// Restores every target into a scratch copy, verifies and tears them down; the measured
-    /// report, or the error that stopped it (journaled as a drill either way).
+    /// Restores every target into a scratch copy, verifies it, starts the services against it,
+    /// and tears everything down; the measured report, or the error that stopped it (journaled
+    /// as a drill either way).
     pub fn drill(&self, progress: Progress) -> Result<Report, RecoverError> {
-        let mut journal = Journal::open(self.engine.state_dir(), self.project())?;
+        let _lock = drill_stack::lock(self.engine.state_dir(), self.project())?;
         let mut report = Report {
             drill: true,
             ..Report::default()
         };
+        for line in self.sweep_scratch() {
+            progress(&line);
+            report.notes.push(line);
+        }
         let mut scratch = Scratch::default();
-        let result = self.drill_phases(&mut scratch, &mut report, progress);
-        for line in scratch.teardown(self) {
+        let mut stack = None;
+        let result = self.drill_phases(&mut scratch, &mut stack, &mut report, progress);
+        let mut torn = stack.map(|s| s.teardown(self).1).unwrap_or_default();
+        torn.extend(scratch.teardown(self));
+        for line in torn {
             progress(&line);
             report.notes.push(line);
         }
@@ -117,16 +139,60 @@ impl Recovery<'_> {
             Ok(()) => DRILLED.to_string(),
             Err(e) => format!("{DRILL_FAILED}: {e}"),
         };
-        journal.record(Event::RecoveryFinished {
-            detail,
-            data: report.journaled(),
-        })?;
+        // Opened just now, without compacting: the drill does not hold the project's lock.
+        Journal::append_only(self.engine.state_dir(), self.project())?.record(
+            Event::RecoveryFinished {
+                detail,
+                data: report.journaled(),
+            },
+        )?;
         result.map(|()| report)
+    }
+
+    /// Drops the scratch databases and removes the scratch directories a killed drill of this
+    /// project left (the drill lock is held: no other drill is running); a line each.
+    fn sweep_scratch(&self) -> Vec<String> {
+        let mut left = Scratch::default();
+        if let Some(pg) = self.engine.registry().postgres() {
+            let names = self.rt.block_on(pg.database_names()).unwrap_or_default();
+            let (targets, _) = super::targets::targets(self.desired);
+            for t in &targets {
+                if let RestoreInto::Database(db) = &t.into {
+                    left.databases
+                        .extend(names.iter().filter(|n| is_drill_of(n, db)).cloned());
+                }
+            }
+        }
+        let prefix = dir_prefix(self.project());
+        let entries = std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten();
+        let dirs: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect();
+        let mut lines: Vec<String> = left
+            .teardown(self)
+            .into_iter()
+            .map(|l| format!("{l} (left by an interrupted drill)"))
+            .collect();
+        for dir in dirs {
+            lines.push(match std::fs::remove_dir_all(&dir) {
+                Ok(()) => format!(
+                    "torn down: removed {} (left by an interrupted drill)",
+                    dir.display()
+                ),
+                Err(e) => format!("warning: {} was not removed: {e}", dir.display()),
+            });
+        }
+        lines
     }
 
     fn drill_phases(
         &self,
         scratch: &mut Scratch,
+        stack: &mut Option<DrillStack>,
         report: &mut Report,
         progress: Progress,
     ) -> Result<(), RecoverError> {
@@ -135,7 +201,7 @@ impl Recovery<'_> {
         report.notes.extend(plan.notes.iter().cloned());
         let mut placed = Vec::new();
         for p in &plan.restores {
-            let into = scratch.place(&p.target.into, stamp)?;
+            let into = scratch.place(&p.target.into, stamp, self.project())?;
             progress(&format!(
                 "Drill: restoring {} from {} at {} into {} ...",
                 p.target.label,
@@ -154,17 +220,28 @@ impl Recovery<'_> {
                 id: p.choice.copy.id.clone(),
                 age_secs: p.age(crate::clock::now()),
             });
-            placed.push((p.target.label.clone(), into));
+            placed.push((p, into));
         }
         report.verified = report.time("verify", || {
             placed
                 .iter()
-                .map(|(label, into)| {
-                    let found = self.verify_into(label, into)?;
+                .map(|(p, into)| {
+                    let found = self.verify_into(&p.target.label, into, &p.choice.copy)?;
                     Ok(format!("{found} in the scratch copy {}", shown(into)))
                 })
                 .collect::<Result<Vec<_>, RecoverError>>()
         })?;
+        let (renames, dirs) = scratch_map(&placed);
+        let started = DrillStack::open(self, renames, &dirs)?;
+        let (swept, _) = started.teardown(self);
+        if swept > 0 {
+            report.notes.push(format!(
+                "swept {swept} container(s) left by an interrupted drill"
+            ));
+        }
+        let stack = stack.insert(started);
+        let running = report.time("services", || stack.start(self, progress))?;
+        report.verified.extend(running);
         Ok(())
     }
 
@@ -178,6 +255,35 @@ impl Recovery<'_> {
         }
         .map_err(RecoverError::backup(&p.target.label))
     }
+}
+
+/// Each restored database and its scratch copy, each restored directory and its scratch copy.
+type ScratchMap = (Vec<(String, String)>, Vec<(PathBuf, PathBuf)>);
+
+fn scratch_map(placed: &[(&Planned, RestoreInto)]) -> ScratchMap {
+    let mut renames = Vec::new();
+    let mut dirs = Vec::new();
+    for (p, scratch) in placed {
+        match (&p.target.into, scratch) {
+            (RestoreInto::Database(a), RestoreInto::Database(b)) => {
+                renames.push((a.clone(), b.clone()))
+            }
+            (RestoreInto::Dir(a), RestoreInto::Dir(b)) => dirs.push((a.clone(), b.clone())),
+            _ => {}
+        }
+    }
+    (renames, dirs)
+}
+
+/// Whether `name` is a drill's scratch copy of database `db` (`drill_database(db, stamp)`).
+fn is_drill_of(name: &str, db: &str) -> bool {
+    name.rsplit_once("_drill_")
+        .and_then(|(_, stamp)| {
+            (!stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| stamp.parse::<u64>().ok())
+                .flatten()
+        })
+        .is_some_and(|stamp| drill_database(db, stamp) == name)
 }
 
 /// `database x_drill_1795876680` or the directory's path.
@@ -199,5 +305,23 @@ mod tests {
         let name = drill_database(&long, 1_795_876_680);
         assert_eq!(name.len(), 63);
         assert!(name.ends_with("_drill_1795876680"));
+    }
+
+    #[test]
+    fn only_a_drills_own_scratch_databases_are_swept() {
+        assert!(is_drill_of("app_drill_1795876680", "app"));
+        assert!(is_drill_of(
+            &drill_database(&"a".repeat(70), 7),
+            &"a".repeat(70)
+        ));
+        for other in [
+            "app",
+            "app_drill_",
+            "app_drill_x1",
+            "apps_drill_1",
+            "ap_drill_1",
+        ] {
+            assert!(!is_drill_of(other, "app"), "{other}");
+        }
     }
 }

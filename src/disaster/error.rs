@@ -27,6 +27,19 @@ pub enum RecoverError {
         /// `; skipped: …`, or empty.
         tried: String,
     },
+    #[error("{target}: the newest copy {id} at {destination} cannot be read: {detail}\n  = hint: run again once {destination} answers; to use older copies from another destination instead, name it with --from")]
+    Unreachable {
+        target: String,
+        id: String,
+        destination: String,
+        detail: String,
+    },
+    #[error("{target}: the copies at {destination} cannot be listed: {detail}\n  = hint: run again once {destination} answers (the newest copy may be there); to recover from the other destinations alone, name one with --from")]
+    Unlisted {
+        target: String,
+        destination: String,
+        detail: String,
+    },
     #[error("`{text}` is not a time\n  = hint: write RFC 3339 (2026-12-02T16:00:00Z) or a copy stamp (20261202T160000Z)")]
     BadTime { text: String },
     #[error("the {phase} phase failed: {detail}\n  = hint: fix the cause and run `converge recover` again: restores already done are skipped (journal)")]

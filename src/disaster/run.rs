@@ -8,15 +8,15 @@ use std::path::Path;
 
 use tokio::runtime::Handle;
 
-use crate::backup::{restore_database, restore_files, Tools};
+use crate::backup::{counts, restore_database, restore_files, Manifest, Tools};
 use crate::engine::event::Event;
 use crate::engine::journal::{Journal, StateLock};
-use crate::engine::{plan_of, Engine, Outcome, PlanOptions};
-use crate::model::live::LiveState;
+use crate::engine::{plan_of, Engine, PlanOptions};
 use crate::model::{DesiredState, Kind};
-use crate::plan::Plan;
+use crate::providers::Dropping;
 
 use super::choose::{choose, parse_time, Criteria};
+use super::phase::Phase;
 use super::plan::{Planned, RecoveryPlan};
 use super::report::{Report, Restored};
 use super::resume::{restored_earlier, RECOVERED};
@@ -114,7 +114,7 @@ impl Recovery<'_> {
     ) -> Result<(), RecoverError> {
         report.notes.extend(plan.notes.iter().cloned());
         report.time("infrastructure", || {
-            self.rt.block_on(self.infrastructure(progress))
+            self.rt.block_on(self.infrastructure(journal, progress))
         })?;
         for p in &plan.restores {
             let label = p.target.label.clone();
@@ -130,12 +130,28 @@ impl Recovery<'_> {
                 report.restored.push(restored(&label, id));
                 continue;
             }
+            if self.restored_by_another_host(p)? {
+                report.notes.push(format!(
+                    "{label} already holds data: left as it is (--host: another host's recovery restored it; --force replaces it)"
+                ));
+                continue;
+            }
             progress(&format!(
                 "Restoring {label} from {} at {} ...",
                 p.choice.copy.id,
                 p.choice.store.describe()
             ));
-            report.time(format!("restore {label}"), || self.restore(p))?;
+            let (saved, checked) = report.time(format!("restore {label}"), || {
+                let saved = self.restore(p)?;
+                // Checked right away: the apply's newer migrations may change rows after this.
+                let checked = self.verify_into(&label, &p.target.into, &p.choice.copy)?;
+                Ok::<_, RecoverError>((saved, checked))
+            })?;
+            report.verified.push(checked);
+            if let Some(line) = saved {
+                progress(&format!("{label}: {line}"));
+                report.notes.push(format!("{label}: {line}"));
+            }
             let id = p.choice.copy.id.clone();
             journal.record(Event::RecoveryRestored {
                 resource: label.clone(),
@@ -143,14 +159,20 @@ impl Recovery<'_> {
             })?;
             report.restored.push(restored(&label, &id));
         }
-        report.time("apply", || self.rt.block_on(self.apply_rest(progress)))?;
-        let verified = report.time("verify", || self.verify(plan))?;
-        report.verified = verified;
+        report.time("apply", || {
+            self.rt.block_on(self.apply_rest(journal, progress))
+        })?;
+        let converged = report.time("verify", || self.verify_state())?;
+        report.verified.push(converged);
         Ok(())
     }
 
     /// Networks, volumes and databases (with roles and grants), their migrations left out.
-    async fn infrastructure(&self, progress: Progress<'_>) -> Result<usize, RecoverError> {
+    async fn infrastructure(
+        &self,
+        journal: &Journal,
+        progress: Progress<'_>,
+    ) -> Result<usize, RecoverError> {
         let live = self.engine.observe(self.desired).await?;
         let kinds: Vec<Kind> = self
             .engine
@@ -167,16 +189,22 @@ impl Recovery<'_> {
             c.lints.clear();
         }
         let plan = plan_of(self.desired, &live, d, &opts);
-        self.apply_plan("infrastructure", self.desired, &plan, &live, progress)
+        let step = Phase::new("infrastructure", self.engine, self.dir);
+        step.apply(self.desired, &plan, &live, journal, progress)
             .await
     }
 
     /// The whole desired state, as `converge apply` would.
-    async fn apply_rest(&self, progress: Progress<'_>) -> Result<usize, RecoverError> {
+    async fn apply_rest(
+        &self,
+        journal: &Journal,
+        progress: Progress<'_>,
+    ) -> Result<usize, RecoverError> {
         let live = self.engine.observe(self.desired).await?;
         let effective = crate::scale::with_overrides(self.desired, &live.overrides);
         let plan = self.engine.plan(&effective, &live, &self.plan_options());
-        self.apply_plan("apply", &effective, &plan, &live, progress)
+        let step = Phase::new("apply", self.engine, self.dir);
+        step.apply(&effective, &plan, &live, journal, progress)
             .await
     }
 
@@ -187,86 +215,62 @@ impl Recovery<'_> {
         }
     }
 
-    /// Prints and runs `plan` under a journal run of its own; its step count.
-    async fn apply_plan(
-        &self,
-        phase: &str,
-        desired: &DesiredState,
-        plan: &Plan,
-        live: &LiveState,
-        progress: Progress<'_>,
-    ) -> Result<usize, RecoverError> {
-        let failed = |detail: String| RecoverError::Phase {
-            phase: phase.to_string(),
-            detail,
-        };
-        if !plan.errors.is_empty() {
-            return Err(failed(plan.errors.join("; ")));
+    /// With `--host` (one host of several recovering), a database or directory that already
+    /// holds data was restored by another host's recovery: it is not restored again, and its
+    /// services start on it. Without `--host` such a target stops the recovery unless `--force`.
+    fn restored_by_another_host(&self, p: &Planned) -> Result<bool, RecoverError> {
+        if self.opts.host.is_none() || self.opts.force {
+            return Ok(false);
         }
-        if plan.is_empty() {
-            progress(&format!("{phase}: no changes"));
-            return Ok(0);
-        }
-        progress(&format!("{phase}: {} step(s):", plan.steps.len()));
-        let mut journal = Journal::open(self.engine.state_dir(), self.project())?;
-        let run = self.engine.run(desired, live, self.dir, None);
-        match self
-            .engine
-            .apply(plan, &run, &mut journal, progress)
-            .await?
-        {
-            Outcome::Applied { .. } => Ok(plan.steps.len()),
-            Outcome::Interrupted { after } => {
-                Err(failed(format!("interrupted after step {after}")))
-            }
-            Outcome::RolledBack { step, error, .. } => Err(failed(format!(
-                "`{step}` failed and was rolled back: {error}"
-            ))),
-            Outcome::RollbackFailed { step, error, left } => Err(failed(format!(
-                "`{step}` failed: {error}; the rollback left: {}",
-                left.join(", ")
-            ))),
-        }
+        crate::backup::safety::occupied(&self.tools(), &dropping(&p.target.into))
+            .map_err(RecoverError::backup(&p.target.label))
     }
 
-    fn restore(&self, p: &Planned) -> Result<(), RecoverError> {
+    /// Restores `p`; with `--force`, what the target held is saved first (the line naming the
+    /// safety copy is returned).
+    fn restore(&self, p: &Planned) -> Result<Option<String>, RecoverError> {
         let t = self.tools();
         let c = &p.choice;
+        let saved = if self.opts.force {
+            let what = dropping(&p.target.into);
+            crate::backup::safety::before_restore(&t, self.engine.state_dir(), &what)
+                .map_err(RecoverError::backup(&p.target.label))?
+                .map(|taken| format!("before replacing it, {taken}"))
+        } else {
+            None
+        };
         match &p.target.into {
             RestoreInto::Database(db) => {
                 restore_database(&t, &c.store, &c.copy, db, self.opts.force)
             }
             RestoreInto::Dir(dir) => restore_files(&t, &c.store, &c.copy, dir, self.opts.force),
         }
-        .map_err(RecoverError::backup(&p.target.label))
+        .map_err(RecoverError::backup(&p.target.label))?;
+        Ok(saved)
     }
 
-    /// Every restored database holds tables (their rows counted), every directory files, and a
-    /// new plan is empty. The manifest records no row counts, so the counts are not compared.
-    fn verify(&self, plan: &RecoveryPlan) -> Result<Vec<String>, RecoverError> {
-        let mut lines = Vec::new();
-        for p in &plan.restores {
-            lines.push(self.verify_into(&p.target.label, &p.target.into)?);
-        }
+    /// After the apply: a new plan is empty (each restored target was checked right after its
+    /// restore, against its copy's manifest).
+    fn verify_state(&self) -> Result<String, RecoverError> {
         let live = self.rt.block_on(self.engine.observe(self.desired))?;
         let effective = crate::scale::with_overrides(self.desired, &live.overrides);
         let again = self.engine.plan(&effective, &live, &self.plan_options());
-        lines.push(if again.is_empty() {
+        Ok(if again.is_empty() {
             "live state matches the desired state (a new plan has no changes)".to_string()
         } else {
             format!(
                 "a new plan still has {} step(s): see `converge plan`",
                 again.steps.len()
             )
-        });
-        Ok(lines)
+        })
     }
 
-    /// What verification found of `label`, restored into `into`.
+    /// What verification found of `label`, restored into `into` from `copy`.
     pub(super) fn verify_into(
         &self,
         label: &str,
         into: &RestoreInto,
+        copy: &Manifest,
     ) -> Result<String, RecoverError> {
         let fail = |detail: String| RecoverError::Verify {
             detail: format!("{label}: {detail}"),
@@ -278,17 +282,12 @@ impl Recovery<'_> {
                     .registry()
                     .postgres()
                     .ok_or_else(|| fail("no PostgreSQL provider".into()))?;
-                let (tables, rows) = self
+                let found = self
                     .rt
-                    .block_on(pg.count_rows(db))
+                    .block_on(pg.table_rows(db))
                     .map_err(|e| fail(e.to_string()))?;
-                if tables == 0 {
-                    return Err(fail("the restored database holds no table".into()));
-                }
-                let rows_note = if rows == 0 { " (warning: no rows)" } else { "" };
-                Ok(format!(
-                    "{label}: {tables} table(s), {rows} row(s){rows_note} (the manifest records no row counts: checked that tables exist and counted rows)"
-                ))
+                let verdict = counts::verdict(copy, &found).map_err(fail)?;
+                Ok(format!("{label}: {verdict}"))
             }
             RestoreInto::Dir(dir) => {
                 let files = count_files(dir);
@@ -298,6 +297,14 @@ impl Recovery<'_> {
                 Ok(format!("{label}: {files} file(s)"))
             }
         }
+    }
+}
+
+/// What a restore into `into` replaces.
+fn dropping(into: &RestoreInto) -> Dropping<'_> {
+    match into {
+        RestoreInto::Database(db) => Dropping::Database(db),
+        RestoreInto::Dir(dir) => Dropping::Dir(dir),
     }
 }
 

@@ -88,10 +88,45 @@ impl Journal {
             compact(&path).map_err(err)?;
         }
         let file = crate::state_dir::open_append(&path).map_err(err)?;
-        let mut id = [0u8; 4];
-        let _ = getrandom::fill(&mut id);
-        let run = format!("{}-{}", now(), crate::model::attributes::hex(&id));
-        Ok(Journal { path, file, run })
+        Ok(Journal {
+            path,
+            file,
+            run: new_run_id(),
+        })
+    }
+
+    /// Opens the journal for appending without compacting it, for a writer that does not hold
+    /// the project's [`StateLock`] (a drill): compaction replaces the file, so only the lock
+    /// holder may do it. Open it right before recording, so a compaction by the lock holder
+    /// cannot fall between the open and the record.
+    pub fn append_only(state_dir: &Path, project: &str) -> Result<Journal, JournalError> {
+        let path = Self::path_for(state_dir, project);
+        let err = |source| JournalError {
+            path: path.clone(),
+            error: source,
+        };
+        let dir = path.parent().expect("journal has a parent");
+        crate::state_dir::ensure(dir).map_err(err)?;
+        let file = crate::state_dir::open_append(&path).map_err(err)?;
+        Ok(Journal {
+            path,
+            file,
+            run: new_run_id(),
+        })
+    }
+
+    /// Another run on the same open file (never compacted again: records of both handles land
+    /// in the same file).
+    pub fn another_run(&self) -> Result<Journal, JournalError> {
+        let file = self.file.try_clone().map_err(|source| JournalError {
+            path: self.path.clone(),
+            error: source,
+        })?;
+        Ok(Journal {
+            path: self.path.clone(),
+            file,
+            run: new_run_id(),
+        })
     }
 
     /// Fails when the journal's filesystem has less than [`HEADROOM`] free (for unprivileged
@@ -192,6 +227,13 @@ impl Journal {
 }
 
 /// Spec hashes per service whose deploy failed and was rolled back (`spec-failed` entries).
+/// `<unix seconds>-<8 random hex digits>`.
+fn new_run_id() -> String {
+    let mut id = [0u8; 4];
+    let _ = getrandom::fill(&mut id);
+    format!("{}-{}", now(), crate::model::attributes::hex(&id))
+}
+
 pub fn failed_of(entries: &[Entry]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in entries {

@@ -144,6 +144,13 @@ impl Engine {
         &self.registry
     }
 
+    /// Resolved values that name a database `from` name `to` instead (see
+    /// [`Secrets::rename_databases`]): a drill's services reach its scratch copies.
+    pub fn with_renamed_databases(mut self, renames: Vec<(String, String)>) -> Engine {
+        self.secrets.rename_databases(renames);
+        self
+    }
+
     pub fn secrets(&self) -> &Secrets {
         &self.secrets
     }

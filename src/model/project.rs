@@ -37,7 +37,7 @@ pub struct RecoveryObjectives {
     /// Recovery point objective: the most data (age of a restored copy) a recovery may lose.
     #[serde(default)]
     pub rpo: Option<Duration>,
-    /// A recovery drill the agent runs on a schedule (`converge recover --drill`): scratch copies restored, checked, torn down, the RTO and RPO recorded.
+    /// A recovery drill the agent runs on a schedule (`converge recover --drill`): scratch copies restored and checked, the services started against them as `<project>-drill` on other ports, all torn down, the RTO and RPO recorded.
     #[serde(default)]
     pub drill: Option<RecoveryDrill>,
 }

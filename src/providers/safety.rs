@@ -16,6 +16,8 @@ pub enum Dropping<'a> {
         name: &'a str,
         dir: &'a Path,
     },
+    /// A host directory about to be restored over (`restore --force`).
+    Dir(&'a Path),
 }
 
 impl Dropping<'_> {
@@ -23,6 +25,7 @@ impl Dropping<'_> {
         match self {
             Dropping::Database(db) => format!("database {db}"),
             Dropping::Volume { name, .. } => format!("volume {name}"),
+            Dropping::Dir(dir) => format!("directory {}", dir.display()),
         }
     }
 }

@@ -307,7 +307,7 @@ fn a_passphrase_goes_through_argon2id_with_a_salt_per_copy() {
     let ms: Vec<Value> = s.manifests().iter().map(|p| read_json(p)).collect();
     assert_eq!(ms.len(), 2);
     for m in &ms {
-        assert_eq!(m["format_version"], 2, "{m}");
+        assert_eq!(m["format_version"], 3, "{m}");
         assert_eq!(m["kdf"]["algorithm"], "argon2id", "{m}");
         assert_eq!(m["kdf"]["m_kib"], 19456, "{m}");
         assert_eq!(m["kdf"]["salt"].as_str().map(str::len), Some(32), "{m}");

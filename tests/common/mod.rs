@@ -425,3 +425,16 @@ pub fn psql(db: &str, sql: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The copy ids (`<backup>-<stamp>`) in an S3 `ListObjectsV2` answer, sorted (oldest first).
+pub fn copy_ids_in_listing(xml: &str) -> Vec<String> {
+    let mut ids: Vec<String> = xml
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split("</Key>").next())
+        .filter_map(|k| k.strip_suffix(".cvbak"))
+        .map(|k| k.rsplit('/').next().unwrap_or(k).to_string())
+        .collect();
+    ids.sort();
+    ids
+}

@@ -73,6 +73,17 @@ pub(super) fn check_service(s: &Service, n: &Node, ctx: &mut Ctx) {
         }
     }
     for (i, v) in s.volumes.iter().enumerate() {
+        for (field, path) in [("source", &v.source), ("target", &v.target)] {
+            if path.contains(':') {
+                ctx.diags.push(
+                    Diagnostic::at(
+                        &span_at(n, &["volumes", &i.to_string(), field]),
+                        format!("a volume {field} cannot contain `:`, found `{path}`"),
+                    )
+                    .hint("the engine reads `:` as a separator: rename the directory or mount its parent"),
+                );
+            }
+        }
         if !v.target.starts_with('/') {
             ctx.diags.push(Diagnostic::at(
                 &span_at(n, &["volumes", &i.to_string(), "target"]),

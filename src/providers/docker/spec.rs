@@ -38,19 +38,27 @@ pub(super) fn create_body(
             );
         }
     }
-    let mounts = spec
+    let mounts: Vec<Mount> = spec
         .mounts
         .iter()
-        .map(|(source, target, read_only, volume)| Mount {
+        .filter(|(_, _, _, volume)| *volume)
+        .map(|(source, target, read_only, _)| Mount {
             source: Some(source.clone()),
             target: Some(target.clone()),
             read_only: Some(*read_only),
-            typ: Some(if *volume {
-                MountType::VOLUME
-            } else {
-                MountType::BIND
-            }),
+            typ: Some(MountType::VOLUME),
             ..Default::default()
+        })
+        .collect();
+    // Host directories as `binds`: the engine creates a missing one, as `docker run -v` and
+    // compose do (a `Mount` of type bind refuses it), on whichever host the engine runs.
+    let binds: Vec<String> = spec
+        .mounts
+        .iter()
+        .filter(|(_, _, _, volume)| !*volume)
+        .map(|(source, target, read_only, _)| {
+            let mode = if *read_only { ":ro" } else { "" };
+            format!("{source}:{target}{mode}")
         })
         .collect();
     let restart = match spec.restart.as_str() {
@@ -75,6 +83,7 @@ pub(super) fn create_body(
         host_config: Some(HostConfig {
             port_bindings: Some(bindings),
             mounts: Some(mounts),
+            binds: Some(binds),
             nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
             memory: spec.memory.map(|m| m as i64),
             device_requests,

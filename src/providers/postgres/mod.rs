@@ -19,11 +19,13 @@ mod provider;
 mod retry;
 mod roles;
 mod scram;
+mod snapshot;
 
 pub use contents::Contents;
 pub use migrate_error::MigrateError;
 pub use provider::PostgresProvider;
 pub use scram::scram_matches;
+pub use snapshot::Snapshot;
 
 /// PostgreSQL is connected when the Project declares it (databases, backups, budgets' spend and
 /// queue-depth queries all go through it).
@@ -386,28 +388,20 @@ impl Postgres {
         self.contents(name).await
     }
 
-    /// (tables, rows) in the user schemas of `name`.
+    /// (tables, rows) in the user schemas of `name` (the tables `table_rows` counts).
     pub async fn count_rows(&self, name: &str) -> Result<(i64, i64), PgError> {
-        let conn = self.connect_db(name).await?;
-        let tables = conn
-            .query(
-                "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables \
-                 WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
-                &[],
-            )
+        let rows = self.table_rows(name).await?;
+        Ok((rows.len() as i64, rows.values().sum()))
+    }
+
+    /// The names of every database on the server.
+    pub async fn database_names(&self) -> Result<Vec<String>, PgError> {
+        let rows = self
+            .admin
+            .query("SELECT datname FROM pg_database ORDER BY datname", &[])
             .await
-            .map_err(server("list tables"))?;
-        let mut rows = 0i64;
-        for t in &tables {
-            let name: String = t.get(0);
-            let n: i64 = conn
-                .query_one(&format!("SELECT count(*) FROM {name}"), &[])
-                .await
-                .map_err(server("count rows"))?
-                .get(0);
-            rows += n;
-        }
-        Ok((tables.len() as i64, rows))
+            .map_err(server("list databases"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     pub async fn drop_database(&self, name: &str) -> Result<(), PgError> {
