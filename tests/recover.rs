@@ -486,8 +486,35 @@ fn a_drill_while_the_project_runs_leaves_it_untouched_and_reports_rto_and_rpo() 
     };
     let before = ids();
     assert!(!before.trim().is_empty());
+    // What a drill killed half-way leaves: a scratch database, directory and container.
+    let drill_project = format!("{}-drill", s.p.name);
+    let left_db = format!("{}_drill_1000000000", s.db);
+    psql("postgres", &format!("CREATE DATABASE {left_db}"));
+    let left_dir = std::env::temp_dir().join(format!("converge-drill-{}-killed", s.p.name));
+    std::fs::create_dir_all(left_dir.join("sub")).unwrap();
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{drill_project}-worker-1"),
+        "--label",
+        "converge.managed=true",
+        "--label",
+        &format!("converge.project={drill_project}"),
+        "converge-test/worker:v1",
+    ]);
 
     let out = s.ok(&["recover", "DIR", "--drill"]);
+    assert!(
+        out.contains(&format!(
+            "torn down: dropped database {left_db} (left by an interrupted drill)"
+        )) && out.contains(&format!(
+            "torn down: removed {} (left by an interrupted drill)",
+            left_dir.display()
+        )) && out.contains("swept 1 container(s) left by an interrupted drill"),
+        "{out}"
+    );
+    assert!(!left_dir.exists());
     eprintln!("{out}");
     assert!(
         out.contains(&format!("Recovery drill of project {}", s.p.name)),
@@ -505,7 +532,6 @@ fn a_drill_while_the_project_runs_leaves_it_untouched_and_reports_rto_and_rpo() 
     }
     assert!(out.contains("Achieved RPO"), "{out}");
     // The services ran as their own project against the scratch copies, then were removed.
-    let drill_project = format!("{}-drill", s.p.name);
     assert!(
         out.contains(&format!("service worker: {drill_project}-worker-"))
             && out.contains("started and running (it declares no health check)"),
