@@ -411,6 +411,17 @@ fn a_corrupted_newest_copy_is_passed_over_and_a_stopped_recovery_resumes() {
         );
     }
     assert_eq!(s.rows(), "a,b,c,d,e");
+    // The worker mounts the directory: it was stopped while it was replaced, then started again.
+    assert!(
+        out.contains(&format!(
+            "stopped {}-worker-1 (service worker uses files {}) until the data is back",
+            s.p.name,
+            s.media().display()
+        )),
+        "{out}"
+    );
+    assert!(s.p.containers().iter().all(|c| c.ends_with(" running")));
+    assert_eq!(s.in_worker("/media/sub/b.txt"), "beta\n");
     let list = s.ok(&["backup", "list", &format!("safety-db-{}", s.db), "DIR"]);
     assert!(list.contains("kept until removed by hand"), "{list}");
 }

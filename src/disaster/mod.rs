@@ -11,6 +11,7 @@ mod choose;
 mod drill;
 mod drill_stack;
 mod error;
+mod fence;
 mod history;
 mod phase;
 mod plan;

@@ -148,7 +148,7 @@ impl Recovery<'_> {
                 Ok::<_, RecoverError>((saved, checked))
             })?;
             report.verified.push(checked);
-            if let Some(line) = saved {
+            for line in saved {
                 progress(&format!("{label}: {line}"));
                 report.notes.push(format!("{label}: {line}"));
             }
@@ -226,27 +226,30 @@ impl Recovery<'_> {
             .map_err(RecoverError::backup(&p.target.label))
     }
 
-    /// Restores `p`; with `--force`, what the target held is saved first (the line naming the
-    /// safety copy is returned).
-    fn restore(&self, p: &Planned) -> Result<Option<String>, RecoverError> {
+    /// Restores `p`. With `--force` over data, the services that use it are stopped and what
+    /// it held is saved first: a line for each container stopped and for the safety copy.
+    fn restore(&self, p: &Planned) -> Result<Vec<String>, RecoverError> {
         let t = self.tools();
         let c = &p.choice;
-        let saved = if self.opts.force {
-            let what = dropping(&p.target.into);
-            crate::backup::safety::before_restore(&t, self.engine.state_dir(), &what)
-                .map_err(RecoverError::backup(&p.target.label))?
-                .map(|taken| format!("before replacing it, {taken}"))
-        } else {
-            None
-        };
+        let label = &p.target.label;
+        let what = dropping(&p.target.into);
+        let mut lines = Vec::new();
+        let occupied = self.opts.force
+            && crate::backup::safety::occupied(&t, &what).map_err(RecoverError::backup(label))?;
+        if occupied {
+            lines.extend(self.fence(label, &p.target.into)?);
+            let taken = crate::backup::safety::take(&t, self.engine.state_dir(), &what)
+                .map_err(RecoverError::backup(label))?;
+            lines.push(format!("before replacing it, {taken}"));
+        }
         match &p.target.into {
             RestoreInto::Database(db) => {
                 restore_database(&t, &c.store, &c.copy, db, self.opts.force)
             }
             RestoreInto::Dir(dir) => restore_files(&t, &c.store, &c.copy, dir, self.opts.force),
         }
-        .map_err(RecoverError::backup(&p.target.label))?;
-        Ok(saved)
+        .map_err(RecoverError::backup(label))?;
+        Ok(lines)
     }
 
     /// After the apply: a new plan is empty (each restored target was checked right after its
