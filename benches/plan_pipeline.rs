@@ -341,8 +341,10 @@ fn drifted_live(desired: &DesiredState, opts: &DiffOptions) -> LiveState {
                         spec_hash: "old".into(),
                         running: true,
                         revision: None,
+                        image_digest: None,
                     }],
                     active_color: None,
+                    image_now: None,
                 }),
                 ..LiveResource::default()
             },

@@ -326,6 +326,7 @@ mod tests {
                         ..Default::default()
                     }],
                     active_color: None,
+                    image_now: None,
                 }),
                 ..Default::default()
             },

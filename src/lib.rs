@@ -16,6 +16,8 @@
 //!   needs and checks its secrets; `observe` → `plan` → `apply` → [`engine::Outcome`], with the
 //!   journal, recovery after a crash, deferred drains, verification after a traffic switch and
 //!   saved plans. The CLI ([`cli`]) and the daemon ([`agent`]) are thin callers of it.
+//! * [`import`] writes a desired-state directory from Docker Compose files (`converge import
+//!   compose`): read, merged and converted in memory, the gaps listed with file:line.
 //! * [`providers`] is the seam: a [`providers::Provider`] owns some kinds of resource, observes
 //!   them, applies one step returning its [`providers::Undo`], and runs undos. The registry
 //!   ([`providers::registry::FACTORIES`]) connects each provider only when needed. Services run
@@ -37,6 +39,7 @@ pub mod cost;
 pub mod diff;
 pub mod disaster;
 pub mod engine;
+pub mod import;
 pub mod lint;
 pub mod load;
 pub mod model;

@@ -198,6 +198,20 @@ impl Secrets {
         {
             problems.push(format!("providers.postgres.url: {e}"));
         }
+        for r in desired
+            .project
+            .providers
+            .docker
+            .iter()
+            .flat_map(|d| &d.registries)
+        {
+            if let Err(e) = self.resolve(&r.password) {
+                problems.push(format!(
+                    "providers.docker.registries ({}) password: {e}",
+                    r.host
+                ));
+            }
+        }
         problems
     }
 }

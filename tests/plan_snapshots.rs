@@ -347,3 +347,17 @@ fn markdown_of_a_secret_change_never_shows_the_secret() {
     assert!(!md.contains("PG_APP_PASSWORD"), "{md}");
     insta::assert_snapshot!("markdown_secret_change", md);
 }
+
+#[test]
+fn compose_style_settings_show_in_the_plan_and_force_replacement() {
+    let tree = example();
+    let live = applied(&tree, "prod");
+    let next = edit(
+        &tree,
+        "services/workers.yaml",
+        "image: ytempire/worker:1.4.2\n",
+        "image: ytempire/worker:1.4.2\nuser: \"1000:1000\"\nread_only: true\nstop_signal: SIGQUIT\nstop_grace_period: 1m\nulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 512}\ncap_drop: [ALL]\nextra_hosts: {db.local: 10.0.0.5}\nlogging: {driver: json-file, options: {max-size: 10m}}\n",
+    );
+    let p = plan_of(&state(&next, "prod"), &live);
+    insta::assert_snapshot!("compose_fields_replace", plan::text::render(&p));
+}

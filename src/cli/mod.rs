@@ -4,6 +4,7 @@ pub mod agent;
 mod apply;
 pub mod backup;
 mod completions;
+mod import;
 mod migrations;
 mod plan;
 mod recover;
@@ -89,6 +90,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Write a desired-state directory from Docker Compose files: `converge import compose FILE…`.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Print the JSON Schema of every kind (or write one file per kind with --out).
     Schema {
         #[arg(long, value_name = "DIR")]
@@ -139,6 +143,7 @@ pub fn main(run_agent: AgentMain) -> ExitCode {
         Command::Restore(args) => backup::restore(args, cli.state_dir.as_deref()),
         Command::Recover(args) => recover::run(args, cli.state_dir.as_deref()),
         Command::Render { dir, env, out } => render::run(&dir, env.as_deref(), out.as_deref()),
+        Command::Import(cmd) => import::run(cmd),
         Command::Schema { out } => schema::run(out.as_deref()),
         Command::Completions { shell } => completions::completions(shell),
         Command::Man { subcommand } => completions::man(subcommand.as_deref()),

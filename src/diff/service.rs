@@ -77,14 +77,26 @@ fn service_changes(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut 
     let active = if bg { Some(active_color(ls)) } else { None };
     let current: Vec<_> = ls.of_color(active).collect();
     before.text("replicas", current.iter().filter(|c| c.running).count());
-    let attrs = attr_changes(Some(&before), &desired, &container_visible);
-    let spec_changed = current.is_empty() || current.iter().any(|c| c.spec_hash != hash);
+    let mut attrs = attr_changes(Some(&before), &desired, &container_visible);
+    // Only the same reference can have moved: a changed `image` is a change of its own.
+    let moved = if attrs.iter().any(|a| a.key == "image") {
+        None
+    } else {
+        image_moved(s, ls, &current)
+    };
+    if let Some(m) = &moved {
+        attrs.insert(0, m.clone());
+    }
+    let spec_changed =
+        current.is_empty() || current.iter().any(|c| c.spec_hash != hash) || moved.is_some();
     let changed_keys: Vec<&str> = attrs
         .iter()
         .filter(|a| a.replaces)
         .map(|a| a.key.as_str())
         .collect();
-    let why = if changed_keys.is_empty() {
+    let why = if moved.is_some() && changed_keys == ["image"] {
+        "image tag moved to new content".to_string()
+    } else if changed_keys.is_empty() {
         "container spec changed".to_string()
     } else {
         format!("{} changed", changed_keys.join(", "))
@@ -217,5 +229,38 @@ pub(super) fn color_port(s: &Service, color: Color) -> ActiveColor {
     ActiveColor {
         color: color.as_str().into(),
         port,
+    }
+}
+
+/// The `image` change of a service whose tag now resolves to another digest than its running
+/// containers were created from: `image = "api:1.4.2" (sha256:ab12… -> sha256:cd34…)`.
+fn image_moved(
+    s: &Service,
+    ls: &LiveService,
+    current: &[&crate::model::live::LiveContainer],
+) -> Option<AttrChange> {
+    let image = s.image.as_deref()?;
+    let now = ls.image_now.as_deref()?;
+    let was = current
+        .iter()
+        .filter_map(|c| c.image_digest.as_deref())
+        .find(|d| *d != now)?;
+    let shown = |d: &str| format!("{image} ({})", short_digest(d));
+    Some(AttrChange {
+        key: "image".into(),
+        before: Some(AttrValue::Text(shown(was))),
+        after: Some(AttrValue::Text(shown(now))),
+        replaces: true,
+    })
+}
+
+/// `sha256:0123456789ab…`.
+fn short_digest(d: &str) -> String {
+    let (algo, hex) = d.split_once(':').unwrap_or(("", d));
+    let cut: String = hex.chars().take(12).collect();
+    if algo.is_empty() {
+        format!("{cut}…")
+    } else {
+        format!("{algo}:{cut}…")
     }
 }

@@ -74,9 +74,11 @@ fn apply_change(desired: &DesiredState, c: &Change, opts: &DiffOptions, live: &m
                                 spec_hash: hash.clone(),
                                 running: true,
                                 revision: None,
+                                image_digest: None,
                             })
                             .collect(),
                         active_color: color,
+                        image_now: None,
                     });
                 }
                 Resource::Router(_) | Resource::ConfigFile(_) => {}

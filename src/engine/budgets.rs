@@ -172,6 +172,7 @@ mod tests {
                         })
                         .collect(),
                     active_color: None,
+                    image_now: None,
                 }),
                 ..Default::default()
             },

@@ -100,7 +100,9 @@ fn container_condemns(e: &ContainerError) -> bool {
         ContainerError::Runtime { error, .. } | ContainerError::List { error, .. } => {
             !error.is_transient()
         }
-        ContainerError::Image { .. } | ContainerError::Secret { .. } => false,
+        ContainerError::Image { .. }
+        | ContainerError::Secret { .. }
+        | ContainerError::RegistrySecret { .. } => false,
         ContainerError::Restored { error } | ContainerError::NotRestored { error, .. } => {
             container_condemns(error)
         }

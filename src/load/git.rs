@@ -39,7 +39,9 @@ pub fn tree_of(
     let mut failure = None;
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         let name = entry.name().unwrap_or("");
-        if name.starts_with('.') {
+        let env_file = entry.kind() == Some(git2::ObjectType::Blob)
+            && crate::load::source::is_env_file_name(name);
+        if name.starts_with('.') && !env_file {
             return TreeWalkResult::Skip;
         }
         if entry.kind() == Some(git2::ObjectType::Blob) {

@@ -109,6 +109,7 @@ pub fn load(tree: &SourceTree, env: Option<&str>) -> Result<DesiredState, Diagno
         .collect();
     diags.extend(sink.take());
     validate::build_contexts(&mut typed, tree, &mut diags);
+    validate::env_files(&mut typed, tree, &mut diags);
 
     let project_node = projects.first().map(|d| &d.node);
     let checked = validate::check(project.as_ref().zip(project_node), &typed, tree, &mut diags);

@@ -43,7 +43,8 @@ impl SourceTree {
         self
     }
 
-    /// Reads every file below `dir`, skipping hidden files and directories (`.git`).
+    /// Reads every file below `dir`, skipping hidden files and directories (`.git`) but for
+    /// env files (`.env`, `.env.prod`), which a service's `env_file` may name.
     pub fn read_dir(dir: &Path) -> Result<SourceTree, SourceError> {
         let meta = std::fs::metadata(dir).map_err(|source| SourceError::Io {
             path: dir.to_path_buf(),
@@ -137,6 +138,11 @@ struct Walk<'a> {
     files: &'a mut BTreeMap<String, Vec<u8>>,
 }
 
+/// `.env` and `.env.<suffix>`: the hidden files a desired state keeps (for `env_file`).
+pub fn is_env_file_name(name: &str) -> bool {
+    name == ".env" || name.starts_with(".env.")
+}
+
 impl Walk<'_> {
     fn read_into(&mut self, dir: &Path, prefix: &str) -> Result<(), SourceError> {
         let io = |source| SourceError::Io {
@@ -150,7 +156,7 @@ impl Walk<'_> {
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') {
+            if name.starts_with('.') && !is_env_file_name(&name) {
                 continue;
             }
             let rel = format!("{prefix}{name}");

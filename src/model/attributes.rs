@@ -109,6 +109,13 @@ impl Attributes {
 /// apply resolves the secret and digests the value with a key, so a rotated secret shows as a change.
 pub trait SecretDigest {
     fn digest(&self, value: &SecretString) -> String;
+
+    /// Digests a secret value the loader read itself (an `env_file` variable), `name` saying
+    /// where it came from. Offline digests stand for `name`, never the value.
+    fn digest_loaded(&self, name: &str, value: &str) -> String {
+        let _ = name;
+        self.digest(&SecretString::plain(value))
+    }
 }
 
 /// Digests the reference text itself: for offline plans and validation, where nothing is resolved.
@@ -119,6 +126,13 @@ impl SecretDigest for ReferenceDigest {
         let mut h = Sha256::new();
         h.update(b"ref:");
         h.update(value.raw().as_bytes());
+        hex(&h.finalize()[..8])
+    }
+
+    fn digest_loaded(&self, name: &str, _value: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(b"ref:");
+        h.update(name.as_bytes());
         hex(&h.finalize()[..8])
     }
 }
@@ -176,6 +190,22 @@ fn service_attributes(s: &Service, d: &dyn SecretDigest) -> Attributes {
     for (k, v) in &s.env {
         a.secret(format!("env.{k}"), v, d, true);
     }
+    // Variables from env files are secrets; `env` wins over them.
+    for (k, v) in s
+        .env_file_values
+        .0
+        .iter()
+        .filter(|(k, _)| !s.env.contains_key(*k))
+    {
+        let value = AttrValue::Sensitive(d.digest_loaded(&format!("env_file:{k}"), v));
+        a.0.insert(
+            format!("env.{k}"),
+            Attr {
+                value,
+                replaces: true,
+            },
+        );
+    }
     let blue_green = s.deploy.strategy == Strategy::BlueGreen;
     for (i, p) in s.ports.iter().enumerate() {
         let proto = match p.protocol {
@@ -210,6 +240,9 @@ fn service_attributes(s: &Service, d: &dyn SecretDigest) -> Attributes {
         a.spec_text("resources.gpus", s.resources.gpus);
     }
     a.spec_text("restart", s.restart.as_str());
+    for (k, v) in super::service_runtime::attributes(s) {
+        a.spec_text(k, v);
+    }
     if let Some(h) = &s.health {
         a.spec_text("health", health_text(h));
     }
@@ -252,8 +285,13 @@ fn health_text(h: &Health) -> String {
     } else {
         "none".into()
     };
+    // The start period only when declared, so that a health check without one keeps its text.
+    let start = h
+        .start_period
+        .map(|p| format!(", start period {p}"))
+        .unwrap_or_default();
     format!(
-        "{probe} every {} (timeout {}, {} to pass, {} tries)",
+        "{probe} every {} (timeout {}, {} to pass, {} tries{start})",
         h.interval, h.timeout, h.healthy_after, h.retries
     )
 }

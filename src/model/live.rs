@@ -50,6 +50,9 @@ pub struct LiveContainer {
     pub running: bool,
     #[serde(default)]
     pub revision: Option<String>,
+    /// The digest its image resolved to when it was created (`converge.image-digest`).
+    #[serde(default)]
+    pub image_digest: Option<String>,
 }
 
 /// A service's containers and which color takes traffic (derived from the router and labels).
@@ -58,6 +61,10 @@ pub struct LiveService {
     pub containers: Vec<LiveContainer>,
     #[serde(default)]
     pub active_color: Option<Color>,
+    /// The digest the declared image resolves to now (observe: the host's image, or the
+    /// registry's with `pull: always`); `None` when unknown.
+    #[serde(default)]
+    pub image_now: Option<String>,
 }
 
 impl LiveService {

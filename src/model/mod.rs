@@ -15,6 +15,7 @@ pub mod notifier;
 pub mod project;
 pub mod router;
 pub mod service;
+pub mod service_runtime;
 pub mod types;
 
 use std::collections::BTreeMap;

@@ -92,6 +92,20 @@ pub struct DockerProvider {
     /// `unix:///var/run/docker.sock` or `tcp://host:2375`; default: `DOCKER_HOST`, then the local socket.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Logins for private registries, tried before `~/.docker/config.json` (`DOCKER_CONFIG`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<RegistryLogin>,
+}
+
+/// A login for one image registry (`ghcr.io`, `127.0.0.1:5000`; `docker.io` for Docker Hub).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryLogin {
+    /// The registry's host, with its port if it has one: `ghcr.io`, `registry.example.com:5000`.
+    pub host: String,
+    pub username: String,
+    /// The password or token; a secret reference such as `${env:REGISTRY_TOKEN}`.
+    pub password: SecretString,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]

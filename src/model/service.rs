@@ -16,10 +16,23 @@ pub struct Service {
     pub image: Option<String>,
     #[serde(default)]
     pub build: Option<Build>,
+    /// When to pull `image`: `missing` (only when it is not on the host), `always` (ask its
+    /// registry at every plan and apply, so a tag moved to new content is seen and rolled out),
+    /// `never` (a missing image is an error).
+    #[serde(default)]
+    pub pull: PullPolicy,
     #[serde(default)]
     pub command: Option<Vec<String>>,
     #[serde(default)]
     pub env: BTreeMap<String, SecretString>,
+    /// Files of `KEY=VALUE` lines (compose's `.env` syntax), relative to the desired-state
+    /// directory; a later file wins, `env` wins over all. Their values are secrets.
+    #[serde(default)]
+    pub env_file: Vec<String>,
+    /// The variables of `env_file`, read by the loader; not written in YAML.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub env_file_values: super::service_runtime::EnvFileValues,
     #[serde(default)]
     pub ports: Vec<PortMapping>,
     #[serde(default)]
@@ -47,6 +60,64 @@ pub struct Service {
     /// host port that publishes it. Services without it are not scraped.
     #[serde(default)]
     pub metrics: Option<MetricsEndpoint>,
+    /// The container's entrypoint, instead of the image's.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// The user (and group) the process runs as: `app`, `1000`, `1000:1000`; default: the image's.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The process's working directory, an absolute path; default: the image's.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Labels on the container; keys starting with `converge.` are converge's own.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Mount the container's root filesystem read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Run an init process as PID 1 that reaps zombies and forwards signals; default: `true`.
+    #[serde(default)]
+    pub init: Option<bool>,
+    /// The signal that stops the container (`SIGTERM`, `SIGQUIT`…); default: the image's, else `SIGTERM`.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// How long a stopping container may take before it is killed; converge waits this long too.
+    #[serde(default)]
+    pub stop_grace_period: Option<Duration>,
+    /// In-memory filesystems: `PATH` or `PATH:OPTIONS` (`/tmp:size=64m`).
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    /// The size of `/dev/shm`; default: the engine's (64 MiB).
+    #[serde(default)]
+    pub shm_size: Option<Size>,
+    /// Kernel parameters set in the container's namespaces.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// Resource limits by name (`nofile`, `nproc`…): a number, or `{soft, hard}`.
+    #[serde(default)]
+    pub ulimits: BTreeMap<String, super::service_runtime::Ulimit>,
+    /// Linux capabilities added to the default set (`NET_ADMIN`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// Linux capabilities removed from the default set (`ALL`).
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// Extra `/etc/hosts` entries: host name to IP address.
+    #[serde(default)]
+    pub extra_hosts: BTreeMap<String, String>,
+    /// Host devices in the container: `HOST[:CONTAINER[:PERMISSIONS]]` (`/dev/fuse`).
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// More names of the container on the project network, besides the service's name.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Networks beyond the project's, joined too: bridge networks `<project>_<name>` that
+    /// converge creates and labels as the project's.
+    #[serde(default)]
+    pub networks: Vec<super::service_runtime::ServiceNetwork>,
+    /// The logging driver and its options; default: the engine's.
+    #[serde(default)]
+    pub logging: Option<super::service_runtime::Logging>,
 }
 
 fn one() -> u32 {
@@ -135,6 +206,9 @@ pub struct Resources {
     pub memory: Option<Size>,
     #[serde(default)]
     pub gpus: u32,
+    /// GPUs by device id or UUID (`["0", "1"]`), instead of a count in `gpus`.
+    #[serde(default)]
+    pub gpu_devices: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -200,6 +274,9 @@ pub struct Health {
     /// Attempts before the gate fails.
     #[serde(default = "thirty")]
     pub retries: u32,
+    /// Failures this long after the start do not count (the gate's and the engine's health check).
+    #[serde(default)]
+    pub start_period: Option<Duration>,
 }
 
 fn ten_seconds() -> Duration {
@@ -418,4 +495,27 @@ pub fn hosts_of<'p>(s: &Service, p: &'p crate::model::Project) -> Vec<&'p str> {
         })
         .map(|h| h.name.as_str())
         .collect()
+}
+
+/// When converge pulls a service's image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull only when the image is not on the host.
+    #[default]
+    Missing,
+    /// Ask the registry every time: a moved tag is seen and pulled.
+    Always,
+    /// Never pull: the image must be on the host.
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PullPolicy::Missing => "missing",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+        }
+    }
 }

@@ -187,9 +187,12 @@ pub async fn gate(
 ) -> Result<(), GateError> {
     let mut streak = 0;
     let mut last = String::new();
+    let started = tokio::time::Instant::now();
+    let start_period = h.start_period.map(|p| p.to_std()).unwrap_or_default();
     // A process needs a moment to listen: a first probe at once would cost a whole interval.
     tokio::time::sleep(h.interval.to_std().min(Duration::from_millis(250))).await;
-    for attempt in 1..=h.retries {
+    let mut attempt = 0;
+    while attempt < h.retries {
         let status = docker.status(container).await.ok().flatten();
         match &status {
             Some(s) if s.running => {}
@@ -211,8 +214,14 @@ pub async fn gate(
             Err(e) => {
                 streak = 0;
                 last = e.to_string();
+                // Failures within the start period do not count, as with Docker's own check.
+                if started.elapsed() < start_period {
+                    tokio::time::sleep(h.interval.to_std().min(Duration::from_secs(3600))).await;
+                    continue;
+                }
             }
         }
+        attempt += 1;
         if attempt < h.retries {
             tokio::time::sleep(h.interval.to_std().min(Duration::from_secs(3600))).await;
         }

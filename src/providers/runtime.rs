@@ -28,8 +28,13 @@ pub enum RuntimeError {
     Connect { endpoint: String, message: String },
     #[error("image `{image}` is not present and cannot be pulled: {message}\n  = hint: build or load it on this host (`docker build`, `docker load`, `docker import`)")]
     Image { image: String, message: String },
+    #[error("image `{image}` is not on this host, and the service says `pull: never`\n  = hint: load it on this host (`docker load`, `docker build`), or set `pull: missing`")]
+    NotPulled { image: String },
     #[error("docker: {what}: {message}")]
     Api { what: String, message: String },
+    /// A registry did not give the image (refused, not found, unreachable).
+    #[error(transparent)]
+    Pull(Box<crate::providers::docker::registry::PullError>),
 }
 
 impl RuntimeError {
@@ -37,7 +42,8 @@ impl RuntimeError {
     pub fn is_transient(&self) -> bool {
         match self {
             RuntimeError::Connect { .. } => true,
-            RuntimeError::Image { .. } => false,
+            RuntimeError::Image { .. } | RuntimeError::NotPulled { .. } => false,
+            RuntimeError::Pull(e) => e.is_transient(),
             RuntimeError::Api { message, .. } => {
                 message.contains("timed out") || message.contains("connection")
             }
@@ -76,6 +82,8 @@ pub struct ContainerSpec {
     pub restart: String,
     pub network: String,
     pub aliases: Vec<String>,
+    /// Entrypoint, user, labels, limits, capabilities, logging… (the compose-style fields).
+    pub options: crate::model::service_runtime::RuntimeOptions,
 }
 
 /// A container's state as apply needs it.
@@ -125,8 +133,22 @@ pub trait ContainerRuntime: Send + Sync {
     async fn remove_volume(&self, logical: &str) -> Result<(), RuntimeError>;
     /// Where a volume's data is on this host (`None`: no such volume).
     async fn volume_dir(&self, logical: &str) -> Result<Option<std::path::PathBuf>, RuntimeError>;
-    /// Makes sure `image` is present (pulls it when it is not).
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError>;
+    /// Makes sure `image` is present (pulls it when it is not), logging in with `login` (from
+    /// `providers.docker.registries`) or else with the Docker client's configuration.
+    async fn ensure_image(
+        &self,
+        image: &str,
+        login: Option<crate::providers::docker::credentials::Login>,
+        policy: crate::model::service::PullPolicy,
+    ) -> Result<(), RuntimeError>;
+    /// The digest `image` resolves to now: its registry's (asked with `login`, else the Docker
+    /// client's credentials) when `ask_registry`, else the host's image; `None` when unknown.
+    async fn image_digest(
+        &self,
+        image: &str,
+        login: Option<crate::providers::docker::credentials::Login>,
+        ask_registry: bool,
+    ) -> Option<String>;
     /// Builds `tag` from a context directory.
     async fn build_image(
         &self,

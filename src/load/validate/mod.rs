@@ -10,12 +10,14 @@ mod budget;
 mod build;
 mod cycles;
 mod database;
+mod env_file;
 mod inputs;
 mod notifier;
 mod ports;
 mod project;
 mod router;
 mod service;
+mod service_runtime;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +32,7 @@ use crate::model::{Kind, MigrationFile, Project, Resource, ResourceId};
 pub use bucket::bucket_name_problem;
 pub use build::build_contexts;
 pub use database::checksum;
+pub use env_file::env_files;
 pub use router::{render_templates, template_uses};
 
 /// What validation learned that the model keeps: template sources and migration files.

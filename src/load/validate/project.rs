@@ -1,5 +1,5 @@
 //! Project-level checks: duplicate hosts and environments, host labels (template inputs), the
-//! sync interval, provider endpoints, the recovery objectives and drill.
+//! sync interval, provider endpoints and registry logins, the recovery objectives and drill.
 
 use std::collections::BTreeSet;
 
@@ -62,6 +62,7 @@ pub(super) fn check_project(p: &Project, ctx: &mut Ctx) {
             );
         }
     }
+    check_registries(p, ctx);
     if let Some(pg) = &p.providers.postgres {
         literal_url(
             &pg.url,
@@ -77,6 +78,50 @@ pub(super) fn check_project(p: &Project, ctx: &mut Ctx) {
             &["providers", "s3", "endpoint"],
             ctx,
         );
+    }
+}
+
+const HOST_HINT: &str = "write the host as image references name it: `ghcr.io`, `registry.example.com:5000`, `docker.io`";
+
+/// `providers.docker.registries`: a host as image references name it, once; a username; the
+/// password a secret reference, never written in Git.
+fn check_registries(p: &Project, ctx: &mut Ctx) {
+    let Some(docker) = &p.providers.docker else {
+        return;
+    };
+    let mut seen = BTreeSet::new();
+    for (i, r) in docker.registries.iter().enumerate() {
+        let idx = i.to_string();
+        let at = |ctx: &Ctx, field: &str| {
+            project_span(ctx, &["providers", "docker", "registries", &idx, field])
+        };
+        let host = r.host.as_str();
+        if host.is_empty() || host.contains("://") || host.contains(['/', ' ', '\t', '@']) {
+            let what = format!("invalid registry host `{}`", host.escape_debug());
+            ctx.diags
+                .push(Diagnostic::new(at(ctx, "host"), what).hint(HOST_HINT));
+        } else if !seen.insert(host) {
+            ctx.diags.push(Diagnostic::new(
+                at(ctx, "host"),
+                format!("registry `{host}` is listed twice in providers.docker.registries"),
+            ));
+        }
+        if r.username.trim().is_empty() {
+            ctx.diags.push(Diagnostic::new(
+                at(ctx, "username"),
+                format!("the username for registry `{host}` is empty"),
+            ));
+        }
+        if !r.password.is_sensitive() {
+            let what = format!(
+                "the password for registry `{host}` is written literally in the desired state"
+            );
+            ctx.diags.push(
+                Diagnostic::new(at(ctx, "password"), what).hint(
+                    "reference it instead: `${env:REGISTRY_TOKEN}` or `${file:/path/to/token}`",
+                ),
+            );
+        }
     }
 }
 

@@ -115,6 +115,7 @@ pub(super) fn check_service(s: &Service, n: &Node, ctx: &mut Ctx) {
     check_deploy(s, n, ctx);
     check_scale(s, n, ctx);
     check_metrics(s, n, ctx);
+    super::service_runtime::check_runtime(s, n, ctx);
 }
 
 /// The metrics port must be a container port that a host port publishes, so Prometheus reaches it.

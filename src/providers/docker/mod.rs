@@ -10,19 +10,24 @@ use std::path::Path;
 
 use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, CreateImageOptions, ListContainersOptions,
-    RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
+    BuildImageOptions, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    RenameContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 
 use crate::providers::runtime::*;
 
 pub mod cgroup;
+pub mod credentials;
+pub mod digest;
+mod networks;
 mod observe;
+mod pull;
+pub mod registry;
 mod runtime_impl;
 mod spec;
 
-use spec::{create_body, split_image, tar_dir};
+use spec::{create_body, tar_dir};
 
 /// Errors of this runtime are the runtime errors every provider shares.
 pub type DockerError = RuntimeError;
@@ -231,28 +236,27 @@ impl Docker {
         }
     }
 
-    /// Makes sure `image` is present: inspect, else pull.
-    pub async fn ensure_image(&self, image: &str) -> Result<(), DockerError> {
+    /// Makes sure `image` is present as `policy` says: pulled when missing (`missing`), pulled
+    /// every time (`always`), never pulled (`never`: a missing image is an error). See `pull.rs`.
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        login: Option<credentials::Login>,
+        policy: crate::model::service::PullPolicy,
+    ) -> Result<(), DockerError> {
+        use crate::model::service::PullPolicy;
+        if policy == PullPolicy::Always {
+            return self.pull(image, login).await;
+        }
         if self.client.inspect_image(image).await.is_ok() {
             return Ok(());
         }
-        let (repo, tag) = split_image(image);
-        let mut stream = self.client.create_image(
-            Some(CreateImageOptions {
-                from_image: Some(repo.to_string()),
-                tag: Some(tag.to_string()),
-                ..Default::default()
-            }),
-            None,
-            None,
-        );
-        while let Some(item) = stream.next().await {
-            item.map_err(|e| DockerError::Image {
+        if policy == PullPolicy::Never {
+            return Err(DockerError::NotPulled {
                 image: image.to_string(),
-                message: short(&e),
-            })?;
+            });
         }
-        Ok(())
+        self.pull(image, login).await
     }
 
     /// Builds `context` (a directory) into `tag`.
@@ -292,7 +296,12 @@ impl Docker {
 
     /// Creates and starts a container.
     pub async fn run(&self, spec: &ContainerSpec) -> Result<(), DockerError> {
-        let body = create_body(spec, self.labels(&[]));
+        let digest = self.resolved_digest(&spec.image).await;
+        let extra: Vec<_> = digest
+            .into_iter()
+            .map(|d| (digest::IMAGE_DIGEST, d))
+            .collect();
+        let body = create_body(spec, self.labels(&extra));
         self.client
             .create_container(
                 Some(CreateContainerOptions {
@@ -303,6 +312,7 @@ impl Docker {
             )
             .await
             .map_err(self.fail(format!("create container {}", spec.name)))?;
+        self.join_networks(spec).await?;
         self.start(&spec.name).await
     }
 

@@ -71,6 +71,10 @@ impl super::Docker {
                 spec_hash: labels.get(SPEC_HASH).cloned().unwrap_or_default(),
                 running,
                 revision: labels.get(REVISION).cloned().filter(|r| !r.is_empty()),
+                image_digest: labels
+                    .get(super::digest::IMAGE_DIGEST)
+                    .cloned()
+                    .filter(|d| !d.is_empty()),
             };
             by_service.entry(id).or_default().push((
                 c.created.unwrap_or(0),
@@ -99,6 +103,7 @@ impl super::Docker {
                     service: Some(LiveService {
                         containers: cs.into_iter().map(|c| c.1).collect(),
                         active_color: newest_running,
+                        image_now: None,
                     }),
                     ..Default::default()
                 },

@@ -46,8 +46,22 @@ impl ContainerRuntime for Docker {
     async fn volume_dir(&self, logical: &str) -> Result<Option<std::path::PathBuf>, RuntimeError> {
         Docker::volume_dir(self, logical).await
     }
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
-        Docker::ensure_image(self, image).await
+    async fn ensure_image(
+        &self,
+        image: &str,
+        login: Option<super::credentials::Login>,
+        policy: crate::model::service::PullPolicy,
+    ) -> Result<(), RuntimeError> {
+        Docker::ensure_image(self, image, login, policy).await
+    }
+
+    async fn image_digest(
+        &self,
+        image: &str,
+        login: Option<super::credentials::Login>,
+        ask_registry: bool,
+    ) -> Option<String> {
+        Docker::image_digest(self, image, login, ask_registry).await
     }
     async fn build_image(
         &self,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::model::live::Color;
 use crate::model::service::{Protocol, Strategy};
-use crate::model::types::HostIp;
+use crate::model::service_runtime::{stop_grace_secs, RuntimeOptions};
+use crate::model::types::{HostIp, SecretString};
 use crate::model::{Attributes, Resource, Service};
 use crate::providers::health;
 use crate::providers::runtime::{self as docker, ContainerRuntime, ContainerSpec};
@@ -47,7 +48,21 @@ pub async fn image_for(ctx: &Ctx<'_>, s: &Service) -> Result<String, ContainerEr
         error,
     };
     if let Some(image) = &s.image {
-        ctx.docker.ensure_image(image).await.map_err(image_error)?;
+        let host = crate::providers::docker::registry::ImageRef::parse(image).host;
+        let login = crate::providers::docker::credentials::configured(
+            &ctx.desired.project,
+            ctx.secrets,
+            host,
+        )
+        .map_err(|error| ContainerError::RegistrySecret {
+            service: s.name.to_string(),
+            host: host.to_string(),
+            error,
+        })?;
+        ctx.docker
+            .ensure_image(image, login, s.pull)
+            .await
+            .map_err(image_error)?;
         return Ok(image.clone());
     }
     let b = s.build.as_ref().ok_or_else(|| ContainerError::NoImage {
@@ -84,6 +99,20 @@ fn spec(
                     error,
                 })?,
         ));
+    }
+    // Env-file variables go through `resolve` too, so that a drill's renamed databases apply.
+    for (k, v) in &s.env_file_values.0 {
+        if !s.env.contains_key(k) {
+            let value = ctx
+                .secrets
+                .resolve(&SecretString::plain(v))
+                .map_err(|error| ContainerError::Secret {
+                    service: s.name.to_string(),
+                    key: k.clone(),
+                    error,
+                })?;
+            env.push((k.clone(), value));
+        }
     }
     let bg_port = match color {
         Some(Color::Blue) => s.deploy.blue.as_ref(),
@@ -151,7 +180,10 @@ fn spec(
         gpus: s.resources.gpus,
         restart: s.restart.as_str().to_string(),
         network: project.to_string(),
-        aliases: vec![s.name.to_string()],
+        aliases: std::iter::once(s.name.to_string())
+            .chain(s.aliases.iter().cloned())
+            .collect(),
+        options: RuntimeOptions::of(s),
     })
 }
 
@@ -269,7 +301,7 @@ pub async fn replace(
         for &r in &wanted {
             let name = container_name(project, s.name.as_str(), None, r);
             if current.contains(&name) {
-                match retire(ctx.docker, &name, 10).await {
+                match retire(ctx.docker, &name, stop_grace_secs(s, 10)).await {
                     Ok(old) => retired.push((old, name.clone())),
                     Err(e) => {
                         let _ = undo(started, retired).await;
@@ -287,7 +319,7 @@ pub async fn replace(
         }
     } else {
         for name in current {
-            match retire(ctx.docker, name, 10).await {
+            match retire(ctx.docker, name, stop_grace_secs(s, 10)).await {
                 Ok(old) => retired.push((old, name.clone())),
                 Err(e) => {
                     let _ = undo(started, retired).await;
@@ -308,7 +340,7 @@ pub async fn replace(
     // Containers beyond the new replica count were not replaced one by one: retire them too.
     for name in current {
         if !retired.iter().any(|(_, n)| n == name) && !started.contains(name) {
-            if let Ok(old) = retire(ctx.docker, name, 10).await {
+            if let Ok(old) = retire(ctx.docker, name, stop_grace_secs(s, 10)).await {
                 retired.push((old, name.clone()));
             }
         }

@@ -29,6 +29,14 @@ pub enum ContainerError {
         key: String,
         error: SecretError,
     },
+    /// The password `providers.docker.registries` gives for the image's registry refers to a
+    /// secret that cannot be resolved (the message names the reference, never a value).
+    #[error("providers.docker.registries (host {host}) password: {error}")]
+    RegistrySecret {
+        service: String,
+        host: String,
+        error: SecretError,
+    },
     /// The runtime failed on one container (remove, run, start, stop, rename).
     #[error("{error}")]
     Runtime {

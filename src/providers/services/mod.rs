@@ -55,6 +55,7 @@ impl Provider for ServiceProvider {
     ) -> Result<(), ProviderError> {
         self.runtime.observe(live).await?;
         redigest::redigest(self.runtime.as_ref(), desired, secrets, live).await?;
+        self.image_now(desired, secrets, live).await;
         Ok(())
     }
 
@@ -192,7 +193,8 @@ async fn service_step(
                 let mut retired = Vec::new();
                 for r in (to + 1)..=*from {
                     let name = containers::container_name(project, s.name.as_str(), *color, r);
-                    retired.push((containers::retire(ctx.docker, &name, 30).await?, name));
+                    let grace = crate::model::service_runtime::stop_grace_secs(s, 30);
+                    retired.push((containers::retire(ctx.docker, &name, grace).await?, name));
                 }
                 Ok(Undo::RestartRetired { retired })
             }
@@ -248,4 +250,28 @@ pub async fn drain_color(
         }
     }
     Ok(())
+}
+
+impl ServiceProvider {
+    /// What each running service's declared image resolves to now (the host's image, or its
+    /// registry's with `pull: always`), so that diff sees a tag moved to new content.
+    async fn image_now(&self, desired: &DesiredState, secrets: &Secrets, live: &mut LiveState) {
+        for s in desired.services() {
+            let Some(image) = &s.image else { continue };
+            let id = crate::model::ResourceId::new(Kind::Service, s.name.as_str());
+            if live.resources.get(&id).is_none_or(|r| r.service.is_none()) {
+                continue;
+            }
+            let host = crate::providers::docker::registry::ImageRef::parse(image).host;
+            let login =
+                crate::providers::docker::credentials::configured(&desired.project, secrets, host)
+                    .ok()
+                    .flatten();
+            let always = s.pull == crate::model::service::PullPolicy::Always;
+            let now = self.runtime.image_digest(image, login, always).await;
+            if let Some(ls) = live.resources.get_mut(&id).and_then(|r| r.service.as_mut()) {
+                ls.image_now = now;
+            }
+        }
+    }
 }

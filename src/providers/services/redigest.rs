@@ -35,13 +35,16 @@ pub async fn redigest(
 /// Whether every secret in the service's env has this machine's digest in the live label: only
 /// the secret values are digested, not the whole spec, since this runs on every observe.
 fn secrets_agree(s: &crate::model::Service, secrets: &Secrets, live: &Attributes) -> bool {
+    let agrees = |k: &str, want: AttrValue| {
+        live.get(&format!("env.{k}"))
+            .is_some_and(|l| l.value == want)
+    };
     s.env
         .iter()
         .filter(|(_, v)| v.is_sensitive())
-        .all(|(k, v)| {
-            let want = AttrValue::Sensitive(SecretDigest::digest(secrets, v));
-            live.get(&format!("env.{k}"))
-                .is_some_and(|l| l.value == want)
+        .all(|(k, v)| agrees(k, AttrValue::Sensitive(SecretDigest::digest(secrets, v))))
+        && s.env_file_values.0.iter().all(|(k, v)| {
+            s.env.contains_key(k) || agrees(k, AttrValue::Sensitive(secrets.digest_loaded(k, v)))
         })
 }
 
