@@ -135,6 +135,27 @@ fn compose_fields_reach_the_container_and_a_change_replaces_it() {
     );
     assert_eq!(after["Config"]["User"], "1001:1001");
     assert_eq!(p.plan_exit(), 0, "nothing left to change");
+
+    // The last service leaves (prune is on; the Project names the engine, which is still read
+    // with no Service declared): its extra network goes with the project's.
+    std::fs::write(
+        p.path().join("converge.yaml"),
+        format!(
+            "kind: Project\nname: {}\nhosts: [{{name: local}}]\nsync: {{prune: true}}\nproviders: {{docker: {{}}}}\n",
+            p.name
+        ),
+    )
+    .unwrap();
+    let o = p.apply();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let left = docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=converge.project={}", p.name),
+    ]);
+    assert!(left.trim().is_empty(), "networks left: {left}");
 }
 
 #[test]

@@ -91,6 +91,18 @@ fn write_with_registries(p: &Project, body: &str) {
     std::fs::write(p.path().join("converge.yaml"), project + body).unwrap();
 }
 
+/// `apply` with only the project's `registries:` to log in (an empty client configuration).
+fn apply_with_registries(p: &Project) -> std::process::Output {
+    let empty = tempfile::tempdir().unwrap();
+    apply_env(
+        p,
+        &[
+            ("DOCKER_CONFIG", empty.path().to_str().unwrap()),
+            ("CVT_REGISTRY_PASSWORD", PASSWORD),
+        ],
+    )
+}
+
 fn write_config(dir: &Path, json: &str) {
     std::fs::write(dir.join("config.json"), json).unwrap();
 }
@@ -172,14 +184,7 @@ fn a_private_image_is_pulled_with_registries_from_the_project_and_its_digest_rec
     let (image, digest) = (&pushed.image, &pushed.digest);
     let p = Project::new("reg-project", "");
     write_with_registries(&p, &web(image, 18773));
-    let empty = tempfile::tempdir().unwrap();
-    let o = apply_env(
-        &p,
-        &[
-            ("DOCKER_CONFIG", empty.path().to_str().unwrap()),
-            ("CVT_REGISTRY_PASSWORD", PASSWORD),
-        ],
-    );
+    let o = apply_with_registries(&p);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(p.containers(), running(&p));
     assert_eq!(&recorded_digest(&format!("{}-web-1", p.name)), digest);
@@ -229,14 +234,7 @@ fn an_image_pinned_by_digest_is_pulled_and_runs() {
     let pinned = format!("{}@{digest}", image.rsplit_once(':').unwrap().0);
     let p = Project::new("reg-pinned", "");
     write_with_registries(&p, &web(&pinned, 18777));
-    let empty = tempfile::tempdir().unwrap();
-    let o = apply_env(
-        &p,
-        &[
-            ("DOCKER_CONFIG", empty.path().to_str().unwrap()),
-            ("CVT_REGISTRY_PASSWORD", PASSWORD),
-        ],
-    );
+    let o = apply_with_registries(&p);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(common::http_body(18777), "v2");
     assert_eq!(&recorded_digest(&format!("{}-web-1", p.name)), digest);
@@ -316,14 +314,7 @@ fn an_image_the_registry_lacks_is_reported_as_not_found() {
     let image = format!("{}/cvt/missing-{}:1", registry(), std::process::id());
     let p = Project::new("reg-missing", "");
     write_with_registries(&p, &web(&image, 18776));
-    let empty = tempfile::tempdir().unwrap();
-    let o = apply_env(
-        &p,
-        &[
-            ("DOCKER_CONFIG", empty.path().to_str().unwrap()),
-            ("CVT_REGISTRY_PASSWORD", PASSWORD),
-        ],
-    );
+    let o = apply_with_registries(&p);
     let out = text(&o);
     assert_ne!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("the registry has no such image"), "{out}");

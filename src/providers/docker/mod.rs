@@ -186,13 +186,19 @@ impl Docker {
             .map_err(self.fail(format!("create network {}", self.project)))
     }
 
+    /// Removes the project's network and the services' extra networks (`networks.rs`) with it.
     pub async fn remove_network(&self) -> Result<(), DockerError> {
-        match self.client.remove_network(&self.project).await {
-            Err(e) if !not_found(&e) => {
-                Err(self.fail(format!("remove network {}", self.project))(e))
+        let mut names = self.service_networks().await?;
+        names.push(self.project.clone());
+        for name in names {
+            match self.client.remove_network(&name).await {
+                Err(e) if !not_found(&e) => {
+                    return Err(self.fail(format!("remove network {name}"))(e))
+                }
+                _ => {}
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     pub async fn create_volume(&self, logical: &str, prune: bool) -> Result<(), DockerError> {

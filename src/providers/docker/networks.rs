@@ -1,6 +1,7 @@
 //! A service's networks beyond the project's: bridge networks named `<project>_<name>`,
 //! labelled as the project's (so they are converge's), created when a container first needs
-//! them and joined with the service's aliases before the container starts.
+//! them and joined with the service's aliases before the container starts; removed with the
+//! project's network.
 
 use bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkCreateRequest};
 
@@ -33,6 +34,23 @@ impl Docker {
                 .map_err(self.fail(format!("connect {} to network {name}", spec.name)))?;
         }
         Ok(())
+    }
+
+    /// The services' extra networks this project has on the engine (its labels, its prefix).
+    pub(super) async fn service_networks(&self) -> Result<Vec<String>, DockerError> {
+        let prefix = self.network_name("");
+        let listed = self
+            .client
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(self.filters(&[])),
+            }))
+            .await
+            .map_err(self.fail("list networks".to_string()))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|n| n.name)
+            .filter(|n| n.starts_with(&prefix))
+            .collect())
     }
 
     async fn ensure_network(&self, name: &str) -> Result<(), DockerError> {
