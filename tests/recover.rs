@@ -501,7 +501,7 @@ fn a_drill_while_the_project_runs_leaves_it_untouched_and_reports_rto_and_rpo() 
     let drill_project = format!("{}-drill", s.p.name);
     let left_db = format!("{}_drill_1000000000", s.db);
     psql("postgres", &format!("CREATE DATABASE {left_db}"));
-    let left_dir = std::env::temp_dir().join(format!("converge-drill-{}-killed", s.p.name));
+    let left_dir = std::env::temp_dir().join(format!("converge-drill-{}+killed", s.p.name));
     std::fs::create_dir_all(left_dir.join("sub")).unwrap();
     docker(&[
         "run",

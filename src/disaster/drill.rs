@@ -28,9 +28,10 @@ const MAX_IDENT: usize = 63;
 /// What a drill says of the real stack.
 const SERVICES_NOTE: &str = "the real stack was not touched: the drill's services ran as their own project on other loopback ports against the scratch copies, and no router was switched";
 
-/// The prefix of a drill's scratch directories, by project.
+/// The prefix of a drill's scratch directories, by project: `+` cannot occur in a project's
+/// name, so no project's prefix is the start of another's (`shop+` is not `shop-a+`).
 fn dir_prefix(project: &str) -> String {
-    format!("converge-drill-{project}-")
+    format!("converge-drill-{project}+")
 }
 
 /// The scratch copies of one drill, torn down when it ends.

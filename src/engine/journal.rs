@@ -72,8 +72,25 @@ pub struct Journal {
 pub use crate::clock::now;
 
 impl Journal {
-    /// Opens `<state_dir>/journal/<project>.jsonl` for appending.
+    /// Opens `<state_dir>/journal/<project>.jsonl` for appending, compacting it first when it
+    /// has grown large (only the holder of the project's [`StateLock`] may: compaction replaces
+    /// the file).
     pub fn open(state_dir: &Path, project: &str) -> Result<Journal, JournalError> {
+        Self::open_with(state_dir, project, true)
+    }
+
+    /// Opens the journal for appending without compacting it, for a writer that does not hold
+    /// the project's [`StateLock`] (a drill). Open it right before recording, so a compaction by
+    /// the lock holder cannot fall between the open and the record.
+    pub fn append_only(state_dir: &Path, project: &str) -> Result<Journal, JournalError> {
+        Self::open_with(state_dir, project, false)
+    }
+
+    fn open_with(
+        state_dir: &Path,
+        project: &str,
+        may_compact: bool,
+    ) -> Result<Journal, JournalError> {
         let path = Self::path_for(state_dir, project);
         let err = |source| JournalError {
             path: path.clone(),
@@ -84,29 +101,9 @@ impl Journal {
             crate::state_dir::ensure(state).map_err(err)?;
         }
         crate::state_dir::ensure(dir).map_err(err)?;
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() > COMPACT_AT) {
+        if may_compact && std::fs::metadata(&path).is_ok_and(|m| m.len() > COMPACT_AT) {
             compact(&path).map_err(err)?;
         }
-        let file = crate::state_dir::open_append(&path).map_err(err)?;
-        Ok(Journal {
-            path,
-            file,
-            run: new_run_id(),
-        })
-    }
-
-    /// Opens the journal for appending without compacting it, for a writer that does not hold
-    /// the project's [`StateLock`] (a drill): compaction replaces the file, so only the lock
-    /// holder may do it. Open it right before recording, so a compaction by the lock holder
-    /// cannot fall between the open and the record.
-    pub fn append_only(state_dir: &Path, project: &str) -> Result<Journal, JournalError> {
-        let path = Self::path_for(state_dir, project);
-        let err = |source| JournalError {
-            path: path.clone(),
-            error: source,
-        };
-        let dir = path.parent().expect("journal has a parent");
-        crate::state_dir::ensure(dir).map_err(err)?;
         let file = crate::state_dir::open_append(&path).map_err(err)?;
         Ok(Journal {
             path,
