@@ -34,6 +34,13 @@ pub struct BackupLabel {
     pub backup: String,
 }
 
+/// Why a fetch of the source failed: `unreachable`, `auth-refused`, `branch-missing`,
+/// `host-key-unknown`, `host-key-changed`, `config` or `other`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 /// `recovery` (`converge recover`) or `drill` (`converge recover --drill`, the agent's schedule).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -74,6 +81,7 @@ pub struct Metrics {
     pub active_color: Family<ColorLabel, Gauge>,
     pub running: Family<ServiceLabel, Gauge>,
     pub invalid_revisions: Counter,
+    pub source_failures: Family<ReasonLabel, Counter>,
     pub up: Gauge,
     pub cluster_lock_held: Gauge,
     pub backup_last_success: Family<BackupLabel, Gauge<f64, AtomicU64>>,
@@ -105,6 +113,7 @@ impl Default for Metrics {
             active_color: Family::default(),
             running: Family::default(),
             invalid_revisions: Counter::default(),
+            source_failures: Family::default(),
             up: Gauge::default(),
             cluster_lock_held: Gauge::default(),
             backup_last_success: Family::default(),
@@ -196,8 +205,13 @@ impl Default for Metrics {
         );
         registry.register(
             "invalid_revisions",
-            "Revisions rejected by validation",
+            "Revisions rejected by validation or for their signature",
             m.invalid_revisions.clone(),
+        );
+        registry.register(
+            "source_fetch_failures",
+            "Fetches of the desired state's source that failed, by reason",
+            m.source_failures.clone(),
         );
         registry.register("agent_up", "1 while the agent runs", m.up.clone());
         registry.register(

@@ -5,14 +5,20 @@
 
 pub mod backoff;
 mod drills;
+mod fetching;
+mod git_attempt;
+pub mod git_auth;
 pub mod http;
+pub mod known_hosts;
 pub mod metrics;
 pub mod notify;
 mod reconcile;
+pub mod redact;
 mod reporting;
 pub mod schedule;
 mod schedules;
 pub mod source;
+pub mod source_error;
 pub mod status;
 pub mod webhook;
 
@@ -60,6 +66,10 @@ pub struct AgentOptions {
     pub scale_interval: Duration,
     /// How often budgets are evaluated.
     pub budget_interval: Duration,
+    /// Credentials and known_hosts of a git source.
+    pub auth: git_auth::GitAuth,
+    /// Only commits signed by a key in this allowed-signers file are applied.
+    pub verify_signatures: Option<PathBuf>,
     pub state_dir: PathBuf,
 }
 
@@ -68,12 +78,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     crate::state_dir::ensure(&opts.state_dir)
         .with_context(|| format!("cannot create {}", opts.state_dir.display()))?;
     let webhook = webhook::Webhook::from_env(&opts.state_dir)?;
-    let source = Source::new(
-        &opts.source,
-        &opts.branch,
-        opts.path.as_deref(),
-        &opts.state_dir,
-    );
+    let source = git_source(&opts)?;
     let (tx, mut rx) = mpsc::channel(32);
     let shared = Arc::new(http::Shared {
         status: RwLock::new(Status {
@@ -141,6 +146,33 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     }
     info!("agent stopped");
     Ok(())
+}
+
+/// The source with its credentials and allowed signers, checked now: a credential or
+/// allowed-signers file that cannot be read stops the agent at startup.
+fn git_source(opts: &AgentOptions) -> anyhow::Result<Source> {
+    let source = Source::new(
+        &opts.source,
+        &opts.branch,
+        opts.path.as_deref(),
+        &opts.state_dir,
+    );
+    let Source::Git { url, .. } = &source else {
+        if opts.verify_signatures.is_some() {
+            anyhow::bail!("--verify-signatures needs a git --source: the directory {} has no commits to verify", opts.source);
+        }
+        return Ok(source);
+    };
+    if source::redact_url(url) != *url {
+        warn!("the --source URL holds credentials, which show in the process list: give the token in a file instead (CONVERGE_GIT_TOKEN_FILE)");
+    }
+    opts.auth.check_files()?;
+    if let Some(file) = &opts.verify_signatures {
+        crate::load::allowed_signers::AllowedSigners::read(file)?;
+    }
+    Ok(source
+        .with_auth(opts.auth.clone())
+        .with_signers(opts.verify_signatures.clone()))
 }
 
 /// First SIGTERM/SIGINT: finish the current step and stop. Second: exit at once.

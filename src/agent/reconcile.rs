@@ -5,12 +5,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use futures_util::FutureExt;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use super::backoff::Backoff;
-use super::source::{Revision, Source};
+use super::source::{Fetched, Revision, Source};
 use super::{http, metrics, AgentOptions, Trigger, CLUSTER_KINDS};
 use crate::engine::journal::{self, Journal, StateLock};
 use crate::engine::{apply, Engine, PlanOptions};
@@ -30,9 +29,15 @@ pub(super) struct Agent {
     pub(super) good: Option<(Revision, DesiredState)>,
     /// A revision that failed validation: not validated again until another arrives.
     pub(super) invalid: Option<String>,
+    /// A commit refused for its signature: not checked again until another arrives.
+    pub(super) refused: Option<String>,
     /// The revision live state last matched.
     pub(super) applied: Option<String>,
     pub(super) backoff: Backoff,
+    /// Fetches of the source that keep failing are retried less and less often.
+    pub(super) source_backoff: Backoff,
+    /// The last fetch failure, to log a repeated one as such.
+    pub(super) source_failure: Option<String>,
     pub(super) recovered: bool,
     pub(super) lock: Option<StateLock>,
     pub(super) cluster: Option<crate::engine::ClusterLock>,
@@ -64,8 +69,11 @@ impl Agent {
             stop,
             good: None,
             invalid: None,
+            refused: None,
             applied: None,
             backoff: Backoff::default(),
+            source_backoff: Backoff::default(),
+            source_failure: None,
             recovered: false,
             lock: None,
             cluster: None,
@@ -98,7 +106,7 @@ impl Agent {
         let span = info_span!("reconcile", trigger = ?trigger, revision = tracing::field::Empty);
         // A panic in one reconcile is a bug, but it must not stop the agent: it is reported and
         // the next trigger reconciles again, from the last good revision.
-        let result = std::panic::AssertUnwindSafe(self.reconcile_once(&span))
+        let result = std::panic::AssertUnwindSafe(self.reconcile_once(&span, trigger))
             .catch_unwind()
             .instrument(span.clone())
             .await;
@@ -134,14 +142,6 @@ impl Agent {
         });
     }
 
-    async fn fetch(&self) -> anyhow::Result<Revision> {
-        let source = self.source.clone();
-        tokio::task::spawn_blocking(move || source.fetch())
-            .await
-            .context("fetch task")?
-            .context("fetching the desired state")
-    }
-
     /// Validates a new revision; keeps the last good one when it is invalid.
     fn accept(&mut self, rev: Revision) {
         let known = self.good.as_ref().map(|(r, _)| r.id.as_str()) == Some(rev.id.as_str())
@@ -161,22 +161,25 @@ impl Agent {
                     panic_message(panic.as_ref())
                 );
                 error!("{text}");
-                self.shared.metrics.invalid_revisions.inc();
-                self.status(|s| {
-                    s.invalid_revision = Some(rev.id.clone());
-                    s.last_error = Some(text.clone());
-                });
+                self.refuse(&rev.id, text);
                 self.invalid = Some(rev.id);
                 return;
             }
         };
         match loaded {
             Ok(desired) => {
-                info!(revision = rev.short(), "new revision is valid");
+                match &rev.signed_by {
+                    Some(by) => {
+                        info!(revision = rev.short(), signed_by = %by, "new revision is valid")
+                    }
+                    None => info!(revision = rev.short(), "new revision is valid"),
+                }
                 self.invalid = None;
+                self.refused = None;
                 self.status(|s| {
                     s.invalid_revision = None;
                     s.last_error = None;
+                    s.signed_by = rev.signed_by.clone();
                     s.project = Some(desired.project.name.to_string());
                 });
                 self.good = Some((rev, desired));
@@ -187,23 +190,37 @@ impl Agent {
                     problems = diags.0.len(),
                     "revision is invalid; keeping the last good one\n{diags}"
                 );
-                self.shared.metrics.invalid_revisions.inc();
-                self.status(|s| {
-                    s.invalid_revision = Some(rev.id.clone());
-                    s.last_error = Some(diags.to_string());
-                });
+                self.refuse(&rev.id, diags.to_string());
                 self.invalid = Some(rev.id);
             }
         }
     }
 
-    async fn reconcile_once(&mut self, span: &tracing::Span) -> anyhow::Result<&'static str> {
-        let rev = self.fetch().await?;
-        span.record("revision", rev.short());
-        self.status(|s| s.revision = Some(rev.id.clone()));
-        self.accept(rev);
+    async fn reconcile_once(
+        &mut self,
+        span: &tracing::Span,
+        trigger: super::Trigger,
+    ) -> anyhow::Result<&'static str> {
+        let fetched = self.fetch_next(trigger).await;
+        match fetched {
+            Some(Fetched::Revision(rev)) => {
+                span.record("revision", rev.short());
+                self.status(|s| s.revision = Some(rev.id.clone()));
+                self.accept(rev);
+            }
+            Some(Fetched::Refused { id, error }) => {
+                span.record("revision", &id[..12.min(id.len())]);
+                self.status(|s| s.revision = Some(id.clone()));
+                self.refuse_signature(&id, &error);
+            }
+            None => {}
+        }
         let Some((rev, desired)) = self.good.clone() else {
-            return Ok("invalid");
+            return Ok(if self.source_failure.is_some() {
+                "source-error"
+            } else {
+                "invalid"
+            });
         };
         crate::engine::check_host(&desired, self.opts.host.as_deref())?;
         let session = Engine::open(&desired, self.opts.state_dir.clone())
@@ -222,6 +239,7 @@ impl Agent {
         }
         let cluster_work = self.poll_cluster_lock(&desired, &session).await;
         self.cluster_work = cluster_work;
+        let swarm_work = self.swarm_work(&desired, &session, cluster_work).await;
         let live = session
             .prepare(
                 &desired,
@@ -237,7 +255,7 @@ impl Agent {
         // The autoscaler's and the budgets' replica counts stand in for the declared ones.
         let declared = desired;
         let desired = crate::scale::with_overrides(&declared, &live.overrides);
-        let plan = self.plan(&desired, &live, &session, &rev, cluster_work);
+        let plan = self.plan(&desired, &live, &session, &rev, (cluster_work, swarm_work));
         self.report(&declared, &live, &plan, &session.kinds());
         if !plan.errors.is_empty() {
             let errors = plan.errors.join("\n");
@@ -333,7 +351,7 @@ impl Agent {
         if matches!(outcome, apply::Outcome::Applied { .. }) {
             // `/status` and `/metrics` show what runs now, not what ran before the apply.
             if let Ok(live) = session.observe(&declared).await {
-                let after = self.plan(&desired, &live, &session, &rev, cluster_work);
+                let after = self.plan(&desired, &live, &session, &rev, (cluster_work, swarm_work));
                 self.report(&declared, &live, &after, &session.kinds());
             }
         }
@@ -347,12 +365,13 @@ impl Agent {
         live: &LiveState,
         session: &Engine,
         rev: &Revision,
-        cluster_work: bool,
+        (cluster_work, swarm_work): (bool, bool),
     ) -> plan::Plan {
         let kinds: Vec<Kind> = session
             .kinds()
             .into_iter()
             .filter(|k| cluster_work || !CLUSTER_KINDS.contains(k))
+            .filter(|k| swarm_work || !crate::providers::swarm::KINDS.contains(k))
             .collect();
         let opts = PlanOptions {
             host: self.opts.host.as_deref(),
@@ -374,6 +393,38 @@ impl Agent {
             }
         }
         crate::engine::plan_of(desired, live, d, &opts)
+    }
+
+    /// With `providers.swarm`, services are the whole swarm's: one agent applies them. With a
+    /// PostgreSQL provider, the holder of the cluster lock; else the swarm's leader. Also
+    /// reports the tasks per node in `/status`.
+    async fn swarm_work(
+        &self,
+        desired: &DesiredState,
+        session: &Engine,
+        cluster_work: bool,
+    ) -> bool {
+        let Some(swarm) = session.registry().swarm() else {
+            return true;
+        };
+        let rows = swarm.task_rows().await.unwrap_or_default();
+        let applies = if desired.project.providers.postgres.is_some() {
+            cluster_work
+        } else {
+            match swarm.is_leader().await {
+                Ok(leader) => leader,
+                Err(e) => {
+                    warn!(error = %e, "cannot tell whether this manager leads the swarm; its services are left to the leader");
+                    false
+                }
+            }
+        };
+        let role = if applies { "applies" } else { "follows" };
+        self.status(|s| {
+            s.swarm_tasks = rows;
+            s.swarm_role = Some(role.to_string());
+        });
+        applies
     }
 
     fn mark_applied(&mut self, rev: &Revision) {

@@ -231,7 +231,7 @@ impl Agent {
             .sample(
                 desired,
                 live,
-                session.registry().runtime(),
+                session.registry().meter(),
                 session.registry().postgres(),
                 now,
             )

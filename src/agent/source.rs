@@ -1,41 +1,22 @@
 //! Where the agent reads the desired state: a git remote (fetched with git2, read straight from
-//! the commit's tree, no checkout) or a local directory (watched with notify).
+//! the commit's tree, no checkout; with `--verify-signatures`, only commits signed by an allowed
+//! key) or a local directory (watched with notify).
 
 use std::path::{Path, PathBuf};
 
-use git2::{FetchOptions, RemoteCallbacks, Repository};
+use git2::{FetchOptions, Repository};
 use sha2::{Digest, Sha256};
-use thiserror::Error;
 
-use crate::load::git::{tree_of, GitError};
+use super::git_attempt::Attempt;
+use super::git_auth::GitAuth;
+pub use super::redact::redact_url;
+use super::redact::{scrub, scrub_secrets};
+pub use super::source_error::SourceError;
+use crate::load::allowed_signers::AllowedSigners;
+use crate::load::git::{tree_of, CommitSignature};
+use crate::load::signature::{self, SignatureError};
 use crate::load::SourceTree;
 use crate::model::attributes::hex;
-
-#[derive(Debug, Error)]
-pub enum SourceError {
-    #[error("git: {0}")]
-    Git(String),
-    #[error(transparent)]
-    Dir(#[from] crate::load::SourceError),
-    #[error("cannot write the working copy {path}: {source}")]
-    Materialize {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl From<GitError> for SourceError {
-    fn from(e: GitError) -> Self {
-        SourceError::Git(e.0)
-    }
-}
-
-impl From<git2::Error> for SourceError {
-    fn from(e: git2::Error) -> Self {
-        SourceError::Git(e.message().to_string())
-    }
-}
 
 /// One version of the desired state.
 #[derive(Debug, Clone)]
@@ -45,6 +26,16 @@ pub struct Revision {
     pub tree: SourceTree,
     /// A directory holding these files (build contexts are read from it).
     pub root: PathBuf,
+    /// With `--verify-signatures`: who signed it, `principal (SHA256:...)`.
+    pub signed_by: Option<String>,
+}
+
+/// What a fetch found: a revision to validate, or a commit refused for its signature (its files
+/// are not read, nor written to the working copy).
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    Revision(Revision),
+    Refused { id: String, error: SignatureError },
 }
 
 impl Revision {
@@ -63,6 +54,9 @@ pub enum Source {
         /// A bare repository under the state directory, fetched into.
         cache: PathBuf,
         work: PathBuf,
+        auth: Box<GitAuth>,
+        /// `--verify-signatures`: the allowed-signers file, read at every fetch.
+        signers: Option<PathBuf>,
     },
     Dir {
         path: PathBuf,
@@ -93,7 +87,25 @@ impl Source {
                 .filter(|s| !s.is_empty()),
             cache: state_dir.join("sources").join(format!("{key}.git")),
             work: state_dir.join("sources").join(format!("{key}.work")),
+            auth: Box::default(),
+            signers: None,
         }
+    }
+
+    /// The credentials and known_hosts of a git source (a directory has none).
+    pub fn with_auth(mut self, with: GitAuth) -> Source {
+        if let Source::Git { auth, .. } = &mut self {
+            **auth = with;
+        }
+        self
+    }
+
+    /// Only commits signed by a key in this allowed-signers file are accepted.
+    pub fn with_signers(mut self, file: Option<PathBuf>) -> Source {
+        if let Source::Git { signers, .. } = &mut self {
+            *signers = file;
+        }
+        self
     }
 
     /// What `/status` and the log show: the URL without its credentials.
@@ -113,167 +125,124 @@ impl Source {
     }
 
     /// Fetches (git) or reads (directory) the current revision. Blocking: call from a blocking task.
-    /// No credential of the URL is in an error.
-    pub fn fetch(&self) -> Result<Revision, SourceError> {
-        self.fetch_inner().map_err(|e| match (self, e) {
-            (Source::Git { url, .. }, SourceError::Git(message)) => {
-                SourceError::Git(scrub(&message, url))
-            }
-            (_, e) => e,
-        })
-    }
-
-    fn fetch_inner(&self) -> Result<Revision, SourceError> {
+    /// No credential is in an error.
+    pub fn fetch(&self) -> Result<Fetched, SourceError> {
         match self {
             Source::Dir { path } => {
                 let tree = SourceTree::read_dir(path)?;
-                Ok(Revision {
+                Ok(Fetched::Revision(Revision {
                     id: format!("dir-{}", tree.digest()),
                     tree,
                     root: path.clone(),
-                })
+                    signed_by: None,
+                }))
             }
-            Source::Git {
-                url,
-                branch,
-                path,
-                cache,
-                work,
-            } => {
-                let repo = match Repository::open_bare(cache) {
-                    Ok(r) => r,
-                    Err(_) => {
-                        crate::state_dir::ensure(cache)
-                            .map_err(|e| SourceError::Git(e.to_string()))?;
-                        Repository::init_bare(cache)?
-                    }
-                };
-                let mut remote = repo.remote_anonymous(url)?;
-                let mut callbacks = RemoteCallbacks::new();
-                callbacks.credentials(|_url, user, allowed| {
-                    if allowed.contains(git2::CredentialType::SSH_KEY) {
-                        git2::Cred::ssh_key_from_agent(user.unwrap_or("git"))
-                    } else {
-                        git2::Cred::default()
-                    }
-                });
-                let mut opts = FetchOptions::new();
-                opts.remote_callbacks(callbacks);
-                let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-                remote
-                    .fetch(&[&refspec], Some(&mut opts), None)
-                    .map_err(|e| {
-                        let hint = match e.code() {
-                            git2::ErrorCode::Auth => "check the credentials: the token in the --source URL, or the SSH agent's keys",
-                            _ => "check the --source URL and that the git server is reachable",
-                        };
-                        SourceError::Git(format!(
-                            "cannot fetch from {}: {}\n  = hint: {hint}",
-                            redact_url(url),
-                            e.message()
-                        ))
-                    })?;
-                let commit = repo
-                    .find_reference(&format!("refs/remotes/origin/{branch}"))
-                    .map_err(|_| {
-                        SourceError::Git(format!(
-                            "branch `{branch}` not found at {}\n  = hint: check --branch",
-                            redact_url(url)
-                        ))
-                    })?
-                    .peel_to_commit()?;
-                let files = tree_of(&repo, &commit, path.as_deref())?;
-                let id = commit.id().to_string();
-                materialize(&files, work)?;
-                Ok(Revision {
-                    id,
-                    tree: files,
-                    root: work.clone(),
-                })
-            }
+            Source::Git { url, auth, .. } => self.fetch_git().map_err(|e| {
+                let secrets = auth.secrets();
+                e.scrubbed(|m| scrub_secrets(&scrub(m, url), &secrets))
+            }),
         }
     }
+
+    fn fetch_git(&self) -> Result<Fetched, SourceError> {
+        let Source::Git {
+            url,
+            branch,
+            path,
+            cache,
+            work,
+            auth,
+            signers,
+        } = self
+        else {
+            unreachable!("fetch_git is called for git sources")
+        };
+        let signers = signers.as_deref().map(AllowedSigners::read).transpose()?;
+        let repo = open_cache(cache)?;
+        let commit = repo.find_commit(fetch_branch(&repo, url, branch, auth)?)?;
+        let id = commit.id().to_string();
+        let signed_by = match &signers {
+            Some(allowed) => {
+                let sig = CommitSignature::of(&repo, &commit)?;
+                match signature::verify(&sig.as_signed(), allowed) {
+                    Ok(v) => Some(format!("{} ({})", v.principals.join(", "), v.fingerprint)),
+                    Err(error) => return Ok(Fetched::Refused { id, error }),
+                }
+            }
+            None => None,
+        };
+        let files = tree_of(&repo, &commit, path.as_deref())?;
+        materialize(&files, work)?;
+        Ok(Fetched::Revision(Revision {
+            id,
+            tree: files,
+            root: work.clone(),
+            signed_by,
+        }))
+    }
+}
+
+/// The bare repository fetched into, made on first use.
+fn open_cache(cache: &Path) -> Result<Repository, SourceError> {
+    match Repository::open_bare(cache) {
+        Ok(r) => Ok(r),
+        Err(_) => {
+            crate::state_dir::ensure(cache).map_err(|e| SourceError::Git(e.to_string()))?;
+            Ok(Repository::init_bare(cache)?)
+        }
+    }
+}
+
+/// Fetches `branch` from `url` into `repo`; its commit.
+fn fetch_branch(
+    repo: &Repository,
+    url: &str,
+    branch: &str,
+    auth: &GitAuth,
+) -> Result<git2::Oid, SourceError> {
+    let attempt = Attempt::new(auth, url)?;
+    let mut remote = repo.remote_anonymous(url)?;
+    let mut opts = FetchOptions::new();
+    opts.remote_callbacks(attempt.callbacks());
+    let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
+    remote
+        .fetch(&[&refspec], Some(&mut opts), None)
+        .map_err(|e| attempt.failure(e))?;
+    let wanted = format!("refs/heads/{branch}");
+    let heads: Vec<String> = remote
+        .list()
+        .map(|l| l.iter().map(|h| h.name().to_string()).collect())
+        .unwrap_or_default();
+    let missing = || {
+        let mut available: Vec<&str> = heads
+            .iter()
+            .filter_map(|h| h.strip_prefix("refs/heads/"))
+            .take(10)
+            .collect();
+        available.sort();
+        SourceError::BranchMissing {
+            url: redact_url(url),
+            branch: branch.to_string(),
+            available: if available.is_empty() {
+                String::new()
+            } else {
+                format!("; it has: {}", available.join(", "))
+            },
+        }
+    };
+    if !heads.is_empty() && !heads.contains(&wanted) {
+        return Err(missing());
+    }
+    let reference = repo
+        .find_reference(&format!("refs/remotes/origin/{branch}"))
+        .map_err(|_| missing())?;
+    Ok(reference.peel_to_commit()?.id())
 }
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Source({})", self.describe())
     }
-}
-
-/// The URL with its credentials replaced by `***`: `https://user:token@host/r.git` shows as
-/// `https://user:***@host/r.git`, and `https://token@host/r.git` (a lone user name over HTTP is
-/// usually a token) as `https://***@host/r.git`. The user of `ssh://git@host/r.git` and of
-/// `git@host:r.git` is no secret and stays.
-pub fn redact_url(url: &str) -> String {
-    let Some((user, password, at)) = userinfo(url) else {
-        return url.to_string();
-    };
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let shown = match password {
-        Some(_) => format!("{user}:***"),
-        None if is_http(url) => "***".to_string(),
-        None => return url.to_string(),
-    };
-    format!("{}{shown}{}", &url[..scheme_end], &url[at..])
-}
-
-/// The user, the password and the index of the `@` of a `scheme://user[:password]@host/…` URL.
-fn userinfo(url: &str) -> Option<(&str, Option<&str>, usize)> {
-    let start = url.find("://")? + 3;
-    let authority_end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    let at = start + url[start..authority_end].rfind('@')?;
-    let info = &url[start..at];
-    Some(match info.split_once(':') {
-        Some((user, password)) => (user, Some(password), at),
-        None => (info, None, at),
-    })
-}
-
-fn is_http(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
-}
-
-/// `message` without the URL's credentials: the URL itself and its secret part (raw and
-/// percent-decoded) are replaced.
-fn scrub(message: &str, url: &str) -> String {
-    let mut out = message.replace(url, &redact_url(url));
-    let secret = match userinfo(url) {
-        Some((_, Some(password), _)) => password,
-        Some((user, None, _)) if is_http(url) => user,
-        _ => return out,
-    };
-    for s in [secret.to_string(), percent_decode(secret)] {
-        if !s.is_empty() {
-            out = out.replace(&s, "***");
-        }
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Writes the files to `dir` (replacing what was there), for build contexts.
@@ -309,37 +278,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_in_source_urls_are_hidden() {
-        for (url, shown) in [
-            (
-                "https://alice:t0ken@git.example.com/infra.git",
-                "https://alice:***@git.example.com/infra.git",
-            ),
-            (
-                "https://ghp_abc123@github.com/o/r.git",
-                "https://***@github.com/o/r.git",
-            ),
-            (
-                "HTTP://x:p%40ss@h:8080/r.git?x=@y",
-                "HTTP://x:***@h:8080/r.git?x=@y",
-            ),
-            (
-                "ssh://git@github.com/o/r.git",
-                "ssh://git@github.com/o/r.git",
-            ),
-            (
-                "ssh://git:pw@github.com/o/r.git",
-                "ssh://git:***@github.com/o/r.git",
-            ),
-            ("git@github.com:o/r.git", "git@github.com:o/r.git"),
-            ("file:///srv/r.git", "file:///srv/r.git"),
-            (
-                "https://github.com/o/r@main.git",
-                "https://github.com/o/r@main.git",
-            ),
-        ] {
-            assert_eq!(redact_url(url), shown, "{url}");
-        }
+    fn a_source_shows_its_url_without_credentials() {
         let dir = tempfile::tempdir().unwrap();
         let s = Source::new(
             "https://alice:t0ken@git.example.com/infra.git",
@@ -352,15 +291,5 @@ mod tests {
             "https://alice:***@git.example.com/infra.git (main, deploy)"
         );
         assert!(!format!("{s:?}").contains("t0ken"));
-    }
-
-    #[test]
-    fn errors_lose_the_url_s_secret_raw_and_decoded() {
-        let url = "https://bob:p%40ss@h/r.git";
-        let m = scrub(
-            "failed for https://bob:p%40ss@h/r.git with p@ss and p%40ss",
-            url,
-        );
-        assert_eq!(m, "failed for https://bob:***@h/r.git with *** and ***");
     }
 }

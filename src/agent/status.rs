@@ -18,8 +18,13 @@ pub struct Status {
     pub applied_at: Option<u64>,
     pub last_outcome: Option<String>,
     pub last_error: Option<String>,
-    /// A revision that failed validation and is not applied.
+    /// A revision that failed validation, or was refused for its signature, and is not applied.
     pub invalid_revision: Option<String>,
+    /// Why the last fetch of the source failed (cleared by the next that succeeds); meanwhile
+    /// the last good revision stays applied.
+    pub source_error: Option<String>,
+    /// With --verify-signatures: who signed the last good revision, `principal (SHA256:...)`.
+    pub signed_by: Option<String>,
     pub reconciles: u64,
     pub ready: bool,
     /// `held`, `waiting`, `not-configured` (no PostgreSQL provider: this agent does everything) or an error.
@@ -35,6 +40,13 @@ pub struct Status {
     pub last_drill: Option<crate::disaster::Figures>,
     /// The last `converge recover`, likewise.
     pub last_recovery: Option<crate::disaster::Figures>,
+    /// With `providers.swarm`: whether this agent applies the swarm's services (`applies`: the
+    /// swarm's leader, or the cluster lock's holder) or leaves them to another (`follows`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm_role: Option<String>,
+    /// With `providers.swarm`: the project's tasks and the node each runs on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub swarm_tasks: Vec<crate::model::live::TaskRow>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

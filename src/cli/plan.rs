@@ -11,7 +11,9 @@ use super::{Outcome, PlanFormat};
 use crate::diff::synthetic::after_apply;
 use crate::diff::{diff, DiffOptions};
 use crate::engine::{check_host, offline_plan, state_dir, Engine, PlanOptions, SavedPlan};
-use crate::load::git::at_revision;
+use crate::load::allowed_signers::AllowedSigners;
+use crate::load::git::{at_revision, signature_at};
+use crate::load::signature;
 use crate::load::{self, SourceTree};
 use crate::model::attributes::ReferenceDigest;
 use crate::model::live::LiveState;
@@ -51,6 +53,10 @@ pub struct PlanArgs {
     /// With --base: the revision to compare (default: the working tree).
     #[arg(long, value_name = "GIT_REV", requires = "base")]
     pub head: Option<String>,
+    /// With --head: refuse (exit 1) unless the head commit is signed (`git commit -S` with
+    /// gpg.format=ssh) by a key listed in this allowed-signers file.
+    #[arg(long, value_name = "ALLOWED_SIGNERS", requires = "head")]
+    pub verify_signatures: Option<PathBuf>,
     /// Print the full text of rendered files being created (by default one line each:
     /// how many lines, rendered from which template). Diffs of changed files are always full.
     #[arg(long)]
@@ -68,6 +74,9 @@ impl PlanArgs {
 }
 
 pub fn run(args: PlanArgs, state: Option<&Path>) -> anyhow::Result<Outcome> {
+    if let (Some(file), Some(head)) = (&args.verify_signatures, &args.head) {
+        verify_head(file, &args.dir, head)?;
+    }
     // The base revision loads on a second thread while the head loads: they are independent.
     let (head, base) = std::thread::scope(|s| {
         let base = args
@@ -181,6 +190,20 @@ fn load_head(args: &PlanArgs) -> anyhow::Result<Head> {
     };
     let desired = load::load(&tree, args.env.as_deref());
     Ok((head_rev, tree, desired))
+}
+
+/// Refuses a head commit that is not signed by a key in the allowed-signers `file`.
+fn verify_head(file: &Path, dir: &Path, head: &str) -> anyhow::Result<()> {
+    let signers = AllowedSigners::read(file)?;
+    let commit = signature_at(dir, head)?;
+    let verified = signature::verify(&commit.as_signed(), &signers)?;
+    eprintln!(
+        "commit {} is signed by {} ({})",
+        commit.short,
+        verified.principals.join(", "),
+        verified.fingerprint
+    );
+    Ok(())
 }
 
 /// What the base revision would have left: its id, the live state after applying it, and notes.

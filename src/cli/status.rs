@@ -3,6 +3,7 @@
 //! and the active limit; the last recovery drill and recovery (RTO, RPO) from the journal.
 //! Read-only: nothing is recorded or changed.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use crate::disaster::{self, Figures, RecoveryKind};
 use crate::engine::budgets;
 use crate::engine::journal::{self, Journal};
 use crate::engine::{state_dir, Engine};
+use crate::model::live::TaskRow;
 use crate::model::{DesiredState, Kind, ResourceId};
 
 #[derive(Args, Debug)]
@@ -57,6 +59,9 @@ pub struct Report {
     pub services: Vec<ServiceRow>,
     pub budgets: Vec<BudgetStatus>,
     pub recovery: RecoveryRow,
+    /// Swarm's tasks of this project, with the node each runs on (`providers.swarm` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskRow>,
     pub warnings: Vec<String>,
 }
 
@@ -201,12 +206,17 @@ async fn gather(
         journal::now(),
     )
     .await;
+    let tasks = match session.registry().swarm() {
+        Some(swarm) => swarm.task_rows().await?,
+        None => Vec::new(),
+    };
     Ok(Report {
         project: project.to_string(),
         environment: desired.environment.clone(),
         services,
         budgets,
         recovery: RecoveryRow::of(desired, &entries),
+        tasks,
         warnings,
     })
 }
@@ -279,6 +289,10 @@ pub fn text(r: &Report) -> String {
             );
         }
     }
+    if !r.tasks.is_empty() {
+        out.push('\n');
+        out.push_str(&tasks_text(&r.tasks));
+    }
     let recovery = r.recovery.text();
     if !recovery.is_empty() {
         out.push('\n');
@@ -288,4 +302,89 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     out
+}
+
+/// Tasks per node: node → rows.
+fn by_node(rows: &[TaskRow]) -> BTreeMap<&str, Vec<&TaskRow>> {
+    let mut out: BTreeMap<&str, Vec<&TaskRow>> = BTreeMap::new();
+    for r in rows {
+        out.entry(r.node.as_str()).or_default().push(r);
+    }
+    out
+}
+
+/// `Swarm tasks by node:` then `  NODE  SERVICE  SLOT  STATE` rows.
+fn tasks_text(rows: &[TaskRow]) -> String {
+    let service = |r: &TaskRow| {
+        let name = r.resource.trim_start_matches("service/");
+        match &r.color {
+            Some(c) => format!("{name} ({c})"),
+            None => name.to_string(),
+        }
+    };
+    let nw = rows.iter().map(|r| r.node.len()).max().unwrap_or(4).max(4);
+    let sw = rows
+        .iter()
+        .map(|r| service(r).len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let mut out = String::from("Swarm tasks by node:\n");
+    let _ = writeln!(
+        out,
+        "  {:<nw$}  {:<sw$}  {:>4}  STATE",
+        "NODE", "SERVICE", "SLOT"
+    );
+    for (node, tasks) in by_node(rows) {
+        for r in tasks {
+            let why = r
+                .message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {node:<nw$}  {:<sw$}  {:>4}  {}{why}",
+                service(r),
+                r.slot,
+                r.state
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(resource: &str, color: Option<&str>, slot: u32, node: &str, state: &str) -> TaskRow {
+        TaskRow {
+            resource: resource.into(),
+            color: color.map(str::to_string),
+            slot,
+            node: node.into(),
+            state: state.into(),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn swarm_tasks_are_listed_by_node() {
+        let mut pending = row("service/worker", None, 2, "worker-2", "pending");
+        pending.message = Some("no suitable node".into());
+        let rows = vec![
+            row("service/api", Some("green"), 1, "manager-1", "running"),
+            row("service/worker", None, 1, "worker-2", "running"),
+            pending,
+        ];
+        assert_eq!(
+            tasks_text(&rows),
+            "Swarm tasks by node:\n  \
+             NODE       SERVICE      SLOT  STATE\n  \
+             manager-1  api (green)     1  running\n  \
+             worker-2   worker          1  running\n  \
+             worker-2   worker          2  pending (no suitable node)\n"
+        );
+    }
 }

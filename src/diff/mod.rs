@@ -20,16 +20,18 @@ use crate::render::{self, ActiveColor};
 /// Compares desired and live state.
 pub fn diff(desired: &DesiredState, live: &LiveState, opts: &DiffOptions) -> Diff {
     let mut out = Diff::default();
+    // On Swarm, services are the whole swarm's: Swarm places them, not `--host`.
+    let swarm = desired.project.providers.swarm.is_some();
     let services: Vec<&Service> = desired
         .services()
         .filter(|s| match opts.host {
-            Some(h) => hosts_of(s, &desired.project).contains(&h),
-            None => true,
+            Some(h) if !swarm => hosts_of(s, &desired.project).contains(&h),
+            _ => true,
         })
         .collect();
     infrastructure(desired, live, &services, &mut out);
     for s in &services {
-        diff_service(s, live, opts, &mut out);
+        diff_service(s, live, opts, swarm, &mut out);
     }
     for s in desired.services() {
         if s.deploy.strategy == Strategy::BlueGreen && !out.colors.contains_key(s.name.as_str()) {
@@ -137,7 +139,12 @@ pub(super) fn infrastructure(
             ChangeAction::Create,
             "the project's network does not exist",
         );
-        c.attributes.push(added("driver", "bridge"));
+        let driver = if desired.project.providers.swarm.is_some() {
+            "overlay"
+        } else {
+            "bridge"
+        };
+        c.attributes.push(added("driver", driver));
         out.changes.push(c);
     }
     let mut volumes: BTreeMap<&str, bool> = BTreeMap::new();

@@ -13,16 +13,28 @@ pub(super) fn container_visible(key: &str, replaces: bool) -> bool {
 }
 
 /// A service's changes, each carrying the service's spec hash.
-pub(super) fn diff_service(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Diff) {
+pub(super) fn diff_service(
+    s: &Service,
+    live: &LiveState,
+    opts: &DiffOptions,
+    swarm: bool,
+    out: &mut Diff,
+) {
     let from = out.changes.len();
-    let hash = service_changes(s, live, opts, out);
+    let hash = service_changes(s, live, opts, swarm, out);
     for c in &mut out.changes[from..] {
         c.spec_hash = Some(hash.clone());
     }
 }
 
 /// Pushes the changes a service needs; returns its spec hash.
-fn service_changes(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut Diff) -> String {
+fn service_changes(
+    s: &Service,
+    live: &LiveState,
+    opts: &DiffOptions,
+    swarm: bool,
+    out: &mut Diff,
+) -> String {
     let id = id_of(Kind::Service, s.name.as_str());
     let desired = service_attributes(s, opts);
     let hash = desired.spec_hash();
@@ -96,6 +108,12 @@ fn service_changes(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut 
         .collect();
     let why = if moved.is_some() && changed_keys == ["image"] {
         "image tag moved to new content".to_string()
+    } else if changed_keys.is_empty()
+        && current
+            .iter()
+            .any(|c| c.spec_hash == crate::model::live::EDITED_SPEC)
+    {
+        "drift: changed outside converge".to_string()
     } else if changed_keys.is_empty() {
         "container spec changed".to_string()
     } else {
@@ -133,8 +151,14 @@ fn service_changes(s: &Service, live: &LiveState, opts: &DiffOptions, out: &mut 
         }
         out.colors.insert(s.name.to_string(), color_port(s, from));
     } else if spec_changed {
+        // Swarm updates a service in place (it rolls the tasks); containers are replaced.
+        let action = if swarm {
+            ChangeAction::Update
+        } else {
+            ChangeAction::Replace
+        };
         change(
-            ChangeAction::Replace,
+            action,
             why,
             ServiceChange::Replace {
                 strategy: s.deploy.strategy,

@@ -120,7 +120,9 @@ pub async fn execute(
     let mut done: Vec<(&Step, Undo)> = Vec::new();
     let mut retired_on_success: Vec<String> = Vec::new();
     let mut saved: Vec<String> = Vec::new();
-    // Independent service creations start together (like compose), at most 4 at a time.
+    // Independent service creations start together (like compose), at most 4 at a time; on
+    // Swarm, which does the work, creations and updates of up to 16 services wait together.
+    let swarm = ctx.registry.swarm().is_some();
     let mut ahead: BTreeMap<usize, (Result<Undo, StepError>, f64)> = BTreeMap::new();
     let mut completed: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
     for (pos, step) in plan.steps.iter().enumerate() {
@@ -136,10 +138,10 @@ pub async fn execute(
             journal.record(Event::ApplyInterrupted { step: step.id })?;
             return Ok(Outcome::Interrupted { after: step.id - 1 });
         }
-        if !ahead.contains_key(&step.id) && parallel(step, &changes) {
+        if !ahead.contains_key(&step.id) && parallel(step, &changes, swarm) {
             let batch: Vec<&Step> = plan.steps[pos..]
                 .iter()
-                .take_while(|s| parallel(s, &changes))
+                .take_while(|s| parallel(s, &changes, swarm))
                 .filter(|s| s.waits_for.iter().all(|w| completed.contains(w)))
                 .collect();
             if batch.len() > 1 {
@@ -152,11 +154,11 @@ pub async fn execute(
                             let t = Instant::now();
                             (
                                 s.id,
-                                create_service(s, changes_ref, ctx).await,
+                                independent_step(s, changes_ref, ctx).await,
                                 t.elapsed().as_secs_f64(),
                             )
                         })
-                        .buffer_unordered(4)
+                        .buffer_unordered(if swarm { 16 } else { 4 })
                         .collect()
                         .await;
                 for (id, r, secs) in results {
@@ -273,17 +275,19 @@ fn discard_kept(done: &[(&Step, Undo)]) {
     }
 }
 
-/// A plain service creation: needs nothing from the journal, can run beside others.
-fn parallel(step: &Step, changes: &Changes<'_>) -> bool {
-    step.action == StepAction::Create
-        && step.resource.kind == Kind::Service
-        && matches!(
-            changes.get(&step.resource).and_then(|c| c.service.as_ref()),
-            Some(ServiceChange::Start { color: None, .. })
-        )
+/// A plain service creation (or, on Swarm, a service update): needs nothing from the journal,
+/// can run beside others.
+fn parallel(step: &Step, changes: &Changes<'_>, swarm: bool) -> bool {
+    let sc = changes.get(&step.resource).and_then(|c| c.service.as_ref());
+    step.resource.kind == Kind::Service
+        && match step.action {
+            StepAction::Create => matches!(sc, Some(ServiceChange::Start { color: None, .. })),
+            StepAction::Replace => swarm && matches!(sc, Some(ServiceChange::Replace { .. })),
+            _ => false,
+        }
 }
 
-async fn create_service(
+async fn independent_step(
     step: &Step,
     changes: &Changes<'_>,
     ctx: &Run<'_>,

@@ -13,7 +13,7 @@ use crate::model::live::LiveState;
 use crate::model::service::{Metric, Service};
 use crate::model::{DesiredState, Kind, ResourceId};
 use crate::providers::postgres::{Connection, Postgres};
-use crate::providers::runtime::{ContainerReading, ContainerRuntime, RuntimeError};
+use crate::providers::runtime::{ContainerReading, Meter, RuntimeError};
 use crate::scale::{self, Autoscaled, Decision, Sample, Samples};
 
 /// How many queue-depth queries are in flight at once.
@@ -52,7 +52,7 @@ impl Autoscaler {
         &mut self,
         desired: &DesiredState,
         live: &LiveState,
-        runtime: Option<&dyn ContainerRuntime>,
+        runtime: Option<&dyn Meter>,
         postgres: Option<&Postgres>,
         now: u64,
     ) -> Round {
@@ -231,10 +231,7 @@ impl Autoscaler {
 type Reading = (String, String, Result<ContainerReading, String>);
 
 /// Reads each (service, container) through the runtime, all at once.
-async fn read_containers(
-    runtime: &dyn ContainerRuntime,
-    wanted: Vec<(String, String)>,
-) -> Vec<Reading> {
+async fn read_containers(runtime: &dyn Meter, wanted: Vec<(String, String)>) -> Vec<Reading> {
     if wanted.is_empty() {
         return Vec::new();
     }

@@ -12,6 +12,9 @@ use super::journal::{self, Journal, JournalError};
 
 /// Stops `color` of a service on the runtime.
 async fn drain(ctx: &Run<'_>, id: &ResourceId, color: Color) -> Result<(), String> {
+    if let Some(swarm) = ctx.registry.swarm() {
+        return swarm.drain_color(id.name.as_str(), color).await;
+    }
     let rt = ctx
         .registry
         .runtime()

@@ -86,6 +86,7 @@ impl StepError {
             | StepError::SwitchBackFailed { .. } => true,
             StepError::Provider(ProviderError::Containers(e)) => container_condemns(e),
             StepError::Provider(ProviderError::Runtime(e)) => !e.is_transient(),
+            StepError::Provider(ProviderError::Swarm(e)) => e.condemns_the_spec(),
             // A router's file that cannot be written or reloaded, a secret or a database that
             // cannot be reached: nothing the new spec did.
             StepError::Provider(_) => false,

@@ -77,6 +77,14 @@ pub fn spent(
 /// Keeps probing the new color for `verify_for` after the switch: the container must stay up
 /// and its health check must not fail twice in a row.
 pub async fn verify(ctx: &Run<'_>, targets: &[(ResourceId, Color)]) -> Result<(), String> {
+    if let Some(swarm) = ctx.registry.swarm() {
+        for (id, color) in targets {
+            if let Some(s) = ctx.desired.service(&id.name) {
+                swarm.verify_color(s, *color).await?;
+            }
+        }
+        return Ok(());
+    }
     let project = ctx.desired.project.name.as_str();
     let Some(rt) = ctx.registry.runtime() else {
         return Ok(());

@@ -1,11 +1,13 @@
 //! Reading a desired state from a git revision: the files of a commit's tree, straight from git
-//! objects (no checkout). Used by the agent's git source and by `plan --base/--head`.
+//! objects (no checkout), and a commit's signature with what it signs. Used by the agent's git
+//! source and by `plan --base/--head`.
 
 use std::path::Path;
 
 use git2::{Repository, TreeWalkMode, TreeWalkResult};
 use thiserror::Error;
 
+use super::signature::SignedCommit;
 use super::SourceTree;
 
 /// A git failure, with git's own message.
@@ -86,4 +88,52 @@ pub fn at_revision(dir: &Path, rev: &str) -> Result<(String, SourceTree), GitErr
     let mut tree = tree_of(&repo, &commit, (!rel.is_empty()).then_some(rel.as_str()))?;
     tree.root = dir.display().to_string();
     Ok((commit.id().to_string(), tree))
+}
+
+/// A commit's `gpgsig` header and the commit object without it, as git stores them.
+#[derive(Debug, Clone)]
+pub struct CommitSignature {
+    /// The first 12 characters of the commit id.
+    pub short: String,
+    pub signature: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// The committer's time, Unix seconds.
+    pub time: i64,
+}
+
+impl CommitSignature {
+    pub fn of(repo: &Repository, commit: &git2::Commit) -> Result<CommitSignature, GitError> {
+        let id = commit.id();
+        let (signature, payload) = match repo.extract_signature(&id, None) {
+            Ok((sig, data)) => (Some(sig.to_vec()), data.to_vec()),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => (None, Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(CommitSignature {
+            short: id.to_string()[..12].to_string(),
+            signature,
+            payload,
+            time: commit.committer().when().seconds(),
+        })
+    }
+
+    /// Bytes for [`super::signature::verify`].
+    pub fn as_signed(&self) -> SignedCommit<'_> {
+        SignedCommit {
+            id: &self.short,
+            signature: self.signature.as_deref(),
+            payload: &self.payload,
+            time: self.time,
+        }
+    }
+}
+
+/// The signature of `rev` in the repository that contains `dir`.
+pub fn signature_at(dir: &Path, rev: &str) -> Result<CommitSignature, GitError> {
+    let repo = Repository::discover(dir)?;
+    let commit = repo
+        .revparse_single(rev)
+        .map_err(|e| GitError(format!("cannot resolve `{rev}`: {}", e.message())))?
+        .peel_to_commit()?;
+    CommitSignature::of(&repo, &commit)
 }

@@ -1,12 +1,15 @@
 //! Loading: read a desired-state tree → YAML documents with source spans → typed resources →
 //! validated `DesiredState`, reporting every problem at once. Only `load_dir` does I/O.
 
+pub mod allowed_signers;
 pub mod de;
 pub mod diagnostic;
 pub mod git;
 mod implied;
 pub mod limits;
 pub mod overrides;
+pub mod pattern;
+pub mod signature;
 pub mod source;
 pub mod validate;
 pub mod yaml;

@@ -55,6 +55,10 @@ pub struct LiveContainer {
     pub image_digest: Option<String>,
 }
 
+/// The spec hash a runtime reports for a container (a Swarm task slot) whose spec was changed
+/// outside converge: it matches no desired spec, so the service is put back.
+pub const EDITED_SPEC: &str = "edited-outside-converge";
+
 /// A service's containers and which color takes traffic (derived from the router and labels).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveService {
@@ -164,4 +168,18 @@ pub struct ReplicaOverride {
     pub replicas: u32,
     pub reason: String,
     pub origin: Origin,
+}
+
+/// One task: which service and slot, on which node, in which state.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskRow {
+    /// `service/api`.
+    pub resource: String,
+    pub color: Option<String>,
+    pub slot: u32,
+    pub node: String,
+    /// Swarm's task state: `running`, `starting`, `pending`, …
+    pub state: String,
+    /// Why it is not running, when Swarm says.
+    pub message: Option<String>,
 }

@@ -84,6 +84,89 @@ pub struct Providers {
     pub postgres: Option<PostgresProvider>,
     #[serde(default)]
     pub s3: Option<S3Provider>,
+    /// Run services on Docker Swarm (a manager's API) instead of as containers on one engine.
+    #[serde(default)]
+    pub swarm: Option<SwarmProvider>,
+}
+
+/// Docker Swarm as the runtime of services: each Service (each color of a blue-green one)
+/// becomes a Swarm service; Swarm schedules its tasks over the nodes.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmProvider {
+    /// A manager's API: `unix:///var/run/docker.sock` or `tcp://manager:2375`; default:
+    /// `DOCKER_HOST`, then the local socket.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// How ports are published: `host` (on the node that runs the task; the default, what a
+    /// Router on that node reaches) or `ingress` (the routing mesh, on every node).
+    #[serde(default)]
+    pub publish: SwarmPublish,
+    /// How services are found on the project's overlay network: `dnsrr` (the default: the
+    /// service name resolves to its tasks' addresses) or `vip` (one virtual address).
+    #[serde(default)]
+    pub endpoint_mode: SwarmEndpointMode,
+}
+
+/// What of a service Swarm cannot run: the field, the problem and what to do.
+pub struct SwarmRefusal {
+    pub path: &'static [&'static str],
+    pub why: String,
+    pub hint: &'static str,
+}
+
+const PLAIN_DOCKER: &str = "run it in a project that uses the docker provider";
+
+impl SwarmProvider {
+    /// What of a service Swarm cannot run, if anything.
+    pub fn refuses(s: &super::Service) -> Option<SwarmRefusal> {
+        let refusal = |path, why: String, hint| Some(SwarmRefusal { path, why, hint });
+        if s.resources.gpus > 0 || !s.resources.gpu_devices.is_empty() {
+            return refusal(
+                &["resources"],
+                "Swarm services are not offered GPUs".into(),
+                PLAIN_DOCKER,
+            );
+        }
+        if !s.devices.is_empty() {
+            return refusal(
+                &["devices"],
+                "Swarm services cannot be given `devices`".into(),
+                PLAIN_DOCKER,
+            );
+        }
+        if s.build.is_some() && s.image.is_none() {
+            return refusal(
+                &["build"],
+                "`build` would need the image on every node of the swarm".into(),
+                "build and push the image in CI, then declare `image`",
+            );
+        }
+        if s.placement.hosts.len() > 1 {
+            return refusal(
+                &["placement", "hosts"],
+                format!("Swarm constraints cannot say \"one of\" {} hosts", s.placement.hosts.len()),
+                "label those nodes (`docker node update --label-add role=web NODE`) and use `placement: {labels: {role: web}}`",
+            );
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwarmPublish {
+    #[default]
+    Host,
+    Ingress,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwarmEndpointMode {
+    #[default]
+    Dnsrr,
+    Vip,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -287,7 +287,11 @@ impl StepBuilder {
                 self.push(
                     id,
                     StepAction::Create,
-                    "create the bridge network".into(),
+                    if desired.project.providers.swarm.is_some() {
+                        "create the overlay network".into()
+                    } else {
+                        "create the bridge network".into()
+                    },
                     deps,
                     comp(StepAction::Delete, "remove the network"),
                     false,
@@ -459,8 +463,13 @@ impl StepBuilder {
                 );
             }
             ServiceChange::Replace { strategy, replicas } => {
+                let swarm = desired.project.providers.swarm.is_some();
                 let how = match strategy {
+                    Strategy::Rolling if swarm => {
+                        "Swarm updates one task at a time and rolls back on failure"
+                    }
                     Strategy::Rolling => "one replica at a time, each health-gated",
+                    _ if swarm => "Swarm replaces all tasks at once and rolls back on failure",
                     _ => "stop the old containers, start the new ones",
                 };
                 self.push(

@@ -7,6 +7,7 @@ use crate::providers::postgres::PgError;
 use crate::providers::runtime::RuntimeError;
 use crate::providers::s3::S3Error;
 use crate::providers::services::ContainerError;
+use crate::providers::swarm::SwarmError;
 use crate::secrets::SecretError;
 
 #[derive(Debug, Error)]
@@ -23,6 +24,8 @@ pub enum ProviderError {
     Containers(#[from] ContainerError),
     #[error(transparent)]
     Files(#[from] FileError),
+    #[error(transparent)]
+    Swarm(#[from] SwarmError),
     /// No provider in this build or this project applies this kind.
     #[error("no provider in this version of converge can {action} {resource}{hint}")]
     Unsupported {

@@ -16,6 +16,7 @@ pub mod runtime;
 pub mod s3;
 pub mod safety;
 pub mod services;
+pub mod swarm;
 pub mod undo;
 
 use std::any::Any;

@@ -38,6 +38,7 @@ pub const FACTORIES: &[Factory] = &[
     crate::providers::files::FACTORY,
     crate::providers::postgres::FACTORY,
     crate::providers::s3::FACTORY,
+    crate::providers::swarm::FACTORY,
 ];
 
 /// The kinds the providers `desired` wants would reconcile, without connecting any: what an
@@ -120,6 +121,20 @@ impl Registry {
     /// The container runtime services run on, when services are part of this project.
     pub fn runtime(&self) -> Option<&dyn ContainerRuntime> {
         self.get::<ServiceProvider>().map(|p| p.runtime().as_ref())
+    }
+
+    /// What the autoscaler reads CPU and memory from: Swarm's tasks on this node, or containers.
+    pub fn meter(&self) -> Option<&dyn crate::providers::runtime::Meter> {
+        if let Some(s) = self.swarm() {
+            return Some(s);
+        }
+        self.get::<ServiceProvider>()
+            .map(|p| p as &dyn crate::providers::runtime::Meter)
+    }
+
+    /// The Swarm runtime, when `providers.swarm` runs this project's services.
+    pub fn swarm(&self) -> Option<&crate::providers::swarm::SwarmProvider> {
+        self.get::<crate::providers::swarm::SwarmProvider>()
     }
 
     pub fn postgres(&self) -> Option<&Postgres> {

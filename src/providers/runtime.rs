@@ -183,3 +183,14 @@ pub trait ContainerRuntime: Send + Sync {
         names: &[String],
     ) -> BTreeMap<String, Result<ContainerReading, RuntimeError>>;
 }
+
+/// Where the autoscaler reads containers' CPU and memory counters from, by the names the live
+/// state gives them (containers, or a Swarm service's task slots).
+#[async_trait]
+pub trait Meter: Send + Sync {
+    /// One reading per name that has one; the others are missing or errors.
+    async fn readings(
+        &self,
+        names: &[String],
+    ) -> BTreeMap<String, Result<ContainerReading, RuntimeError>>;
+}

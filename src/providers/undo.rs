@@ -22,6 +22,19 @@ pub enum Undo {
         retired: Vec<(String, String)>,
     },
     RemoveNetwork,
+    /// Swarm services a step created.
+    RemoveSwarmServices {
+        names: Vec<String>,
+    },
+    /// A Swarm service a step updated: back to its previous spec.
+    RollbackSwarmService {
+        name: String,
+    },
+    /// A Swarm service a step scaled: back to its replica count.
+    ScaleSwarmService {
+        name: String,
+        replicas: u32,
+    },
     MigrateDown {
         database: String,
         files: Vec<DownFile>,
@@ -58,7 +71,10 @@ impl Undo {
             Undo::Nothing => None,
             Undo::RemoveContainers { .. }
             | Undo::RestoreContainers { .. }
-            | Undo::RestartRetired { .. } => Some(Kind::Service),
+            | Undo::RestartRetired { .. }
+            | Undo::RemoveSwarmServices { .. }
+            | Undo::RollbackSwarmService { .. }
+            | Undo::ScaleSwarmService { .. } => Some(Kind::Service),
             Undo::RemoveNetwork => Some(Kind::Network),
             Undo::MigrateDown { .. } => Some(Kind::Database),
             Undo::RestoreFile { .. } => Some(Kind::Router),

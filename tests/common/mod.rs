@@ -107,6 +107,15 @@ impl Drop for Project {
 
 pub fn cleanup(project: &str) {
     let filter = format!("label=converge.project={project}");
+    // Swarm services first (their tasks' containers go with them), then their secrets.
+    let services = docker(&["service", "ls", "-q", "--filter", &filter]);
+    for id in services.split_whitespace() {
+        docker(&["service", "rm", id]);
+    }
+    let secrets = docker(&["secret", "ls", "-q", "--filter", &filter]);
+    for id in secrets.split_whitespace() {
+        docker(&["secret", "rm", id]);
+    }
     let ids = docker(&["ps", "-aq", "--filter", &filter]);
     for id in ids.split_whitespace() {
         docker(&["rm", "-f", id]);

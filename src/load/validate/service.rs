@@ -169,6 +169,19 @@ fn check_metrics(s: &Service, n: &Node, ctx: &mut Ctx) {
 
 fn check_placement(s: &Service, n: &Node, ctx: &mut Ctx) {
     let Some(p) = ctx.project else { return };
+    if p.providers.swarm.is_some() {
+        // Swarm places tasks by its nodes' names and labels, not the Project's hosts.
+        if let Some(r) = crate::model::project::SwarmProvider::refuses(s) {
+            ctx.diags.push(
+                Diagnostic::at(
+                    &span_at(n, r.path),
+                    format!("service/{} cannot run on Swarm: {}", s.name, r.why),
+                )
+                .hint(r.hint),
+            );
+        }
+        return;
+    }
     let names: Vec<&str> = p.hosts.iter().map(|h| h.name.as_str()).collect();
     for (i, h) in s.placement.hosts.iter().enumerate() {
         if !names.contains(&h.as_str()) {

@@ -27,12 +27,13 @@ pub mod registry;
 mod runtime_impl;
 mod spec;
 
+pub(crate) use pull::docker_credentials;
 use spec::{create_body, tar_dir};
 
 /// Errors of this runtime are the runtime errors every provider shares.
 pub type DockerError = RuntimeError;
 
-fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
+pub(crate) fn api(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
     let what = what.into();
     move |e| DockerError::Api {
         what,
@@ -93,6 +94,11 @@ pub struct Docker {
 }
 
 impl Docker {
+    /// The engine's API client, for the Swarm runtime (which drives the same engine's manager).
+    pub fn client(&self) -> &bollard::Docker {
+        &self.client
+    }
+
     /// `endpoint`: `unix:///path` or `tcp://host:port`; default: `DOCKER_HOST`, then the local socket.
     pub fn connect(endpoint: Option<&str>, project: &str) -> Result<Docker, DockerError> {
         let shown = endpoint
@@ -149,7 +155,7 @@ impl Docker {
             })
     }
 
-    fn filters(&self, extra: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    pub(crate) fn filters(&self, extra: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
         let mut labels = vec![
             format!("{MANAGED}=true"),
             format!("{PROJECT}={}", self.project),
@@ -158,7 +164,7 @@ impl Docker {
         HashMap::from([("label".to_string(), labels)])
     }
 
-    fn labels(&self, extra: &[(&str, String)]) -> HashMap<String, String> {
+    pub(crate) fn labels(&self, extra: &[(&str, String)]) -> HashMap<String, String> {
         let mut labels = HashMap::from([
             (MANAGED.to_string(), "true".to_string()),
             (PROJECT.to_string(), self.project.clone()),
@@ -554,9 +560,11 @@ impl Docker {
 pub const FACTORY: crate::providers::registry::Factory = crate::providers::registry::Factory {
     name: "docker",
     kinds: crate::providers::services::KINDS,
+    // With `providers.swarm`, Swarm runs the services instead.
     wanted: |d| {
-        d.project.providers.docker.is_some()
-            || crate::providers::registry::has_kind(d, crate::providers::services::KINDS)
+        d.project.providers.swarm.is_none()
+            && (d.project.providers.docker.is_some()
+                || crate::providers::registry::has_kind(d, crate::providers::services::KINDS))
     },
     secret_free: true,
     connect: |d, _| {

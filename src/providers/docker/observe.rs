@@ -121,6 +121,11 @@ impl super::Docker {
                 live.networks.insert(name);
             }
         }
+        self.observe_volumes(live).await
+    }
+
+    /// Fills `live` with this project's named volumes.
+    pub async fn observe_volumes(&self, live: &mut LiveState) -> Result<(), DockerError> {
         let volumes = self
             .client
             .list_volumes(Some(ListVolumesOptions {

@@ -70,7 +70,7 @@ fn pull_error(e: PullError) -> DockerError {
     DockerError::Pull(Box::new(e))
 }
 
-pub(super) fn docker_credentials(login: Login, host: &str) -> DockerCredentials {
+pub(crate) fn docker_credentials(login: Login, host: &str) -> DockerCredentials {
     DockerCredentials {
         username: Some(login.username),
         password: Some(login.password),

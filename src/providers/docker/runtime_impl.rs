@@ -139,3 +139,13 @@ impl ContainerRuntime for Docker {
         out
     }
 }
+
+#[async_trait::async_trait]
+impl Meter for Docker {
+    async fn readings(
+        &self,
+        names: &[String],
+    ) -> BTreeMap<String, Result<ContainerReading, RuntimeError>> {
+        ContainerRuntime::readings(self, names).await
+    }
+}

@@ -275,3 +275,19 @@ impl ServiceProvider {
         }
     }
 }
+
+#[async_trait]
+impl crate::providers::runtime::Meter for ServiceProvider {
+    async fn readings(
+        &self,
+        names: &[String],
+    ) -> std::collections::BTreeMap<
+        String,
+        Result<
+            crate::providers::runtime::ContainerReading,
+            crate::providers::runtime::RuntimeError,
+        >,
+    > {
+        self.runtime.readings(names).await
+    }
+}
