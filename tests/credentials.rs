@@ -213,7 +213,9 @@ fn a_token_in_the_source_url_is_used_but_never_shown() {
     });
     let error = refused.status()["last_error"].as_str().unwrap().to_string();
     assert!(
-        error.contains(&format!("git: cannot fetch from {shown}: ")),
+        error.contains(&format!(
+            "authentication refused by {shown}: it did not accept the credentials in the --source URL (user alice)"
+        )),
         "{error}"
     );
     let (status, log) = (refused.get("/status").1, refused.log());

@@ -157,7 +157,7 @@ impl<'a> Attempt<'a> {
         if self.refused.get() || refused_by_server(&e) {
             let from_url = super::redact::url_user(self.url);
             let tried = if http {
-                self.auth.http_offer(from_url.as_deref())
+                self.auth.http_offer(from_url.as_deref(), url != self.url)
             } else {
                 self.auth.ssh_offer()
             };

@@ -150,11 +150,16 @@ impl GitAuth {
     }
 
     /// What was offered to an HTTP server, for "refused ...".
-    pub fn http_offer(&self, from_url: Option<&str>) -> String {
+    /// `in_url`: the `--source` URL carries credentials of its own (a password or token).
+    pub fn http_offer(&self, from_url: Option<&str>, in_url: bool) -> String {
         match &self.token {
             Some(t) => format!(
                 "it did not accept the token from {} (user {})",
                 t.origin(),
+                self.http_user(from_url)
+            ),
+            None if in_url => format!(
+                "it did not accept the credentials in the --source URL (user {})",
                 self.http_user(from_url)
             ),
             None => "it wants credentials, and no token is set".into(),
@@ -207,7 +212,7 @@ mod tests {
         };
         let shown = format!(
             "{auth:?} {} {}",
-            auth.http_offer(None),
+            auth.http_offer(None, false),
             auth.refused_hint(true)
         );
         assert!(!shown.contains("s3cr3t"), "{shown}");

@@ -66,7 +66,6 @@ impl Provider for ServiceProvider {
         ctx: &Context<'_>,
     ) -> Result<Undo, ProviderError> {
         let rt = self.runtime.as_ref();
-        let name = step.resource.name.as_str();
         match (step.resource.kind, step.action) {
             (Kind::Network, StepAction::Create) => {
                 rt.create_network().await?;
@@ -76,24 +75,7 @@ impl Provider for ServiceProvider {
                 rt.remove_network().await?;
                 Ok(Undo::Nothing)
             }
-            (Kind::Volume, StepAction::Create) => {
-                let prune = change
-                    .and_then(|c| c.attributes.iter().find(|a| a.key == "prune"))
-                    .and_then(|a| a.after.as_ref())
-                    .is_some_and(|v| v.display() == "true");
-                rt.create_volume(name, prune).await?;
-                Ok(Undo::Nothing)
-            }
-            // The engine cannot relabel a volume: apply journals the latest `prune` instead.
-            (Kind::Volume, StepAction::Update) => Ok(Undo::Nothing),
-            (Kind::Volume, StepAction::Delete) => {
-                if let Some(dir) = rt.volume_dir(name).await? {
-                    let what = crate::providers::Dropping::Volume { name, dir: &dir };
-                    crate::providers::safety::copy_before_drop(ctx, None, what).await?;
-                }
-                rt.remove_volume(name).await?;
-                Ok(Undo::Nothing)
-            }
+            (Kind::Volume, _) => volume_step(rt, step, change, ctx).await,
             (Kind::Service, _) => {
                 let ctx = Ctx {
                     base: ctx,
@@ -130,6 +112,42 @@ impl Provider for ServiceProvider {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+/// A named volume's step on an engine: create (labelled with its `prune`), nothing for an
+/// update (the engine cannot relabel a volume: apply journals the latest `prune` instead), or
+/// delete after a safety copy of its data.
+pub async fn volume_step(
+    rt: &dyn ContainerRuntime,
+    step: &Step,
+    change: Option<&Change>,
+    ctx: &Context<'_>,
+) -> Result<Undo, ProviderError> {
+    let name = step.resource.name.as_str();
+    match step.action {
+        StepAction::Create => {
+            let prune = change
+                .and_then(|c| c.attributes.iter().find(|a| a.key == "prune"))
+                .and_then(|a| a.after.as_ref())
+                .is_some_and(|v| v.display() == "true");
+            rt.create_volume(name, prune).await?;
+            Ok(Undo::Nothing)
+        }
+        StepAction::Update => Ok(Undo::Nothing),
+        StepAction::Delete => {
+            if let Some(dir) = rt.volume_dir(name).await? {
+                let what = crate::providers::Dropping::Volume { name, dir: &dir };
+                crate::providers::safety::copy_before_drop(ctx, None, what).await?;
+            }
+            rt.remove_volume(name).await?;
+            Ok(Undo::Nothing)
+        }
+        action => Err(ProviderError::Unsupported {
+            action: action.as_str().into(),
+            resource: step.resource.to_string(),
+            hint: String::new(),
+        }),
     }
 }
 

@@ -124,7 +124,6 @@ impl Provider for SwarmProvider {
         change: Option<&Change>,
         ctx: &Context<'_>,
     ) -> Result<Undo, ProviderError> {
-        let name = step.resource.name.as_str();
         match (step.resource.kind, step.action) {
             (Kind::Network, StepAction::Create) => {
                 self.create_network().await?;
@@ -134,22 +133,8 @@ impl Provider for SwarmProvider {
                 self.remove_network().await?;
                 Ok(Undo::Nothing)
             }
-            (Kind::Volume, StepAction::Create) => {
-                let prune = change
-                    .and_then(|c| c.attributes.iter().find(|a| a.key == "prune"))
-                    .and_then(|a| a.after.as_ref())
-                    .is_some_and(|v| v.display() == "true");
-                self.docker.create_volume(name, prune).await?;
-                Ok(Undo::Nothing)
-            }
-            (Kind::Volume, StepAction::Update) => Ok(Undo::Nothing),
-            (Kind::Volume, StepAction::Delete) => {
-                if let Some(dir) = self.docker.volume_dir(name).await? {
-                    let what = crate::providers::Dropping::Volume { name, dir: &dir };
-                    crate::providers::safety::copy_before_drop(ctx, None, what).await?;
-                }
-                self.docker.remove_volume(name).await?;
-                Ok(Undo::Nothing)
+            (Kind::Volume, _) => {
+                crate::providers::services::volume_step(&self.docker, step, change, ctx).await
             }
             (Kind::Service, _) => {
                 let undo = self.service_step(step, change, ctx).await;

@@ -33,6 +33,24 @@ pub fn update_deadline(s: &Service) -> Duration {
     (start_deadline(s) + s.deploy.verify_for.to_std()) * batches + Duration::from_secs(30)
 }
 
+fn not_converged(
+    name: &str,
+    replicas: u32,
+    running: u32,
+    started: Instant,
+    last: Option<String>,
+) -> SwarmError {
+    SwarmError::NotConverged {
+        service: name.to_string(),
+        replicas,
+        running,
+        waited: started.elapsed().as_secs(),
+        last: last
+            .map(|l| format!(" (last task: {l})"))
+            .unwrap_or_default(),
+    }
+}
+
 /// An update's state and when it started, to tell a new update from the last one.
 pub type UpdateMark = Option<(Option<U>, Option<String>)>;
 
@@ -64,15 +82,7 @@ impl super::SwarmProvider {
             }
             // Swarm restarts failing tasks forever: a few failures in a row mean it will not come up.
             if failed >= 3 || started.elapsed() > deadline {
-                return Err(SwarmError::NotConverged {
-                    service: name.to_string(),
-                    replicas,
-                    running,
-                    waited: started.elapsed().as_secs(),
-                    last: last
-                        .map(|l| format!(" (last task: {l})"))
-                        .unwrap_or_default(),
-                });
+                return Err(not_converged(name, replicas, running, started, last));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -151,15 +161,7 @@ impl super::SwarmProvider {
             }
             if started.elapsed() > deadline {
                 let (running, _, last) = self.task_counts(name).await?;
-                return Err(SwarmError::NotConverged {
-                    service: name.to_string(),
-                    replicas: s.replicas,
-                    running,
-                    waited: started.elapsed().as_secs(),
-                    last: last
-                        .map(|l| format!(" (last task: {l})"))
-                        .unwrap_or_default(),
-                });
+                return Err(not_converged(name, s.replicas, running, started, last));
             }
             tokio::time::sleep(POLL).await;
         }
