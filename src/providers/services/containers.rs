@@ -78,6 +78,43 @@ pub async fn image_for(ctx: &Ctx<'_>, s: &Service) -> Result<String, ContainerEr
     Ok(tag)
 }
 
+/// One variable of a service's environment, resolved (never logged).
+pub struct ResolvedVar {
+    pub name: String,
+    pub value: String,
+    /// From a secret reference or an env file.
+    pub secret: bool,
+}
+
+/// A service's `env` and then its env-file variables (`env` wins), resolved; the error names the
+/// variable whose reference cannot be resolved. Env-file values go through `resolve` too, so
+/// that a drill's renamed databases apply to them.
+pub fn resolved_env(
+    secrets: &crate::secrets::Secrets,
+    s: &Service,
+) -> Result<Vec<ResolvedVar>, (String, crate::secrets::SecretError)> {
+    let mut env = Vec::new();
+    for (k, v) in &s.env {
+        env.push(ResolvedVar {
+            name: k.clone(),
+            value: secrets.resolve(v).map_err(|e| (k.clone(), e))?,
+            secret: v.is_sensitive(),
+        });
+    }
+    for (k, v) in &s.env_file_values.0 {
+        if !s.env.contains_key(k) {
+            env.push(ResolvedVar {
+                name: k.clone(),
+                value: secrets
+                    .resolve(&SecretString::plain(v))
+                    .map_err(|e| (k.clone(), e))?,
+                secret: true,
+            });
+        }
+    }
+    Ok(env)
+}
+
 fn spec(
     ctx: &Ctx,
     s: &Service,
@@ -87,33 +124,15 @@ fn spec(
 ) -> Result<ContainerSpec, ContainerError> {
     let project = ctx.desired.project.name.as_str();
     let attrs = spec_attributes(ctx.secrets, s);
-    let mut env = Vec::new();
-    for (k, v) in &s.env {
-        env.push((
-            k.clone(),
-            ctx.secrets
-                .resolve(v)
-                .map_err(|error| ContainerError::Secret {
-                    service: s.name.to_string(),
-                    key: k.clone(),
-                    error,
-                })?,
-        ));
-    }
-    // Env-file variables go through `resolve` too, so that a drill's renamed databases apply.
-    for (k, v) in &s.env_file_values.0 {
-        if !s.env.contains_key(k) {
-            let value = ctx
-                .secrets
-                .resolve(&SecretString::plain(v))
-                .map_err(|error| ContainerError::Secret {
-                    service: s.name.to_string(),
-                    key: k.clone(),
-                    error,
-                })?;
-            env.push((k.clone(), value));
-        }
-    }
+    let env = resolved_env(ctx.secrets, s)
+        .map_err(|(key, error)| ContainerError::Secret {
+            service: s.name.to_string(),
+            key,
+            error,
+        })?
+        .into_iter()
+        .map(|v| (v.name, v.value))
+        .collect();
     let bg_port = match color {
         Some(Color::Blue) => s.deploy.blue.as_ref(),
         Some(Color::Green) => s.deploy.green.as_ref(),

@@ -138,8 +138,8 @@ impl Provider for SwarmProvider {
             }
             (Kind::Service, _) => {
                 let undo = self.service_step(step, change, ctx).await;
-                // Secrets of values no service uses any more go, whatever the step's outcome.
-                let _ = secrets::sweep(self.client(), &self.project).await;
+                // This service's secrets it no longer uses go, whatever the step's outcome.
+                let _ = self.sweep_secrets(step.resource.name.as_str()).await;
                 Ok(undo?)
             }
             _ => Err(ProviderError::Unsupported {
@@ -151,6 +151,17 @@ impl Provider for SwarmProvider {
     }
 
     async fn undo(&self, undo: &Undo) -> Result<(), ProviderError> {
+        let touched: Vec<&String> = match undo {
+            Undo::RemoveSwarmServices { names } => names.iter().collect(),
+            Undo::RollbackSwarmService { name } | Undo::ScaleSwarmService { name, .. } => {
+                vec![name]
+            }
+            _ => Vec::new(),
+        };
+        let mut owners = std::collections::BTreeSet::new();
+        for name in &touched {
+            owners.extend(self.owner_of(name).await);
+        }
         match undo {
             Undo::RemoveSwarmServices { names } => {
                 for n in names {
@@ -162,7 +173,10 @@ impl Provider for SwarmProvider {
             Undo::RemoveNetwork => self.remove_network().await?,
             _ => {}
         }
-        let _ = secrets::sweep(self.client(), &self.project).await;
+        // Secrets only the undone spec used go with it.
+        for service in owners {
+            let _ = self.sweep_secrets(&service).await;
+        }
         Ok(())
     }
 

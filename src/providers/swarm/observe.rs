@@ -172,7 +172,7 @@ fn resource(group: Vec<(Service, Vec<Task>)>) -> LiveResource {
         let spec = service.spec.clone().unwrap_or_default();
         let labels = spec.labels.clone().unwrap_or_default();
         let color = labels.get(COLOR).and_then(|c| parse_color(c));
-        let slots = slots(service, &spec, &labels, tasks);
+        let slots = slots(&spec, &labels, tasks);
         let serving = slots.iter().any(|c| c.running);
         if serving {
             let stamp = service
@@ -219,7 +219,6 @@ fn parse_color(c: &str) -> Option<Color> {
 /// One live entry per replica slot the spec asks for (and per slot beyond it that still has a
 /// task): running while a task of it is running or on its way.
 fn slots(
-    service: &Service,
     spec: &ServiceSpec,
     labels: &HashMap<String, String>,
     tasks: &[Task],
@@ -249,7 +248,6 @@ fn slots(
         let entry = by_slot.entry(slot).or_default();
         *entry = *entry || alive;
     }
-    let _ = service;
     by_slot
         .into_iter()
         .map(|(slot, running)| LiveContainer {

@@ -37,6 +37,7 @@ pub struct SecretFile {
 /// Everything a Swarm service spec is made from; resolved values stay out of it (secrets are
 /// referred to by their Swarm secret).
 pub struct SpecInput<'a> {
+    pub project: &'a str,
     pub service: &'a Service,
     pub color: Option<Color>,
     pub image: &'a str,
@@ -69,11 +70,7 @@ pub fn build(input: &SpecInput<'_>) -> ServiceSpec {
     let s = input.service;
     let labels: HashMap<String, String> = input.labels.clone().into_iter().collect();
     ServiceSpec {
-        name: Some(service_name(
-            labels_project(&input.labels),
-            s.name.as_str(),
-            input.color,
-        )),
+        name: Some(service_name(input.project, s.name.as_str(), input.color)),
         labels: Some(labels),
         task_template: Some(task(input)),
         mode: Some(ServiceSpecMode {
@@ -87,13 +84,6 @@ pub fn build(input: &SpecInput<'_>) -> ServiceSpec {
         endpoint_spec: Some(endpoint(input)),
         ..Default::default()
     }
-}
-
-fn labels_project(labels: &BTreeMap<String, String>) -> &str {
-    labels
-        .get(crate::providers::runtime::PROJECT)
-        .map(String::as_str)
-        .unwrap_or("converge")
 }
 
 fn task(input: &SpecInput<'_>) -> TaskSpec {
@@ -417,6 +407,7 @@ mod tests {
     fn spec_of(s: &Service, color: Option<Color>, settings: &SwarmProvider) -> ServiceSpec {
         let volume_name = |v: &str| format!("p_{v}");
         build(&SpecInput {
+            project: "p",
             service: s,
             color,
             image: "img:1",
@@ -426,10 +417,7 @@ mod tests {
                 secret_name: "p-TOKEN-abc".into(),
                 secret_id: "id1".into(),
             }],
-            labels: BTreeMap::from([(
-                crate::providers::runtime::PROJECT.to_string(),
-                "p".to_string(),
-            )]),
+            labels: BTreeMap::new(),
             network: "p",
             volume_name: &volume_name,
             settings,

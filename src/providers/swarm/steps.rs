@@ -15,7 +15,7 @@ use crate::model::{Kind, ResourceId, Service};
 use crate::plan::{Step, StepAction};
 use crate::providers::docker::api;
 use crate::providers::runtime::*;
-use crate::providers::services::containers::spec_attributes;
+use crate::providers::services::containers::{resolved_env, spec_attributes};
 use crate::providers::{Context, Undo};
 
 impl super::SwarmProvider {
@@ -131,13 +131,18 @@ impl super::SwarmProvider {
         s: &Service,
         color: Option<Color>,
     ) -> Result<ServiceSpec, SwarmError> {
-        let env =
-            secrets::split_env(s, ctx.secrets).map_err(|(key, error)| SwarmError::Secret {
-                service: s.name.to_string(),
-                key,
-                error,
-            })?;
-        let files = secrets::ensure(self.client(), &self.project, ctx.secrets, &env.secret).await?;
+        let env = resolved_env(ctx.secrets, s).map_err(|(key, error)| SwarmError::Secret {
+            service: s.name.to_string(),
+            key,
+            error,
+        })?;
+        let owner = (self.project.as_str(), s.name.as_str());
+        let files = secrets::ensure(self.client(), owner, ctx.secrets, &env).await?;
+        let plain = env
+            .into_iter()
+            .filter(|v| !v.secret)
+            .map(|v| (v.name, v.value))
+            .collect();
         let attrs = spec_attributes(ctx.secrets, s);
         let mut labels = BTreeMap::from([
             (MANAGED.to_string(), "true".to_string()),
@@ -156,10 +161,11 @@ impl super::SwarmProvider {
         let image = s.image.clone().unwrap_or_default();
         let volume_name = |logical: &str| self.docker.volume_name(logical);
         let mut spec = spec::build(&SpecInput {
+            project: &self.project,
             service: s,
             color,
             image: &image,
-            env: env.plain,
+            env: plain,
             secrets: files,
             labels,
             network: &self.project,
@@ -277,9 +283,9 @@ impl super::SwarmProvider {
         }
     }
 
-    /// The Swarm services of one converge resource (both colors of a blue-green one).
-    async fn names_of(&self, id: &ResourceId) -> Result<Vec<String>, SwarmError> {
-        let want = ResourceId::new(Kind::Service, id.name.as_str()).to_string();
+    /// The specs of one converge service's Swarm services (both colors of a blue-green one).
+    async fn specs_of(&self, service: &str) -> Result<Vec<ServiceSpec>, SwarmError> {
+        let want = ResourceId::new(Kind::Service, service).to_string();
         Ok(self
             .services()
             .await?
@@ -291,8 +297,37 @@ impl super::SwarmProvider {
                     .and_then(|l| l.get(RESOURCE))
                     .is_some_and(|r| *r == want)
             })
+            .collect())
+    }
+
+    async fn names_of(&self, id: &ResourceId) -> Result<Vec<String>, SwarmError> {
+        Ok(self
+            .specs_of(id.name.as_str())
+            .await?
+            .into_iter()
             .filter_map(|spec| spec.name)
             .collect())
+    }
+
+    /// Removes the secrets of `service` that none of its Swarm services uses any more.
+    pub(super) async fn sweep_secrets(&self, service: &str) -> Result<(), SwarmError> {
+        let used = self
+            .specs_of(service)
+            .await?
+            .iter()
+            .filter_map(|s| s.task_template.as_ref()?.container_spec.as_ref())
+            .flat_map(|c| c.secrets.iter().flatten())
+            .filter_map(|r| r.secret_id.clone())
+            .collect();
+        secrets::sweep(self.client(), (&self.project, service), &used).await?;
+        Ok(())
+    }
+
+    /// The converge service a Swarm service belongs to (from its labels).
+    pub(super) async fn owner_of(&self, name: &str) -> Option<String> {
+        let spec = self.inspect(name).await.ok()??.spec?;
+        let resource = spec.labels?.get(RESOURCE)?.clone();
+        ResourceId::parse(&resource, None).map(|id| id.name.to_string())
     }
 }
 
